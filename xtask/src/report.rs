@@ -1,0 +1,107 @@
+//! The one report type every step produces, and its renderings.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "outcome", content = "reason")]
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// The image this is about, or `-` for repository-wide steps.
+    pub image: String,
+    pub step: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+impl StepReport {
+    pub fn new(image: &str, step: &str, outcome: Outcome, elapsed: Duration) -> StepReport {
+        StepReport {
+            image: image.to_string(),
+            step: step.to_string(),
+            outcome,
+            seconds: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed(_))
+    }
+}
+
+/// A plain aligned table for the terminal.
+pub fn table(reports: &[StepReport]) -> String {
+    let rows: Vec<[String; 5]> = reports
+        .iter()
+        .map(|r| {
+            let (outcome, detail) = match &r.outcome {
+                Outcome::Passed => ("passed", String::new()),
+                Outcome::Failed(why) => ("FAILED", why.clone()),
+                Outcome::Skipped(why) => ("skipped", why.clone()),
+            };
+            [
+                r.step.clone(),
+                r.image.clone(),
+                outcome.to_string(),
+                format!("{:.1}s", r.seconds),
+                detail.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let header = ["step", "image", "result", "time", "detail"].map(String::from);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_and_shows_reasons() {
+        let reports = [
+            StepReport::new("-", "lint", Outcome::Passed, Duration::from_millis(120)),
+            StepReport::new(
+                "base",
+                "build",
+                Outcome::Failed("exit 1\nmore".into()),
+                Duration::from_secs(3),
+            ),
+            StepReport::new(
+                "-",
+                "scan",
+                Outcome::Skipped("--skip scan".into()),
+                Duration::ZERO,
+            ),
+        ];
+        insta::assert_snapshot!(table(&reports));
+        let json = serde_json::to_string(&reports[1]).unwrap();
+        assert_eq!(
+            json,
+            r#"{"image":"base","step":"build","outcome":"failed","reason":"exit 1\nmore","seconds":3.0}"#
+        );
+    }
+}

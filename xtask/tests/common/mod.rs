@@ -1,0 +1,124 @@
+//! Helpers shared by the integration tests: the xtask binary, the repository,
+//! scratch checkouts, and the real services from `cargo xtask test-env`.
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PROVISION: &str =
+    "run the suite with `cargo xtask test`, or provision the services first: `cargo xtask test-env up && eval \"$(cargo xtask test-env env)\"`";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `cargo xtask ARGS…` on the built binary.
+pub fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("the xtask binary runs")
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A scratch copy of the repository's Containerfiles, examples, release data
+/// and DIGESTS.md, to mutate without touching the real checkout.
+pub fn copy_checkout() -> tempfile::TempDir {
+    let root = repo_root();
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let keep = name == "DIGESTS.md"
+            || name == "stagex-release"
+            || name == "examples"
+            || entry.path().join("Containerfile").is_file();
+        if keep {
+            copy_tree(&entry.path(), &copy.path().join(&name));
+        }
+    }
+    copy
+}
+
+pub fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// A program on PATH, or a failure that says how to get it.
+pub fn require_tool(program: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| panic!("`{program}` is not on PATH: {PROVISION}"))
+}
+
+/// The test registry's `host:port`, after checking the engine and registry answer.
+pub fn require_engine() -> String {
+    let registry = std::env::var("XTASK_TEST_REGISTRY")
+        .unwrap_or_else(|_| panic!("XTASK_TEST_REGISTRY is not set: {PROVISION}"));
+    assert!(
+        std::env::var("DOCKER_HOST").is_ok(),
+        "DOCKER_HOST is not set: {PROVISION}"
+    );
+    let version = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match version {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "the Docker engine does not answer ({}): {PROVISION}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(error) => panic!("no docker client ({error}): {PROVISION}"),
+    }
+    let catalog = std::net::TcpStream::connect(&registry);
+    assert!(catalog.is_ok(), "no registry at {registry}: {PROVISION}");
+    registry
+}
+
+pub fn standin_root() -> PathBuf {
+    PathBuf::from(
+        std::env::var("XTASK_STANDIN_ROOT")
+            .unwrap_or_else(|_| panic!("XTASK_STANDIN_ROOT is not set: {PROVISION}")),
+    )
+}
+
+/// Run a command, panicking with its output when it fails.
+pub fn run_ok(command: &mut Command) -> Output {
+    let output = command.output().expect("command starts");
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}",
+        text(&output)
+    );
+    output
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).unwrap();
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
