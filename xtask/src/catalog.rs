@@ -77,6 +77,21 @@ impl Catalog {
         self.images.iter().find(|image| image.name == name)
     }
 
+    /// The named images (all when `names` is empty), in dependency order.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Image>> {
+        for name in names {
+            if self.image(name).is_none() {
+                let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
+                bail!("no image `{name}`: known images are {}", known.join(", "));
+            }
+        }
+        Ok(self
+            .images
+            .iter()
+            .filter(|image| names.is_empty() || names.contains(&image.name))
+            .collect())
+    }
+
     pub fn load(root: &Path) -> Result<Catalog> {
         let mut found = Vec::new();
         for dir in image_dirs(root)? {

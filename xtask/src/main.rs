@@ -3,14 +3,21 @@
 //! its own module as a struct with `run(self, sh)`.
 
 mod all;
+mod bench;
+mod build;
 mod catalog;
 mod containerfile;
+mod demo;
 mod digests;
 mod doctor;
 mod generated;
 mod lint;
+mod oci;
+mod push;
+mod record;
 mod release;
 mod report;
+mod reproduce;
 mod settings;
 mod sha;
 mod test_env;
@@ -39,6 +46,11 @@ struct Cli {
 enum Command {
     All(all::All),
     Lint(lint::Lint),
+    Build(build::Build),
+    VerifyReproducible(reproduce::VerifyReproducible),
+    Push(push::Push),
+    Demo(demo::Demo),
+    Bench(bench::Bench),
     Digests(digests::Digests),
     Doctor(doctor::Doctor),
     TestEnv(test_env::TestEnv),
@@ -86,6 +98,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::All(cmd) => cmd.run(&sh),
         Command::Lint(cmd) => cmd.run(&sh),
+        Command::Build(cmd) => cmd.run(&sh),
+        Command::VerifyReproducible(cmd) => cmd.run(&sh),
+        Command::Push(cmd) => cmd.run(&sh),
+        Command::Demo(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
         Command::Digests(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::TestEnv(cmd) => cmd.run(&sh),

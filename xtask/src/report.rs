@@ -20,6 +20,12 @@ pub struct StepReport {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub seconds: f64,
+    /// The image manifest digest the step produced or checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Bytes of the artefact (the OCI archive for builds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 impl StepReport {
@@ -29,6 +35,8 @@ impl StepReport {
             step: step.to_string(),
             outcome,
             seconds: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+            digest: None,
+            size: None,
         }
     }
 
@@ -39,7 +47,7 @@ impl StepReport {
 
 /// A plain aligned table for the terminal.
 pub fn table(reports: &[StepReport]) -> String {
-    let rows: Vec<[String; 5]> = reports
+    let rows: Vec<[String; 7]> = reports
         .iter()
         .map(|r| {
             let (outcome, detail) = match &r.outcome {
@@ -52,11 +60,16 @@ pub fn table(reports: &[StepReport]) -> String {
                 r.image.clone(),
                 outcome.to_string(),
                 format!("{:.1}s", r.seconds),
-                detail.lines().next().unwrap_or("").to_string(),
+                r.digest.as_deref().map(short_digest).unwrap_or_default(),
+                r.size.map(human_size).unwrap_or_default(),
+                first_line_clipped(&detail, 100),
             ]
         })
         .collect();
-    let header = ["step", "image", "result", "time", "detail"].map(String::from);
+    let header = [
+        "step", "image", "result", "time", "digest", "size", "detail",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -76,6 +89,40 @@ pub fn table(reports: &[StepReport]) -> String {
     out
 }
 
+/// The first line, cut to `width` characters: the table stays readable and
+/// the full text is in the step's own output and --json.
+fn first_line_clipped(text: &str, width: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > width {
+        format!("{}…", line.chars().take(width).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// `sha256:0123456789ab…`: enough to tell images apart in a table.
+pub fn short_digest(digest: &str) -> String {
+    match digest.get(..19) {
+        Some(head) if digest.len() > 19 => format!("{head}…"),
+        _ => digest.to_string(),
+    }
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +137,11 @@ mod tests {
                 Outcome::Failed("exit 1\nmore".into()),
                 Duration::from_secs(3),
             ),
+            StepReport {
+                digest: Some(format!("sha256:{}", "ab".repeat(32))),
+                size: Some(3_500_000),
+                ..StepReport::new("app", "build", Outcome::Passed, Duration::from_millis(2500))
+            },
             StepReport::new(
                 "-",
                 "scan",

@@ -31,6 +31,7 @@ pub const NEEDS_NETWORK: &[(&str, &str)] = &[(
 
 /// Named build contexts that are neither a stage, a StageX image nor one of our
 /// images: source trees fetched at a pinned tag by the build.
+#[derive(Debug, PartialEq, Eq)]
 pub struct BuildContext {
     pub name: &'static str,
     pub image: &'static str,

@@ -1,5 +1,9 @@
 //! sha256 as lowercase hex (sha2 0.11 digests no longer format with `{:x}`).
 
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -14,6 +18,22 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub fn hex_sha256(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+/// Streams the file: archives can be large.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -122,3 +122,64 @@ pub fn sha256_file(path: &Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// `GET http://{registry}{path}` with an Accept header: (status, body).
+pub fn registry_get(registry: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(registry).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response has a header");
+    let head = String::from_utf8_lossy(&response[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+/// The demo's fixture checkout (stand-ins pushed to the test registry), made
+/// once per test binary; each test gets its own copy.
+pub fn demo_checkout() -> tempfile::TempDir {
+    static PREPARED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let prepared = PREPARED.get_or_init(|| {
+        require_engine();
+        let dir = repo_root()
+            .join("target/test-demo")
+            .join(format!("{}", std::process::id()));
+        let output = xtask(&["demo", "--setup-only", "--dir", dir.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "demo --setup-only failed:\n{}",
+            text(&output)
+        );
+        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    });
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(prepared, copy.path());
+    copy
+}
+
+/// `cargo xtask --root ROOT ARGS…` with a fixed SOURCE_DATE_EPOCH (fixture
+/// checkouts have no git history).
+pub fn xtask_in(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .output()
+        .expect("the xtask binary runs")
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}

@@ -1,0 +1,228 @@
+//! Reading OCI image archives (`docker buildx build --output type=oci`) natively:
+//! the index, the image manifest and its blobs, and the files inside layers.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// Where one blob sits inside the archive file.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobLocation {
+    pub offset: u64,
+    pub size: u64,
+}
+
+#[derive(Debug)]
+pub struct OciArchive {
+    pub path: PathBuf,
+    /// `sha256:<hex>` → location of `blobs/sha256/<hex>`.
+    blobs: BTreeMap<String, BlobLocation>,
+    pub index: Index,
+    /// The single image manifest the index points at, as raw bytes.
+    pub manifest_bytes: Vec<u8>,
+    pub manifest: Manifest,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Index {
+    pub manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+impl OciArchive {
+    pub fn open(path: &Path) -> Result<OciArchive> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut archive = tar::Archive::new(BufReader::new(file));
+        let mut blobs = BTreeMap::new();
+        let mut index_bytes = None;
+        for entry in archive
+            .entries()
+            .with_context(|| format!("{} is not a tar archive", path.display()))?
+        {
+            let mut entry = entry.with_context(|| format!("reading {}", path.display()))?;
+            let name = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            if name == "index.json" {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes)?;
+                index_bytes = Some(bytes);
+            } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+                if !hex.is_empty() {
+                    blobs.insert(
+                        format!("sha256:{hex}"),
+                        BlobLocation {
+                            offset: entry.raw_file_position(),
+                            size: entry.size(),
+                        },
+                    );
+                }
+            }
+        }
+        let index_bytes = index_bytes
+            .with_context(|| format!("{} has no index.json: not an OCI archive", path.display()))?;
+        let index: Index = serde_json::from_slice(&index_bytes)
+            .with_context(|| format!("{}: index.json", path.display()))?;
+        let [entry] = index.manifests.as_slice() else {
+            bail!(
+                "{}: index.json lists {} manifests; expected exactly one image manifest",
+                path.display(),
+                index.manifests.len()
+            );
+        };
+        let mut archive = OciArchive {
+            path: path.to_path_buf(),
+            blobs,
+            index: index.clone(),
+            manifest_bytes: Vec::new(),
+            manifest: Manifest {
+                media_type: None,
+                config: entry.clone(),
+                layers: Vec::new(),
+            },
+        };
+        let manifest_bytes = archive.read_blob(&entry.digest)?;
+        archive.manifest = serde_json::from_slice(&manifest_bytes)
+            .with_context(|| format!("{}: manifest {}", path.display(), entry.digest))?;
+        archive.manifest_bytes = manifest_bytes;
+        Ok(archive)
+    }
+
+    /// The image manifest's digest, as a registry will compute it.
+    pub fn manifest_digest(&self) -> &str {
+        &self.index.manifests[0].digest
+    }
+
+    pub fn manifest_media_type(&self) -> &str {
+        &self.index.manifests[0].media_type
+    }
+
+    pub fn blob_location(&self, digest: &str) -> Result<BlobLocation> {
+        self.blobs.get(digest).copied().with_context(|| {
+            format!(
+                "{}: blob {digest} is missing from the archive",
+                self.path.display()
+            )
+        })
+    }
+
+    /// A blob's bytes, checked against its digest.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.blob_reader(digest)?.read_to_end(&mut bytes)?;
+        let actual = format!("sha256:{}", crate::sha::hex_sha256(&bytes));
+        if actual != digest {
+            bail!(
+                "{}: blob {digest} holds content with digest {actual}: the archive is corrupt",
+                self.path.display()
+            );
+        }
+        Ok(bytes)
+    }
+
+    /// A reader over one blob (unchecked: callers that stream verify as they go).
+    pub fn blob_reader(&self, digest: &str) -> Result<impl Read> {
+        let location = self.blob_location(digest)?;
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(location.offset))?;
+        Ok(BufReader::new(file).take(location.size))
+    }
+
+    pub fn config(&self) -> Result<serde_json::Value> {
+        let bytes = self.read_blob(&self.manifest.config.digest)?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// Every file of one layer, with what makes it reproducible or not.
+    pub fn layer_files(&self, layer: &Descriptor) -> Result<BTreeMap<String, FileEntry>> {
+        let reader = self.blob_reader(&layer.digest)?;
+        let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
+            Box::new(flate2::read::GzDecoder::new(reader))
+        } else if layer.media_type.ends_with("tar") {
+            Box::new(reader)
+        } else {
+            bail!(
+                "layer {} has media type {}: only tar and tar+gzip layers can be compared",
+                layer.digest,
+                layer.media_type
+            );
+        };
+        let mut files = BTreeMap::new();
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_string();
+            let header = entry.header().clone();
+            let link = entry
+                .link_name()?
+                .map(|target| target.to_string_lossy().into_owned());
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content)?;
+            files.insert(
+                path,
+                FileEntry {
+                    kind: kind_name(header.entry_type()),
+                    size: header.size().unwrap_or(0),
+                    mode: header.mode().unwrap_or(0),
+                    uid: header.uid().unwrap_or(0),
+                    gid: header.gid().unwrap_or(0),
+                    mtime: header.mtime().unwrap_or(0),
+                    link,
+                    sha256: crate::sha::hex_sha256(&content),
+                },
+            );
+        }
+        Ok(files)
+    }
+}
+
+/// The attributes of one file in a layer that matter for reproducibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub kind: &'static str,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub link: Option<String>,
+    pub sha256: String,
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous => "file",
+        tar::EntryType::Directory => "directory",
+        tar::EntryType::Symlink => "symlink",
+        tar::EntryType::Link => "hardlink",
+        tar::EntryType::Char => "char device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "fifo",
+        _ => "other",
+    }
+}

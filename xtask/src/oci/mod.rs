@@ -1,0 +1,4 @@
+//! OCI images: archives on disk and registries on the network.
+
+pub mod archive;
+pub mod registry;
