@@ -149,7 +149,12 @@ pub fn plan(
     let mut stack: Vec<&Image> = catalog.select(names)?;
     while let Some(image) = stack.pop() {
         if wanted.insert(image.name.clone()) {
-            stack.extend(image.depends_on().iter().filter_map(|dep| catalog.image(dep)));
+            stack.extend(
+                image
+                    .depends_on()
+                    .iter()
+                    .filter_map(|dep| catalog.image(dep)),
+            );
         }
     }
     catalog
