@@ -165,7 +165,10 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
             standin.package
         ))?;
         let client = Registry::for_reference(&target)?;
-        client.block_on(crate::push::push_archive(&client, &archive, &target))?;
+        registry::block_on(async {
+            client.login().await;
+            crate::push::push_archive(&client, &archive, &target).await
+        })??;
         standins.insert(standin.package.to_string(), record.manifest_digest.clone());
     }
     let checkout = dir.join("checkout");
@@ -466,11 +469,11 @@ fn pull_back_identical(root: &Path, image: &str, pushed: &crate::push::Pushed) -
     let archive = OciArchive::open(&root.join(&record.archive))?;
     let by_digest = registry::parse_reference(&format!("{}@{}", pushed.repository, pushed.digest))?;
     let client = Registry::for_reference(&by_digest)?;
-    let (bytes, digest) = client.block_on(client.client.pull_manifest_raw(
+    let (bytes, digest) = registry::block_on(client.client.pull_manifest_raw(
         &by_digest,
         &client.auth,
         &[archive.manifest_media_type()],
-    ))?;
+    ))??;
     Ok(bytes.as_ref() == archive.manifest_bytes.as_slice() && digest == record.manifest_digest)
 }
 

@@ -12,7 +12,9 @@ mod digests;
 mod doctor;
 mod generated;
 mod lint;
+mod mirror;
 mod oci;
+mod pgp;
 mod push;
 mod record;
 mod release;
@@ -20,6 +22,7 @@ mod report;
 mod reproduce;
 mod settings;
 mod sha;
+mod signatures;
 mod test_env;
 mod test_suite;
 
@@ -49,6 +52,8 @@ enum Command {
     Build(build::Build),
     VerifyReproducible(reproduce::VerifyReproducible),
     Push(push::Push),
+    Signatures(signatures::Signatures),
+    Mirror(mirror::Mirror),
     Demo(demo::Demo),
     Bench(bench::Bench),
     Digests(digests::Digests),
@@ -101,6 +106,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(cmd) => cmd.run(&sh),
         Command::VerifyReproducible(cmd) => cmd.run(&sh),
         Command::Push(cmd) => cmd.run(&sh),
+        Command::Signatures(cmd) => cmd.run(&sh),
+        Command::Mirror(cmd) => cmd.run(&sh),
         Command::Demo(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Digests(cmd) => cmd.run(&sh),

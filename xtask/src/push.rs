@@ -74,7 +74,10 @@ pub fn push_image(root: &std::path::Path, image: &str, to: &str) -> Result<Pushe
         bail!("--to {to}: name a tag, not a digest; the digest is the archive's");
     }
     let registry = Registry::for_reference(&target)?;
-    registry.block_on(push_archive(&registry, &archive, &target))
+    registry::block_on(async {
+        registry.login().await;
+        push_archive(&registry, &archive, &target).await
+    })?
 }
 
 /// Push every blob the manifest names (skipping those the registry has),

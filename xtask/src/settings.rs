@@ -48,3 +48,16 @@ pub const BUILD_CONTEXTS: &[BuildContext] = &[BuildContext {
 
 /// Oldest Docker Engine that builds StageX images (OCI layouts with the containerd store).
 pub const MIN_DOCKER_MAJOR: u64 = 25;
+
+/// Where StageX publishes its signatures (lookaside layout:
+/// `<base>/stagex/<package>@sha256=<hex>/signature-N`).
+pub const UPSTREAM_LOOKASIDE: &str = "https://codeberg.org/stagex/signatures/raw/branch/main";
+
+/// StageX's own release rule: at least two maintainers sign every digest.
+pub const SIGNATURE_THRESHOLD: usize = 2;
+
+/// The maintainer public keys we trust, relative to the checkout.
+pub const KEYS_DIR: &str = "keys";
+
+/// Where upstream StageX images are pulled from when mirroring.
+pub const UPSTREAM_REGISTRY_PREFIX: &str = "docker.io/stagex";

@@ -39,10 +39,11 @@ pub fn parse_reference(text: &str) -> Result<Reference> {
         .with_context(|| format!("`{text}` is not a valid image reference"))
 }
 
+/// A client for one registry, with its credentials.
 pub struct Registry {
     pub client: Client,
     pub auth: RegistryAuth,
-    pub runtime: tokio::runtime::Runtime,
+    registry: String,
 }
 
 impl Registry {
@@ -63,20 +64,27 @@ impl Registry {
             ..Default::default()
         });
         let auth = credentials(&registry)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(client.store_auth_if_needed(&registry, &auth));
         Ok(Registry {
             client,
             auth,
-            runtime,
+            registry,
         })
     }
 
-    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+    /// Hand the credentials to the client before the first request.
+    pub async fn login(&self) {
+        self.client
+            .store_auth_if_needed(&self.registry, &self.auth)
+            .await;
     }
+}
+
+/// Run registry work on a current-thread runtime: async stays inside here.
+pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
 }
 
 /// Credentials for `registry`: `XTASK_REGISTRY_USERNAME`/`_PASSWORD`, else the

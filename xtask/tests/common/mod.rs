@@ -2,6 +2,8 @@
 //! scratch checkouts, and the real services from `cargo xtask test-env`.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod gpg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,442 @@
+//! StageX signature verification with sequoia (pure Rust) and the quorum rule:
+//! at least N distinct maintainer keys made a good signature over this digest
+//! of this repository.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use sequoia_openpgp as openpgp;
+use serde::Serialize;
+
+use openpgp::cert::{Cert, CertParser};
+use openpgp::parse::stream::{
+    MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
+};
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::KeyHandle;
+
+use super::lookaside::SignatureFile;
+use super::payload::{self, PayloadForm};
+
+/// The maintainer certificates we trust, from a folder of key files.
+pub struct Keyring {
+    pub certs: Vec<Cert>,
+}
+
+impl Keyring {
+    /// Every `*.asc`, `*.pgp`, `*.gpg` and `*.key` file in `dir` (armored or binary,
+    /// one or more certificates each).
+    pub fn load(dir: &Path) -> Result<Keyring> {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the keyring folder {}", dir.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        paths.sort();
+        let mut certs: Vec<Cert> = Vec::new();
+        for path in paths {
+            let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !matches!(extension, "asc" | "pgp" | "gpg" | "key") {
+                continue;
+            }
+            for cert in CertParser::from_file(&path)
+                .with_context(|| format!("{} is not an OpenPGP key file", path.display()))?
+            {
+                let cert = cert
+                    .with_context(|| format!("{}: a certificate does not parse", path.display()))?;
+                if cert.is_tsk() {
+                    bail!(
+                        "{} holds secret key material: the keyring takes public keys only (gpg --export, not --export-secret-keys)",
+                        path.display()
+                    );
+                }
+                match certs
+                    .iter_mut()
+                    .find(|c| c.fingerprint() == cert.fingerprint())
+                {
+                    Some(existing) => *existing = existing.clone().merge_public(cert)?,
+                    None => certs.push(cert),
+                }
+            }
+        }
+        if certs.is_empty() {
+            bail!("no public keys (*.asc, *.pgp, *.gpg) in {}", dir.display());
+        }
+        Ok(Keyring { certs })
+    }
+}
+
+/// What one signature file proved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub file: String,
+    /// Fingerprint (or key ID) of the key that made the signature.
+    pub signer: Option<String>,
+    /// Fingerprint of that key's primary key: the maintainer.
+    pub primary: Option<String>,
+    /// Signature creation date (UTC, `YYYY-MM-DD`).
+    pub created: Option<String>,
+    pub form: Option<PayloadForm>,
+    pub counted: bool,
+    /// Why it does not count.
+    pub reason: Option<String>,
+}
+
+/// The verdicts for one digest and whether they meet the threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuorumReport {
+    pub repository: String,
+    pub digest: String,
+    pub threshold: usize,
+    pub signers: Vec<String>,
+    pub met: bool,
+    pub verdicts: Vec<Verdict>,
+}
+
+/// Verify every signature file for `repository@sha256:digest_hex`.
+pub fn verify_quorum(
+    files: &[SignatureFile],
+    keyring: &Keyring,
+    repository: &str,
+    digest_hex: &str,
+    threshold: usize,
+) -> QuorumReport {
+    let policy = StandardPolicy::new();
+    let mut signers: Vec<String> = Vec::new();
+    let mut verdicts = Vec::new();
+    for file in files {
+        let mut verdict = verify_one(&file.bytes, keyring, &policy, repository, digest_hex);
+        verdict.file = file.name.clone();
+        if verdict.counted {
+            let primary = verdict
+                .primary
+                .clone()
+                .expect("a counted signature has a primary key");
+            if signers.contains(&primary) {
+                verdict.counted = false;
+                verdict.reason = Some(format!(
+                    "key {primary} already counted: one key counts once"
+                ));
+            } else {
+                signers.push(primary);
+            }
+        }
+        verdicts.push(verdict);
+    }
+    QuorumReport {
+        repository: repository.to_string(),
+        digest: format!("sha256:{digest_hex}"),
+        threshold,
+        met: signers.len() >= threshold,
+        signers,
+        verdicts,
+    }
+}
+
+fn refused(reason: String) -> Verdict {
+    Verdict {
+        file: String::new(),
+        signer: None,
+        primary: None,
+        created: None,
+        form: None,
+        counted: false,
+        reason: Some(reason),
+    }
+}
+
+/// One inline-signed message: cryptography first, then what the payload says.
+pub fn verify_one(
+    bytes: &[u8],
+    keyring: &Keyring,
+    policy: &StandardPolicy,
+    repository: &str,
+    digest_hex: &str,
+) -> Verdict {
+    let helper = Helper {
+        certs: &keyring.certs,
+        outcome: None,
+    };
+    let built =
+        VerifierBuilder::from_bytes(bytes).and_then(|b| b.with_policy(policy, None, helper));
+    let mut verifier = match built {
+        Ok(verifier) => verifier,
+        Err(error) => return refused(format!("not an OpenPGP signed message: {error}")),
+    };
+    let mut payload_bytes = Vec::new();
+    if let Err(error) = verifier.read_to_end(&mut payload_bytes) {
+        return refused(format!("the signed message does not read: {error}"));
+    }
+    let outcome = verifier.into_helper().outcome.unwrap_or(Outcome::Refused {
+        signer: None,
+        created: None,
+        reason: "the message carries no signature".into(),
+    });
+    let (signer, primary, created) = match outcome {
+        Outcome::Good {
+            signer,
+            primary,
+            created,
+        } => (signer, primary, created),
+        Outcome::Refused {
+            signer,
+            created,
+            reason,
+        } => {
+            return Verdict {
+                signer,
+                created,
+                ..refused(reason)
+            }
+        }
+    };
+    let mut verdict = Verdict {
+        file: String::new(),
+        signer: Some(signer),
+        primary: Some(primary),
+        created: Some(created),
+        form: None,
+        counted: false,
+        reason: None,
+    };
+    let payload = match payload::parse(&payload_bytes) {
+        Ok(payload) => payload,
+        Err(error) => {
+            verdict.reason = Some(format!("payload: {error:#}"));
+            return verdict;
+        }
+    };
+    verdict.form = Some(payload.form);
+    let wanted_repository =
+        payload::repository_of(repository).unwrap_or_else(|_| repository.to_string());
+    if payload.digest_hex != digest_hex.to_ascii_lowercase() {
+        verdict.reason = Some(format!(
+            "signs digest sha256:{}, not the requested sha256:{digest_hex}",
+            payload.digest_hex
+        ));
+    } else if payload.repository != wanted_repository {
+        verdict.reason = Some(format!(
+            "signs repository {}, not the requested {wanted_repository}",
+            payload.repository
+        ));
+    } else {
+        verdict.counted = true;
+    }
+    verdict
+}
+
+enum Outcome {
+    Good {
+        signer: String,
+        primary: String,
+        created: String,
+    },
+    Refused {
+        signer: Option<String>,
+        created: Option<String>,
+        reason: String,
+    },
+}
+
+struct Helper<'a> {
+    certs: &'a [Cert],
+    outcome: Option<Outcome>,
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(self.certs.to_vec())
+    }
+
+    /// Record the first good signature, else the first failure; never fail
+    /// here, so that the payload can still be read and reported.
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        for layer in structure {
+            let MessageLayer::SignatureGroup { results } = layer else {
+                continue;
+            };
+            for result in results {
+                let outcome = match result {
+                    Ok(good) => Outcome::Good {
+                        signer: good.ka.key().fingerprint().to_hex(),
+                        primary: good.ka.cert().fingerprint().to_hex(),
+                        created: date(good.sig.signature_creation_time()),
+                    },
+                    Err(error) => failure(&error),
+                };
+                let is_good = matches!(outcome, Outcome::Good { .. });
+                if self.outcome.is_none() || is_good {
+                    self.outcome = Some(outcome);
+                }
+                if is_good {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn failure(error: &VerificationError) -> Outcome {
+    match error {
+        VerificationError::MissingKey { sig } => Outcome::Refused {
+            signer: sig.get_issuers().first().map(|h| h.to_hex()),
+            created: Some(date(sig.signature_creation_time())),
+            reason: format!(
+                "unknown key {}: not in the keyring",
+                sig.get_issuers()
+                    .first()
+                    .map(|h| h.to_hex())
+                    .unwrap_or_else(|| "(no issuer)".into())
+            ),
+        },
+        VerificationError::UnboundKey { sig, cert, error } => Outcome::Refused {
+            signer: sig.get_issuers().first().map(|h| h.to_hex()),
+            created: Some(date(sig.signature_creation_time())),
+            reason: format!(
+                "key of {} was not valid when the signature was made: {error}",
+                cert.fingerprint().to_hex()
+            ),
+        },
+        VerificationError::BadKey { sig, ka, error } => Outcome::Refused {
+            signer: Some(ka.key().fingerprint().to_hex()),
+            created: Some(date(sig.signature_creation_time())),
+            reason: format!(
+                "key {} (primary {}) was not valid when the signature was made: {error}",
+                ka.key().fingerprint().to_hex(),
+                ka.cert().fingerprint().to_hex()
+            ),
+        },
+        VerificationError::BadSignature { sig, ka, error } => Outcome::Refused {
+            signer: Some(ka.key().fingerprint().to_hex()),
+            created: Some(date(sig.signature_creation_time())),
+            reason: format!("bad signature: {error}"),
+        },
+        VerificationError::MalformedSignature { error, .. } => Outcome::Refused {
+            signer: None,
+            created: None,
+            reason: format!("malformed signature: {error}"),
+        },
+        other => Outcome::Refused {
+            signer: None,
+            created: None,
+            reason: format!("unusable signature: {other}"),
+        },
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a time, without a date library.
+pub fn date(time: Option<SystemTime>) -> String {
+    let Some(seconds) = time
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+    else {
+        return "unknown".into();
+    };
+    // Howard Hinnant's civil-from-days.
+    let days = (seconds / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pgp::lookaside::SignatureFile;
+    use crate::pgp::payload::PayloadForm;
+    use std::time::Duration;
+
+    const LANCE_SUBKEY: &str = "67553FBDA46BB71ABD2E0B0B8E47A1EC35A1551D";
+    const LANCE_PRIMARY: &str = "6B61ECD76088748C70590D55E90A401336C8AAA9";
+    /// The copy of Lance Vick's key in keys/ expired on this day.
+    const LANCE_EXPIRY: &str = "2024-07-20";
+
+    /// Every real signature in the test data, against the real key with
+    /// threshold 1: Lance's signatures made before his key copy expired
+    /// (February to April 2024) count; those made after it (September 2024 on,
+    /// all of 2025: he had renewed the key, our copy predates that) do not; and
+    /// everyone else's key is unknown here. The dates
+    /// and signers come from gpg's own reading (INDEX.tsv), so this also checks
+    /// that sequoia reads each message as gpg did.
+    #[test]
+    fn real_stagex_signatures_against_the_real_key() {
+        let root = crate::project_root();
+        let keyring = Keyring::load(&root.join("keys")).unwrap();
+        let data = root.join("xtask/tests/testdata/stagex-signatures");
+        let mut counted = 0;
+        let mut expired = 0;
+        let mut unknown = 0;
+        for set in ["matching-pinned-refs", "release-2025.06.0"] {
+            let index = std::fs::read_to_string(data.join(set).join("INDEX.tsv")).unwrap();
+            for row in index.lines().skip(1) {
+                let columns: Vec<&str> = row.split('\t').collect();
+                let (package, digest, file, signer, created) =
+                    (columns[0], columns[1], columns[2], columns[3], columns[4]);
+                let path = data
+                    .join(set)
+                    .join("signatures/stagex")
+                    .join(format!("{package}@sha256={digest}"))
+                    .join(file);
+                let files = [SignatureFile {
+                    name: file.to_string(),
+                    bytes: std::fs::read(&path).unwrap(),
+                }];
+                let repository = format!("stagex/{package}");
+                let report = verify_quorum(&files, &keyring, &repository, digest, 1);
+                let verdict = &report.verdicts[0];
+                assert_eq!(verdict.created.as_deref(), Some(created), "{row}");
+                assert_eq!(verdict.signer.as_deref(), Some(signer), "{row}");
+                let reason = verdict.reason.clone().unwrap_or_default();
+                if signer == LANCE_SUBKEY && created < LANCE_EXPIRY {
+                    assert!(report.met && verdict.counted, "{row}: {reason}");
+                    assert_eq!(verdict.primary.as_deref(), Some(LANCE_PRIMARY));
+                    assert_eq!(verdict.form, Some(PayloadForm::StagexLegacy));
+                    counted += 1;
+                } else if signer == LANCE_SUBKEY {
+                    assert!(!report.met, "{row}");
+                    assert!(
+                        reason.contains("was not valid when the signature was made"),
+                        "{row}: {reason}"
+                    );
+                    expired += 1;
+                } else {
+                    assert!(!report.met, "{row}");
+                    assert!(reason.starts_with("unknown key"), "{row}: {reason}");
+                    unknown += 1;
+                }
+            }
+        }
+        assert_eq!((counted, expired), (76, 46 + 338));
+        assert!(unknown > 200, "{unknown}");
+    }
+
+    #[test]
+    fn an_empty_keyring_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Keyring::load(dir.path()).err().unwrap();
+        assert!(error.to_string().contains("no public keys"), "{error}");
+    }
+
+    #[test]
+    fn dates() {
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(date(at(0)), "1970-01-01");
+        assert_eq!(date(at(1_713_114_769)), "2024-04-14");
+        assert_eq!(date(at(1_709_164_800)), "2024-02-29");
+        assert_eq!(date(None), "unknown");
+    }
+}

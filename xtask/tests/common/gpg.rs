@@ -1,0 +1,123 @@
+//! Maintainer keys and StageX-style signatures made with real gpg, as StageX
+//! signers make them: `gpg --sign` (inline, binary by default) with a signing
+//! subkey.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{require_tool, run_ok};
+
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+    /// Public keys of the trusted maintainers (what goes in `keys/`).
+    pub keyring: tempfile::TempDir,
+}
+
+/// A key pair in the gpg home: its primary fingerprint.
+#[derive(Clone)]
+pub struct Key {
+    pub primary: String,
+}
+
+impl Gpg {
+    pub fn new() -> Gpg {
+        require_tool("gpg");
+        let home = tempfile::tempdir().unwrap();
+        let keyring = tempfile::tempdir().unwrap();
+        Gpg { home, keyring }
+    }
+
+    fn gpg(&self) -> Command {
+        let mut command = Command::new("gpg");
+        command.env("GNUPGHOME", self.home.path()).args([
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        command
+    }
+
+    /// A certify-only primary key with a signing subkey (`rsa3072`, `ed25519`, …).
+    pub fn key(&self, name: &str, algorithm: &str) -> Key {
+        let uid = format!("{name} <{name}@example.com>");
+        run_ok(
+            self.gpg()
+                .args(["--quick-gen-key", &uid, algorithm, "cert", "never"]),
+        );
+        let listing = run_ok(self.gpg().args(["--with-colons", "--list-keys", &uid]));
+        let text = String::from_utf8(listing.stdout).unwrap();
+        let primary = text
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .unwrap()
+            .split(':')
+            .nth(9)
+            .unwrap()
+            .to_string();
+        run_ok(
+            self.gpg()
+                .args(["--quick-add-key", &primary, algorithm, "sign", "never"]),
+        );
+        Key { primary }
+    }
+
+    /// Put the key's public part in the trusted keyring folder.
+    pub fn trust(&self, key: &Key) {
+        let output = run_ok(self.gpg().args(["--armor", "--export", &key.primary]));
+        std::fs::write(
+            self.keyring.path().join(format!("{}.asc", key.primary)),
+            output.stdout,
+        )
+        .unwrap();
+    }
+
+    /// An inline signed message over `payload`; `options` e.g. `["--compress-algo", "zlib"]`.
+    pub fn sign(&self, key: &Key, payload: &str, options: &[&str]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("payload.json");
+        let output = dir.path().join("signature");
+        std::fs::write(&input, payload).unwrap();
+        run_ok(
+            self.gpg()
+                .args(["--local-user", &key.primary, "--sign"])
+                .args(options)
+                .arg("--output")
+                .arg(&output)
+                .arg(&input),
+        );
+        std::fs::read(output).unwrap()
+    }
+}
+
+/// The containers "simple signing" payload.
+pub fn simple_signing(reference: &str, digest_hex: &str) -> String {
+    format!(
+        r#"{{"critical":{{"identity":{{"docker-reference":"{reference}"}},"image":{{"docker-manifest-digest":"sha256:{digest_hex}"}},"type":"atomic container signature"}},"optional":{{}}}}"#
+    )
+}
+
+/// StageX's legacy payload (releases up to 2025.06).
+pub fn stagex_legacy(repository: &str, digest_hex: &str) -> String {
+    format!(
+        r#"[{{"critical":{{"identity":{{"docker-reference":"{repository}"}},"image":{{"docker-manifest-digest":"{digest_hex}"}},"type":"pgp container image signature"}},"optional":null}}]"#
+    )
+}
+
+/// Write `signature-1…N` for one digest in lookaside layout; returns the base URL.
+pub fn write_lookaside(
+    base: &Path,
+    repository: &str,
+    digest_hex: &str,
+    signatures: &[Vec<u8>],
+) -> String {
+    let dir: PathBuf = base.join(format!("{repository}@sha256={digest_hex}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (index, bytes) in signatures.iter().enumerate() {
+        std::fs::write(dir.join(format!("signature-{}", index + 1)), bytes).unwrap();
+    }
+    format!("file://{}", base.display())
+}

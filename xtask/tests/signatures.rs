@@ -1,0 +1,196 @@
+//! `signatures verify` on signatures made here with gpg, as StageX signers
+//! make them: both payload forms, RSA and ed25519 signing subkeys, with and
+//! without compression, and every way a signature must fail to count.
+
+mod common;
+
+use common::gpg::{simple_signing, stagex_legacy, write_lookaside, Gpg};
+use common::*;
+
+const REPOSITORY: &str = "stagex/core-musl";
+
+fn digest(seed: char) -> String {
+    seed.to_string().repeat(64)
+}
+
+fn verify(
+    gpg: &Gpg,
+    lookaside: &str,
+    digest_hex: &str,
+    threshold: usize,
+) -> (Option<i32>, serde_json::Value, String) {
+    let output = xtask(&[
+        "signatures",
+        "verify",
+        &format!("{REPOSITORY}@sha256:{digest_hex}"),
+        "--lookaside",
+        lookaside,
+        "--keyring",
+        gpg.keyring.path().to_str().unwrap(),
+        "--threshold",
+        &threshold.to_string(),
+        "--json",
+    ]);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code(), json, text(&output))
+}
+
+#[test]
+fn two_maintainers_meet_the_quorum_in_both_payload_forms() {
+    let gpg = Gpg::new();
+    let rsa = gpg.key("rsa", "rsa3072");
+    let ed = gpg.key("ed", "ed25519");
+    gpg.trust(&rsa);
+    gpg.trust(&ed);
+    let hex = digest('a');
+    let signatures = [
+        gpg.sign(
+            &rsa,
+            &simple_signing("stagex/core-musl:1.2.5", &hex),
+            &["--compress-algo", "none"],
+        ),
+        gpg.sign(
+            &ed,
+            &stagex_legacy(REPOSITORY, &hex),
+            &["--compress-algo", "zlib"],
+        ),
+    ];
+    let store = tempfile::tempdir().unwrap();
+    let lookaside = write_lookaside(store.path(), REPOSITORY, &hex, &signatures);
+
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 2);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(json["met"], true);
+    let verdicts = json["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts[0]["form"], "simple-signing");
+    assert_eq!(verdicts[1]["form"], "stagex-legacy");
+    for (verdict, key) in verdicts.iter().zip([&rsa, &ed]) {
+        assert_eq!(verdict["counted"], true, "{report}");
+        assert_eq!(verdict["primary"], key.primary.as_str());
+        // Made by the signing subkey, counted for its primary key.
+        assert_ne!(verdict["signer"], verdict["primary"]);
+    }
+    assert!(
+        report.contains("quorum met: 2 distinct maintainer key(s), 2 required"),
+        "{report}"
+    );
+
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 3);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(json["met"], false);
+}
+
+#[test]
+fn each_way_a_signature_fails_is_named() {
+    let gpg = Gpg::new();
+    let good = gpg.key("good", "ed25519");
+    let other = gpg.key("other", "rsa3072");
+    let stranger = gpg.key("stranger", "ed25519");
+    gpg.trust(&good);
+    gpg.trust(&other);
+    let hex = digest('b');
+    let payload = simple_signing("stagex/core-musl:1.2.5", &hex);
+
+    let mut tampered = gpg.sign(&good, &payload, &["--compress-algo", "none"]);
+    let at = tampered
+        .windows(4)
+        .position(|w| w == b"bbbb")
+        .expect("the payload is stored as is");
+    tampered[at] = b'c';
+
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        (
+            "zip-compressed",
+            gpg.sign(&good, &payload, &["--compress-algo", "zip"]),
+            None,
+        ),
+        (
+            "same key again",
+            gpg.sign(&good, &payload, &["--compress-algo", "zlib"]),
+            Some("already counted"),
+        ),
+        ("armored", gpg.sign(&other, &payload, &["--armor"]), None),
+        ("tampered", tampered, Some("bad signature")),
+        (
+            "other digest",
+            gpg.sign(
+                &other,
+                &simple_signing("stagex/core-musl:1.2.5", &digest('c')),
+                &[],
+            ),
+            Some("signs digest sha256:cccc"),
+        ),
+        (
+            "other repository",
+            gpg.sign(
+                &other,
+                &simple_signing("stagex/core-busybox:1.37.0", &hex),
+                &[],
+            ),
+            Some("signs repository stagex/core-busybox"),
+        ),
+        (
+            "garbage",
+            b"this is not an OpenPGP message".to_vec(),
+            Some("not an OpenPGP signed message"),
+        ),
+        (
+            "unknown key",
+            gpg.sign(&stranger, &payload, &[]),
+            Some("unknown key"),
+        ),
+        (
+            "not JSON",
+            gpg.sign(&other, "hello", &[]),
+            Some("payload: the signed payload is not JSON"),
+        ),
+    ];
+    let store = tempfile::tempdir().unwrap();
+    let signatures: Vec<Vec<u8>> = cases.iter().map(|(_, bytes, _)| bytes.clone()).collect();
+    let lookaside = write_lookaside(store.path(), REPOSITORY, &hex, &signatures);
+
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 2);
+    assert_eq!(
+        code,
+        Some(0),
+        "two distinct keys made good signatures:\n{report}"
+    );
+    let verdicts = json["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), cases.len());
+    for ((name, _, expected), verdict) in cases.iter().zip(verdicts) {
+        match expected {
+            None => assert_eq!(verdict["counted"], true, "{name}: {verdict}"),
+            Some(reason) => {
+                assert_eq!(verdict["counted"], false, "{name}: {verdict}");
+                let text = verdict["reason"].as_str().unwrap();
+                assert!(
+                    text.contains(reason),
+                    "{name}: expected `{reason}` in `{text}`"
+                );
+            }
+        }
+    }
+    assert_eq!(json["signers"].as_array().unwrap().len(), 2);
+
+    // One good key alone does not make a quorum of two.
+    let lone = tempfile::tempdir().unwrap();
+    let lookaside = write_lookaside(lone.path(), REPOSITORY, &hex, &signatures[..2]);
+    let (code, _, report) = verify(&gpg, &lookaside, &hex, 2);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains("quorum NOT met: 1 distinct maintainer key(s), 2 required"),
+        "{report}"
+    );
+}
+
+#[test]
+fn no_signatures_is_no_quorum() {
+    let gpg = Gpg::new();
+    let key = gpg.key("only", "ed25519");
+    gpg.trust(&key);
+    let store = tempfile::tempdir().unwrap();
+    let lookaside = format!("file://{}", store.path().display());
+    let (code, json, report) = verify(&gpg, &lookaside, &digest('d'), 1);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(json["verdicts"].as_array().unwrap().len(), 0);
+}
