@@ -32,12 +32,33 @@ enum What {
         #[arg(long, default_value_t = 3_000_000)]
         work: u64,
     },
+    /// `mirror` against `skopeo copy` on the same images; no-op re-mirror; peak memory.
+    Mirror {
+        /// Images for the throughput run (each 3 layers).
+        #[arg(long, default_value_t = 10)]
+        images: usize,
+        /// MiB of random data per layer.
+        #[arg(long, default_value_t = 16)]
+        layer_mib: usize,
+        /// References for the no-op re-mirror.
+        #[arg(long, default_value_t = 50)]
+        noop_refs: usize,
+        /// MiB of the single layer copied while peak memory is measured.
+        #[arg(long, default_value_t = 1024)]
+        big_layer_mib: usize,
+    },
 }
 
 impl Bench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.what {
             What::Build { images, work } => bench_build(sh, images, work),
+            What::Mirror {
+                images,
+                layer_mib,
+                noop_refs,
+                big_layer_mib,
+            } => crate::bench_mirror::run(sh, images, layer_mib, noop_refs, big_layer_mib),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod all;
 mod bench;
+mod bench_mirror;
 mod build;
 mod catalog;
 mod containerfile;

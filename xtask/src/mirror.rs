@@ -70,6 +70,7 @@ pub struct MirrorItem {
 #[derive(Debug, Clone, Serialize)]
 pub struct MirrorResult {
     pub item: MirrorItem,
+    #[serde(flatten)]
     pub outcome: Outcome,
     pub signers: Vec<String>,
     pub verdicts: Vec<verify::Verdict>,
@@ -504,43 +505,63 @@ fn copy_manifest<'a>(
                     .context("a layer without a digest")?;
                 blobs.push((digest.to_string(), layer["size"].as_u64()));
             }
-            for (blob, size) in blobs {
-                copy_blob(
-                    source_registry,
-                    target_registry,
-                    source,
-                    target,
-                    &blob,
-                    size,
-                    context,
-                    result,
-                )
+            // Blobs of one image travel side by side; the manifest waits for all of them.
+            let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(blobs)
+                .map(|(blob, size)| {
+                    copy_blob(
+                        source_registry,
+                        target_registry,
+                        source,
+                        target,
+                        blob,
+                        size,
+                        context,
+                    )
+                })
+                .buffer_unordered(BLOBS_AT_ONCE)
+                .try_collect()
                 .await?;
+            for outcome in outcomes {
+                match outcome {
+                    BlobOutcome::Present => result.blobs_present += 1,
+                    BlobOutcome::Mounted => result.blobs_mounted += 1,
+                    BlobOutcome::Copied(bytes) => {
+                        result.blobs_copied += 1;
+                        result.bytes_copied += bytes;
+                    }
+                }
             }
         }
         push_manifest(target_registry, target, &bytes).await
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Blobs of one image copied at once.
+const BLOBS_AT_ONCE: usize = 4;
+
+enum BlobOutcome {
+    Present,
+    Mounted,
+    Copied(u64),
+}
+
 async fn copy_blob(
     source_registry: &Registry,
     target_registry: &Registry,
     source: &Reference,
     target: &Reference,
-    digest: &str,
+    digest: String,
     size: Option<u64>,
     context: &Run<'_>,
-    result: &mut MirrorResult,
-) -> Result<()> {
+) -> Result<BlobOutcome> {
+    let digest = digest.as_str();
     let exists = with_retries(&format!("HEAD blob {digest}"), || {
         target_registry.client.blob_exists(target, digest)
     })
     .await?;
     if exists {
-        result.blobs_present += 1;
         remember(context, digest, target);
-        return Ok(());
+        return Ok(BlobOutcome::Present);
     }
     // Another repository of the target has it: mount instead of copying.
     let elsewhere = context
@@ -561,27 +582,27 @@ async fn copy_blob(
                 .await
                 .unwrap_or(false);
         if mounted {
-            result.blobs_mounted += 1;
-            return Ok(());
+            return Ok(BlobOutcome::Mounted);
         }
     }
     let size = size.context("a blob descriptor without a size")?;
     with_retries(&format!("copy blob {digest}"), || async {
+        // oci-client hashes the pulled bytes as they flow and fails the stream
+        // at its end on a digest mismatch, before the upload is committed; the
+        // registry checks the digest again on commit.
         let stream = source_registry
             .client
             .pull_blob_stream(source, digest)
             .await?;
-        let checked = checked_stream(stream, digest.to_string(), size);
+        let sized = sized_stream(stream, digest.to_string(), size);
         target_registry
             .client
-            .push_blob_stream(target, checked, digest, Some(size))
+            .push_blob_stream(target, sized, digest, Some(size))
             .await
     })
     .await?;
-    result.blobs_copied += 1;
-    result.bytes_copied += size;
     remember(context, digest, target);
-    Ok(())
+    Ok(BlobOutcome::Copied(size))
 }
 
 fn remember(context: &Run<'_>, digest: &str, target: &Reference) {
@@ -593,41 +614,41 @@ fn remember(context: &Run<'_>, digest: &str, target: &Reference) {
         .or_insert_with(|| target.clone());
 }
 
-/// Pass the bytes through while hashing them; fail the stream (and so the
-/// upload, before the registry commits it) if the digest or size is wrong.
-fn checked_stream(
+/// Pass the bytes through, failing the stream (and so the upload) if more or
+/// fewer bytes arrive than the descriptor promised.
+fn sized_stream(
     stream: oci_client::client::SizedStream,
-    expected: String,
+    digest: String,
     size: u64,
 ) -> impl futures_util::Stream<Item = std::result::Result<bytes::Bytes, OciDistributionError>>
        + Send
        + 'static {
-    use sha2::Digest as _;
-    let state = (stream, sha2::Sha256::new(), 0u64, false);
-    futures_util::stream::unfold(state, move |(mut stream, mut hasher, mut seen, done)| {
-        let expected = expected.clone();
+    let state = (stream, 0u64, false);
+    futures_util::stream::unfold(state, move |(mut stream, mut seen, done)| {
+        let digest = digest.clone();
         async move {
             if done {
                 return None;
             }
             match stream.try_next().await {
                 Ok(Some(chunk)) => {
-                    hasher.update(&chunk);
                     seen += chunk.len() as u64;
-                    Some((Ok(chunk), (stream, hasher, seen, false)))
-                }
-                Ok(None) => {
-                    let actual = format!("sha256:{}", crate::sha::hex(&hasher.finalize_reset()));
-                    if actual == expected && seen == size {
-                        None
-                    } else {
+                    if seen > size {
                         let error = OciDistributionError::GenericError(Some(format!(
-                            "blob {expected} arrived as {actual} ({seen} of {size} bytes)"
+                            "blob {digest} is longer than its {size} bytes"
                         )));
-                        Some((Err(error), (stream, hasher, seen, true)))
+                        return Some((Err(error), (stream, seen, true)));
                     }
+                    Some((Ok(chunk), (stream, seen, false)))
                 }
-                Err(error) => Some((Err(error.into()), (stream, hasher, seen, true))),
+                Ok(None) if seen == size => None,
+                Ok(None) => {
+                    let error = OciDistributionError::GenericError(Some(format!(
+                        "blob {digest} ended after {seen} of {size} bytes"
+                    )));
+                    Some((Err(error), (stream, seen, true)))
+                }
+                Err(error) => Some((Err(error.into()), (stream, seen, true))),
             }
         }
     })

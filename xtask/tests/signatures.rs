@@ -78,6 +78,15 @@ fn two_maintainers_meet_the_quorum_in_both_payload_forms() {
     let (code, json, report) = verify(&gpg, &lookaside, &hex, 3);
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(json["met"], false);
+
+    // The same store over http:// gives the same verdicts.
+    let served = serve_files(store.path());
+    let (code, over_http, report) = verify(&gpg, &served, &hex, 2);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(
+        over_http["verdicts"],
+        verify(&gpg, &lookaside, &hex, 2).1["verdicts"]
+    );
 }
 
 #[test]

@@ -148,6 +148,7 @@ pub fn is_transient(error: &OciDistributionError) -> bool {
             error.is_connect()
                 || error.is_timeout()
                 || error.is_request()
+                || error.is_body()
                 || error
                     .status()
                     .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())

@@ -185,3 +185,84 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// `HEAD http://{registry}{path}`: the status.
+pub fn registry_head(registry: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(registry).unwrap();
+    // Without an Accept header that names OCI manifests, distribution answers 404 for them.
+    write!(
+        stream,
+        "HEAD {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {MANIFEST_ACCEPT}\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let head = String::from_utf8_lossy(&response);
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Accept header for every manifest kind.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The stand-in packages of a demo checkout: (package, tag or None, digest hex).
+pub fn standins(checkout: &Path) -> Vec<(String, Option<String>, String)> {
+    let versions =
+        std::fs::read_to_string(checkout.join("stagex-release/2026.03.0/versions.tsv")).unwrap();
+    versions
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let columns: Vec<&str> = line.split('\t').collect();
+            let tag = (columns[1] != "latest").then(|| columns[1].to_string());
+            (columns[0].to_string(), tag, columns[3].to_string())
+        })
+        .collect()
+}
+
+/// A minimal static file server on a free loopback port (GET only, 404 for
+/// what is missing): a lookaside store reached over http://.
+pub fn serve_files(dir: &Path) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request_line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            // Drain the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 2).unwrap_or(false) {
+                line.clear();
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .to_string();
+            let file = dir.join(path.trim_start_matches('/').replace("..", ""));
+            let response = match std::fs::read(&file) {
+                Ok(body) => {
+                    let mut response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    response.extend(body);
+                    response
+                }
+                Err(_) => {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
+                }
+            };
+            let _ = stream.write_all(&response);
+        }
+    });
+    format!("http://{address}")
+}
