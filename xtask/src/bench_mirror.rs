@@ -85,20 +85,12 @@ pub fn run(
     )?;
     let started = Instant::now();
     for (name, _) in &references {
-        let status = Command::new(&skopeo)
-            .args([
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("docker://{source}/{name}:1"))
-            .arg(format!(
-                "docker://{}/skopeo/{name}:1",
-                skopeo_registry.address
-            ))
-            .status()?;
+        let status = skopeo_copy(
+            &skopeo,
+            &format!("{source}/{name}:1"),
+            &format!("{}/skopeo/{name}:1", skopeo_registry.address),
+        )
+        .status()?;
         if !status.success() {
             bail!("skopeo copy of {name} failed");
         }
@@ -132,18 +124,11 @@ pub fn run(
     big_args.truncate(big_args.len() - references.len());
     big_args.push(format!("stagex/big:1@{big_digest}"));
     let (big_seconds, our_peak) = peak_rss(Command::new(&xtask).args(&big_args))?;
-    let (_, skopeo_peak) = peak_rss(
-        Command::new(&skopeo)
-            .args([
-                "copy",
-                "--quiet",
-                "--preserve-digests",
-                "--src-tls-verify=false",
-                "--dest-tls-verify=false",
-            ])
-            .arg(format!("docker://{source}/big:1"))
-            .arg(format!("docker://{}/big/big:1", skopeo_registry.address)),
-    )?;
+    let (_, skopeo_peak) = peak_rss(&mut skopeo_copy(
+        &skopeo,
+        &format!("{source}/big:1"),
+        &format!("{}/big/big:1", skopeo_registry.address),
+    ))?;
 
     println!(
         "mirror throughput, {images} images x 3 x {layer_mib} MiB: ours --jobs 1 {:.2}s ({:.0} MiB/s), ours --jobs 4 {:.2}s ({:.0} MiB/s), skopeo copy (sequential) {:.2}s ({:.0} MiB/s); ratio vs skopeo: {:.2}x (--jobs 1), {:.2}x (--jobs 4)",
@@ -228,6 +213,22 @@ fn ensure_skopeo() -> Result<PathBuf> {
             "the mirror benchmark compares against skopeo: `apt-get install skopeo` (as root)"
         ),
     }
+}
+
+/// `skopeo copy` between two plain-HTTP registries, keeping digests.
+fn skopeo_copy(skopeo: &Path, from: &str, to: &str) -> Command {
+    let mut command = Command::new(skopeo);
+    command
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"));
+    command
 }
 
 /// Seconds a command took; it must succeed.

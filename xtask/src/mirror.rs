@@ -353,7 +353,8 @@ const MANIFEST_TYPES: &[&str] = &[
 
 /// The digest a reference resolves to, or `None` when the registry has no such manifest.
 async fn manifest_digest(registry: &Registry, reference: &Reference) -> Result<Option<String>> {
-    let result = with_retries_raw(|| {
+    let what = format!("HEAD {}", reference.whole());
+    let result = registry::retry_transient(&what, || {
         registry
             .client
             .fetch_manifest_digest(reference, &registry.auth)
@@ -362,7 +363,7 @@ async fn manifest_digest(registry: &Registry, reference: &Reference) -> Result<O
     match result {
         Ok(digest) => Ok(Some(digest)),
         Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(anyhow::Error::new(error).context(format!("HEAD {}", reference.whole()))),
+        Err(error) => Err(anyhow::Error::new(error).context(what)),
     }
 }
 
@@ -377,25 +378,6 @@ fn is_not_found(error: &OciDistributionError) -> bool {
             )
         }),
         _ => false,
-    }
-}
-
-async fn with_retries_raw<T, F, Fut>(mut attempt: F) -> std::result::Result<T, OciDistributionError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, OciDistributionError>>,
-{
-    let mut delay = Duration::from_millis(200);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(error) if tries < 5 && registry::is_transient(&error) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
     }
 }
 

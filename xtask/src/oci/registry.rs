@@ -158,25 +158,40 @@ pub fn is_transient(error: &OciDistributionError) -> bool {
     }
 }
 
-/// Run `attempt` up to 5 times, backing off 0.2 s, 0.4 s, … on transient errors.
-pub async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+/// Run `attempt` up to 5 times, backing off 0.2 s, 0.4 s, … on transient
+/// errors; the last error is returned as it is.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    mut attempt: F,
+) -> std::result::Result<T, OciDistributionError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
 {
     let mut delay = Duration::from_millis(200);
-    for tries in 1.. {
+    let mut tries = 0;
+    loop {
+        tries += 1;
         match attempt().await {
-            Ok(value) => return Ok(value),
             Err(error) if tries < 5 && is_transient(&error) => {
                 eprintln!("  {what}: {error}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
-            Err(error) => return Err(anyhow::Error::new(error).context(what.to_string())),
+            other => return other,
         }
     }
-    unreachable!("the loop returns")
+}
+
+/// `retry_transient`, with `what` as the error's context.
+pub async fn with_retries<T, F, Fut>(what: &str, attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+{
+    retry_transient(what, attempt)
+        .await
+        .map_err(|error| anyhow::Error::new(error).context(what.to_string()))
 }
 
 #[cfg(test)]
