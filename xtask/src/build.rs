@@ -325,12 +325,6 @@ pub fn render_plan(builds: &[ImageBuild]) -> String {
     out
 }
 
-/// What a finished build produced.
-#[derive(Debug, Clone)]
-pub struct Built {
-    pub record: BuildRecord,
-}
-
 /// Run the builds, `jobs` at a time, each after the images it builds on. A
 /// failure skips only what depends on it.
 pub fn run_builds(builds: &[ImageBuild], jobs: usize, env: &Env) -> Vec<StepReport> {
@@ -342,12 +336,12 @@ pub fn run_builds_with(
     jobs: usize,
     env: &Env,
     step: &str,
-) -> (Vec<StepReport>, BTreeMap<String, Built>) {
+) -> (Vec<StepReport>, BTreeMap<String, BuildRecord>) {
     let jobs = jobs.max(1);
     let mut reports: BTreeMap<String, StepReport> = BTreeMap::new();
-    let mut done: BTreeMap<String, Built> = BTreeMap::new();
+    let mut done: BTreeMap<String, BuildRecord> = BTreeMap::new();
     let mut running: BTreeSet<String> = BTreeSet::new();
-    let (sender, receiver) = mpsc::channel::<(String, Duration, Result<Built>)>();
+    let (sender, receiver) = mpsc::channel::<(String, Duration, Result<BuildRecord>)>();
     std::thread::scope(|scope| loop {
         // Skip what builds on a failure.
         for build in builds {
@@ -386,7 +380,7 @@ pub fn run_builds_with(
             let digests: BTreeMap<String, String> = build
                 .depends_on
                 .iter()
-                .map(|dep| (dep.clone(), done[dep].record.manifest_digest.clone()))
+                .map(|dep| (dep.clone(), done[dep].manifest_digest.clone()))
                 .collect();
             running.insert(build.image.clone());
             let sender = sender.clone();
@@ -406,11 +400,11 @@ pub fn run_builds_with(
                 eprintln!(
                     "[{image}] built in {:.1}s: {}",
                     elapsed.as_secs_f64(),
-                    built.record.manifest_digest
+                    built.manifest_digest
                 );
                 let mut report = StepReport::new(&image, step, Outcome::Passed, elapsed);
-                report.digest = Some(built.record.manifest_digest.clone());
-                report.size = Some(built.record.archive_size);
+                report.digest = Some(built.manifest_digest.clone());
+                report.size = Some(built.archive_size);
                 done.insert(image.clone(), built);
                 report
             }
@@ -434,13 +428,14 @@ pub fn build_once(
     build: &ImageBuild,
     digests: &BTreeMap<String, String>,
     env: &Env,
-) -> Result<Built> {
+) -> Result<BuildRecord> {
     let root = &build.options.root;
     std::fs::create_dir_all(root.join(record::OUT_DIR))?;
     let mut sources = Vec::new();
     for source in &build.sources {
         sources.push(fetch_source(build, source, env)?);
     }
+    let started = Instant::now();
     let argv = build.argv(digests);
     let partial = build.partial_archive();
     let _ = std::fs::remove_file(&partial);
@@ -465,7 +460,11 @@ pub fn build_once(
         log.write_all(line.as_bytes())?;
         if let Some(step) = progress_step(&line) {
             if announced.insert(step.to_string()) {
-                eprintln!("[{}] {step}", build.image);
+                eprintln!(
+                    "[{}] {:>5.1}s {step}",
+                    build.image,
+                    started.elapsed().as_secs_f64()
+                );
             }
         }
         last_lines.push(line.trim_end().to_string());
@@ -501,7 +500,7 @@ fn finish(
     build: &ImageBuild,
     digests: &BTreeMap<String, String>,
     sources: Vec<SourceInput>,
-) -> Result<Built> {
+) -> Result<BuildRecord> {
     let root = &build.options.root;
     let partial = build.partial_archive();
     let metadata: serde_json::Value = serde_json::from_slice(
@@ -562,9 +561,7 @@ fn finish(
     if canonical {
         built_record.save(root)?;
     }
-    Ok(Built {
-        record: built_record,
-    })
+    Ok(built_record)
 }
 
 /// Unpack an OCI archive into a layout directory (replacing an old one whole).

@@ -152,7 +152,7 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
     build::fail_if_any(&reports, "stand-in build")?;
     let mut standins = BTreeMap::new();
     for standin in STANDINS {
-        let record = &built[standin.package].record;
+        let record = &built[standin.package];
         let archive = OciArchive::open(&standin_dir.join(&record.archive))?;
         let tag = if standin.tag == "latest" {
             "standin"
@@ -442,8 +442,8 @@ pub fn run_pipeline(prepared: &Prepared) -> Result<DemoReport> {
         };
         images.push(DemoImage {
             image: name.clone(),
-            digest: result.record.manifest_digest.clone(),
-            archive: checkout.join(&result.record.archive).display().to_string(),
+            digest: result.manifest_digest.clone(),
+            archive: checkout.join(&result.archive).display().to_string(),
             reproducible: verify_reports
                 .iter()
                 .any(|r| r.image == *name && r.outcome == Outcome::Passed),

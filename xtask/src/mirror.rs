@@ -568,6 +568,7 @@ async fn copy_blob(
         }
     }
     let size = size.context("a blob descriptor without a size")?;
+    let started = Instant::now();
     with_retries(&format!("copy blob {digest}"), || async {
         // oci-client hashes the pulled bytes as they flow and fails the stream
         // at its end on a digest mismatch, before the upload is committed; the
@@ -583,6 +584,13 @@ async fn copy_blob(
             .await
     })
     .await?;
+    eprintln!(
+        "[{}] blob {} ({}) copied in {:.1}s",
+        target.whole(),
+        crate::report::short_digest(digest),
+        crate::report::human_size(size),
+        started.elapsed().as_secs_f64()
+    );
     remember(context, digest, target);
     Ok(BlobOutcome::Copied(size))
 }
