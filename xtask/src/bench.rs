@@ -73,11 +73,8 @@ fn bench_build(sh: &Shell, images: usize, work: u64) -> Result<()> {
     write_independent_images(&checkout, &prepared, images, work)?;
     let catalog = Catalog::load(&checkout)?;
     let options = BuildOptions {
-        root: checkout.clone(),
-        source_date_epoch: 1_700_000_000,
-        registry_prefix: None,
         no_cache: true,
-        builder: None,
+        ..BuildOptions::new(&checkout, 1_700_000_000)
     };
     let builds = build::plan(&catalog, &[], &options)?;
     let parallel_jobs = build::default_jobs();

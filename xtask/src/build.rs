@@ -57,6 +57,19 @@ pub struct BuildOptions {
     pub builder: Option<String>,
 }
 
+impl BuildOptions {
+    /// Defaults: the Containerfiles' registry prefix, BuildKit's cache, the default builder.
+    pub fn new(root: &Path, source_date_epoch: u64) -> BuildOptions {
+        BuildOptions {
+            root: root.to_path_buf(),
+            source_date_epoch,
+            registry_prefix: None,
+            no_cache: false,
+            builder: None,
+        }
+    }
+}
+
 /// One image's build, planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageBuild {
@@ -635,13 +648,7 @@ mod tests {
     use super::*;
 
     fn options(root: &Path) -> BuildOptions {
-        BuildOptions {
-            root: root.to_path_buf(),
-            source_date_epoch: 1_700_000_000,
-            registry_prefix: None,
-            no_cache: false,
-            builder: None,
-        }
+        BuildOptions::new(root, 1_700_000_000)
     }
 
     #[test]

@@ -139,13 +139,7 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
     let standin_dir = dir.join("standins");
     write_standin_contexts(&layout.standin_root(), &standin_dir)?;
     let catalog = Catalog::load(&standin_dir)?;
-    let options = BuildOptions {
-        root: standin_dir.clone(),
-        source_date_epoch: 1,
-        registry_prefix: None,
-        no_cache: false,
-        builder: None,
-    };
+    let options = BuildOptions::new(&standin_dir, 1);
     let builds = build::plan(&catalog, &[], &options)?;
     eprintln!("demo: building {} stand-in StageX images", builds.len());
     let (reports, built) = build::run_builds_with(&builds, build::default_jobs(), &env, "stand-in");
@@ -385,13 +379,7 @@ pub fn run_pipeline(prepared: &Prepared) -> Result<DemoReport> {
         started.elapsed(),
     ));
 
-    let options = BuildOptions {
-        root: checkout.clone(),
-        source_date_epoch: demo_epoch(),
-        registry_prefix: None,
-        no_cache: false,
-        builder: None,
-    };
+    let options = BuildOptions::new(checkout, demo_epoch());
     let builds = build::plan(&catalog, &[], &options)?;
     let (build_reports, built) =
         build::run_builds_with(&builds, build::default_jobs(), &prepared.env, "build");
