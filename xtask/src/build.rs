@@ -399,7 +399,13 @@ pub fn run_builds_with(
             let sender = sender.clone();
             scope.spawn(move || {
                 let started = Instant::now();
-                let result = build_once(build, &digests, env);
+                // A panic must still report back, or the loop would wait forever.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    build_once(build, &digests, env)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("the build of `{}` panicked", build.image))
+                });
                 let _ = sender.send((build.image.clone(), started.elapsed(), result));
             });
         }

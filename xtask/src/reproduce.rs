@@ -63,7 +63,7 @@ impl VerifyReproducible {
                 .expect("the plan holds the image it was asked for");
             let started = Instant::now();
             let outcome = verify_one(&target, env);
-            let mut report = match outcome {
+            let report = match outcome {
                 Ok(Verdict::Reproducible(digest)) => {
                     eprintln!("[{}] reproducible: {digest}", image.name);
                     let mut report = StepReport::new(
@@ -94,7 +94,6 @@ impl VerifyReproducible {
                     )
                 }
             };
-            report.step = "verify-reproducible".into();
             reports.push(report);
         }
         Ok(reports)
