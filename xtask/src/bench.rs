@@ -84,7 +84,7 @@ fn bench_build(sh: &Shell, images: usize, work: u64) -> Result<()> {
         let started = Instant::now();
         let reports = build::run_builds(&builds, jobs, &prepared.env);
         let elapsed = started.elapsed().as_secs_f64();
-        build::fail_if_any(&reports, "bench build")?;
+        crate::report::fail_if_any(&reports, "bench build")?;
         seconds.push(elapsed);
     }
     println!(

@@ -307,6 +307,12 @@ fn write_random_archive(path: &Path, layer_sizes: &[usize], seed: u64) -> Result
         builder.append_data(&mut header, name, bytes)?;
         Ok(())
     };
+    // A blob goes in under its own digest, which is returned.
+    let add_blob = |builder: &mut tar::Builder<_>, bytes: &[u8]| -> Result<String> {
+        let digest = crate::sha::hex_sha256(bytes);
+        add(builder, &format!("blobs/sha256/{digest}"), bytes)?;
+        Ok(digest)
+    };
     let mut layers = Vec::new();
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for size in layer_sizes {
@@ -318,9 +324,7 @@ fn write_random_archive(path: &Path, layer_sizes: &[usize], seed: u64) -> Result
             data.extend_from_slice(&state.to_le_bytes());
         }
         data.truncate(*size);
-        let digest = crate::sha::hex_sha256(&data);
-        add(&mut builder, &format!("blobs/sha256/{digest}"), &data)?;
-        layers.push((digest, *size));
+        layers.push((add_blob(&mut builder, &data)?, *size));
     }
     let config = serde_json::json!({
         "architecture": "amd64",
@@ -328,12 +332,7 @@ fn write_random_archive(path: &Path, layer_sizes: &[usize], seed: u64) -> Result
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|(d, _)| format!("sha256:{d}")).collect::<Vec<_>>()},
     });
     let config_bytes = serde_json::to_vec(&config)?;
-    let config_digest = crate::sha::hex_sha256(&config_bytes);
-    add(
-        &mut builder,
-        &format!("blobs/sha256/{config_digest}"),
-        &config_bytes,
-    )?;
+    let config_digest = add_blob(&mut builder, &config_bytes)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -345,12 +344,7 @@ fn write_random_archive(path: &Path, layer_sizes: &[usize], seed: u64) -> Result
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&manifest)?;
-    let manifest_digest = crate::sha::hex_sha256(&manifest_bytes);
-    add(
-        &mut builder,
-        &format!("blobs/sha256/{manifest_digest}"),
-        &manifest_bytes,
-    )?;
+    let manifest_digest = add_blob(&mut builder, &manifest_bytes)?;
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",

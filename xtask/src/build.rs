@@ -105,7 +105,7 @@ impl Build {
         let jobs = self.jobs.unwrap_or_else(default_jobs);
         let reports = run_builds(&builds, jobs, &Env::new());
         eprint!("\n{}", report::table(&reports));
-        fail_if_any(&reports, "build")
+        report::fail_if_any(&reports, "build")
     }
 }
 
@@ -113,19 +113,6 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
-}
-
-pub fn fail_if_any(reports: &[StepReport], what: &str) -> Result<()> {
-    let failed: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.failed())
-        .map(|r| r.image.as_str())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::Failure(format!("{what} failed for: {}", failed.join(", "))).into())
-    }
 }
 
 /// `SOURCE_DATE_EPOCH` from the environment, else the last commit's time.

@@ -128,7 +128,7 @@ impl Demo {
             text.push('\n');
             crate::generated::write_atomically(path, text.as_bytes())?;
         }
-        build::fail_if_any(&report.steps, "demo")
+        report::fail_if_any(&report.steps, "demo")
     }
 }
 
@@ -143,7 +143,7 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
     let builds = build::plan(&catalog, &[], &options)?;
     eprintln!("demo: building {} stand-in StageX images", builds.len());
     let (reports, built) = build::run_builds_with(&builds, build::default_jobs(), &env, "stand-in");
-    build::fail_if_any(&reports, "stand-in build")?;
+    report::fail_if_any(&reports, "stand-in build")?;
     let mut standins = BTreeMap::new();
     for standin in STANDINS {
         let record = &built[standin.package];

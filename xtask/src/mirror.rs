@@ -125,7 +125,7 @@ impl Mirror {
             text.push('\n');
             crate::generated::write_atomically(path, text.as_bytes())?;
         }
-        crate::build::fail_if_any(&reports, "mirror")
+        crate::report::fail_if_any(&reports, "mirror")
     }
 }
 

