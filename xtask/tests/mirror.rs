@@ -144,13 +144,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
             continue;
         }
         assert_eq!(status, 200, "{package}:\n{log}");
-        let arrived: String = {
-            use sha2::Digest;
-            sha2::Sha256::digest(&body)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        };
+        let arrived = sha256_hex(&body);
         assert_eq!(
             &arrived, hex,
             "{package}: the manifest bytes are the signed ones"
@@ -337,13 +331,7 @@ fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
     );
     assert_eq!(registry_head(&registry, &manifest_path), 200);
     let (_, arrived) = registry_get(&registry, &manifest_path, MANIFEST_ACCEPT);
-    let digest: String = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&arrived)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
+    let digest = sha256_hex(&arrived);
     assert_eq!(digest, hex);
     assert!(checks > 0, "the watcher never saw the manifest");
 }

@@ -12,26 +12,18 @@ fn add_image(checkout: &Path, dir: &str, containerfile: &str) {
     std::fs::write(checkout.join(dir).join("Containerfile"), containerfile).unwrap();
 }
 
-/// The fixture's base image Containerfile, for its header and pins.
-fn base_containerfile(checkout: &Path) -> String {
-    std::fs::read_to_string(checkout.join("base/Containerfile")).unwrap()
-}
-
-/// The `ARG`s and the busybox pin of the fixture's base, to write more images like it.
-fn header_and_busybox(checkout: &Path) -> (String, String) {
-    let base = base_containerfile(checkout);
+/// A Containerfile like the fixture's images: its `ARG`s, its pinned
+/// stand-in busybox, and one exec-form RUN on a scratch image holding it.
+fn busybox_image(checkout: &Path, run: &str) -> String {
+    let base = std::fs::read_to_string(checkout.join("base/Containerfile")).unwrap();
     let header: String = base
         .lines()
         .filter(|l| l.starts_with("ARG"))
         .take(2)
         .map(|l| format!("{l}\n"))
         .collect();
-    let busybox = base
-        .lines()
-        .find(|l| l.contains("core-busybox"))
-        .unwrap()
-        .to_string();
-    (header, busybox)
+    let busybox = base.lines().find(|l| l.contains("core-busybox")).unwrap();
+    format!("{header}{busybox}\nFROM scratch\nCOPY --from=busybox . /\nRUN {run}\n")
 }
 
 #[test]
@@ -108,12 +100,12 @@ fn two_builds_agree_and_verify_reproducible_passes() {
 fn a_non_reproducible_image_is_caught_and_the_file_named() {
     let checkout = demo_checkout();
     let root = checkout.path();
-    let (header, busybox) = header_and_busybox(root);
     add_image(
         root,
         "stamp",
-        &format!(
-            "{header}{busybox}\nFROM scratch\nCOPY --from=busybox . /\nRUN [\"/usr/bin/busybox\", \"sh\", \"-c\", \"date +%s%N > /stamp.txt\"]\n"
+        &busybox_image(
+            root,
+            r#"["/usr/bin/busybox", "sh", "-c", "date +%s%N > /stamp.txt"]"#,
         ),
     );
     let output = xtask_in(root, &["verify-reproducible", "stamp"]);
@@ -208,11 +200,10 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
 fn a_broken_image_skips_its_dependents_only() {
     let checkout = demo_checkout();
     let root = checkout.path();
-    let (header, busybox) = header_and_busybox(root);
     add_image(
         root,
         "broken",
-        &format!("{header}{busybox}\nFROM scratch\nCOPY --from=busybox . /\nRUN [\"/usr/bin/busybox\", \"false\"]\n"),
+        &busybox_image(root, r#"["/usr/bin/busybox", "false"]"#),
     );
     add_image(
         root,

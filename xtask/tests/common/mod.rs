@@ -116,22 +116,27 @@ pub fn run_ok(command: &mut Command) -> Output {
     output
 }
 
-pub fn sha256_file(path: &Path) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).unwrap();
-    Sha256::digest(&bytes)
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// `GET http://{registry}{path}` with an Accept header: (status, body).
-pub fn registry_get(registry: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
+pub fn sha256_file(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
+/// One plain HTTP/1.0 request to the registry: (status, body). The Accept
+/// header matters: without one naming OCI manifests, distribution answers 404
+/// for them.
+fn registry_request(method: &str, registry: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(registry).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {accept}\r\n\r\n"
     )
     .unwrap();
     let mut response = Vec::new();
@@ -143,6 +148,16 @@ pub fn registry_get(registry: &str, path: &str, accept: &str) -> (u16, Vec<u8>) 
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     (status, response[split + 4..].to_vec())
+}
+
+/// `GET http://{registry}{path}` with an Accept header: (status, body).
+pub fn registry_get(registry: &str, path: &str, accept: &str) -> (u16, Vec<u8>) {
+    registry_request("GET", registry, path, accept)
+}
+
+/// `HEAD http://{registry}{path}`, accepting every manifest kind: the status.
+pub fn registry_head(registry: &str, path: &str) -> u16 {
+    registry_request("HEAD", registry, path, MANIFEST_ACCEPT).0
 }
 
 /// The demo's fixture checkout (stand-ins pushed to the test registry), made
@@ -184,22 +199,6 @@ pub fn read_json(path: &Path) -> serde_json::Value {
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
-}
-
-/// `HEAD http://{registry}{path}`: the status.
-pub fn registry_head(registry: &str, path: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(registry).unwrap();
-    // Without an Accept header that names OCI manifests, distribution answers 404 for them.
-    write!(
-        stream,
-        "HEAD {path} HTTP/1.0\r\nHost: {registry}\r\nAccept: {MANIFEST_ACCEPT}\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Accept header for every manifest kind.
