@@ -428,7 +428,6 @@ fn media_type(bytes: &[u8]) -> Result<String> {
 
 /// Copy one manifest (by digest) and everything it points at; an index's
 /// children first, an image's config and layers first.
-#[allow(clippy::too_many_arguments)]
 fn copy_manifest<'a>(
     source_registry: &'a Registry,
     target_registry: &'a Registry,
