@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome", content = "reason")]
 pub enum Outcome {
     Passed,
@@ -12,7 +12,7 @@ pub enum Outcome {
     Skipped(String),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     /// The image this is about, or `-` for repository-wide steps.
     pub image: String,
@@ -55,7 +55,7 @@ pub fn fail_if_any(reports: &[StepReport], what: &str) -> anyhow::Result<()> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(crate::Failure(format!("{what} failed for: {}", failed.join(", "))).into())
+        crate::error::fail(format!("{what} failed for: {}", failed.join(", ")))
     }
 }
 

@@ -1,18 +1,21 @@
 //! `mirror` end to end between repositories of the test registry: verified
 //! images arrive with their digests, rejected ones never do, a second run only
-//! asks, and an interrupted copy resumes without ever showing a manifest whose
-//! blobs are missing.
+//! asks, an interrupted copy resumes without ever showing a manifest whose
+//! blobs are missing, blobs are mounted, indexes are copied with their
+//! children, and transient registry errors are retried.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::gpg::{simple_signing, write_lookaside, Gpg, Key};
+use common::proxy::Proxy;
 use common::*;
+use xtask::oci::archive::OciArchive;
+use xtask::oci::registry::{self, Registry};
 
 /// Two trusted maintainers and a signature store for some digests.
 struct Signed {
@@ -98,9 +101,9 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
     let report = tempfile::tempdir().unwrap();
     let json = report.path().join("mirror.json");
     let mut args: Vec<String> = vec![
-        "--from".into(),
+        "--registry".into(),
         format!("{registry}/stagex"),
-        "--to".into(),
+        "--to-prefix".into(),
         target.clone(),
         "--signatures-out".into(),
         signatures_out.path().display().to_string(),
@@ -179,159 +182,327 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
     }
 }
 
-/// Random, incompressible bytes (xorshift), so layers stay big after gzip.
-fn random_file(path: &Path, bytes: usize, seed: u64) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(bytes);
-    while data.len() < bytes {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    std::fs::write(path, data).unwrap();
+/// Push an OCI archive to `reference` with the library; its manifest digest.
+fn push_archive(archive: &Path, reference: &str) -> String {
+    let archive = OciArchive::open(archive).unwrap();
+    let target = registry::parse_reference(reference).unwrap();
+    registry::block_on(async {
+        let client = Registry::connect(target.resolve_registry()).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap()
+    .unwrap()
+    .digest
 }
 
+/// The mirror's typed per-reference results, from its `--json`.
+fn results(path: &Path) -> Vec<serde_json::Value> {
+    read_json(path).as_array().unwrap().clone()
+}
+
+/// `mirror --registry SOURCE --to-prefix TARGET --json JSON` with `signed`'s
+/// trust and these references.
+fn mirror_args(
+    source: &str,
+    target: &str,
+    json: &Path,
+    signed: &Signed,
+    refs: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "mirror".into(),
+        "--registry".into(),
+        source.into(),
+        "--to-prefix".into(),
+        target.into(),
+        "--jobs".into(),
+        "1".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ];
+    args.extend(signed.args());
+    args.extend(refs.iter().cloned());
+    args
+}
+
+fn blob_path(repository: &str, digest: &str) -> String {
+    format!("/v2/{repository}/blobs/{digest}")
+}
+
+/// Killed after its first blob landed (seen in the target, not guessed from
+/// time): the layer is held back by a proxy, so the kill always comes before
+/// the copy could finish. No manifest shows; the rerun copies only the layer,
+/// and while it runs the manifest never shows without all its blobs.
 #[test]
 fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
     let registry = require_engine();
     let id = std::process::id();
-    // A big image, built and pushed as the "upstream" core-big.
-    let checkout = tempfile::tempdir().unwrap();
-    let dir = checkout.path().join("core-big");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut containerfile = String::from("FROM scratch\n");
-    for layer in 1..=4 {
-        random_file(
-            &dir.join(format!("part-{layer}.bin")),
-            48 << 20,
-            u64::from(id) * 10 + layer,
-        );
-        containerfile.push_str(&format!("COPY part-{layer}.bin /part-{layer}.bin\n"));
-    }
-    std::fs::write(dir.join("Containerfile"), containerfile).unwrap();
-    let output = xtask_in(checkout.path(), &["build", "core-big"]);
-    assert!(output.status.success(), "{}", text(&output));
-    let upstream = format!("{registry}/upstream-{id}");
-    let output = xtask_in(
-        checkout.path(),
-        &[
-            "push",
-            "core-big",
-            "--to",
-            &format!("{upstream}/core-big:1"),
-        ],
-    );
-    assert!(output.status.success(), "{}", text(&output));
-    let record = read_json(&checkout.path().join("out/core-big.json"));
-    let hex = record["manifest_digest"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("sha256:")
-        .to_string();
-    let (_, manifest) = registry_get(
-        &registry,
-        &format!("/v2/upstream-{id}/core-big/manifests/sha256:{hex}"),
-        MANIFEST_ACCEPT,
-    );
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
-    let mut blobs = vec![manifest["config"]["digest"].as_str().unwrap().to_string()];
-    blobs.extend(
-        manifest["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_string()),
-    );
-    assert_eq!(blobs.len(), 5);
+    let archive = standin_archive("core-busybox");
+    let upstream = format!("upstream-{id}");
+    let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-big:1"));
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    let image = OciArchive::open(&archive).unwrap();
+    let config = image.manifest.config.digest.clone();
+    let layer = image.manifest.layers[0].digest.clone();
 
     let signed = Signed::new();
     signed.sign("core-big", Some("1"), &hex, 2);
+    let proxy = Proxy::start(&registry);
+    proxy.hold(&format!("/blobs/{layer}"));
     let target = format!("{registry}/resume-{id}");
-    let mut args: Vec<String> = vec![
-        "mirror".into(),
-        "--from".into(),
-        upstream,
-        "--to".into(),
-        target.clone(),
-    ];
-    args.extend(signed.args());
-    args.push(format!("stagex/core-big:1@sha256:{hex}"));
-    let manifest_path = format!("/v2/resume-{id}/core-big/manifests/sha256:{hex}");
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("mirror.json");
+    let refs = [format!("stagex/core-big:1@{digest}")];
+    let through_proxy = format!("{}/{upstream}", proxy.address);
+    let args = mirror_args(&through_proxy, &target, &json, &signed, &refs);
+    let manifest_path = format!("/v2/resume-{id}/core-big/manifests/{digest}");
+    let repository = format!("resume-{id}/core-big");
 
-    // 1. Kill it while the first blobs flow.
+    // 1. Kill it once the config blob is in the target.
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(&args)
-        .stderr(Stdio::piped())
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    for line in stderr.lines() {
-        if line.unwrap().contains("quorum met") {
-            break;
-        }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while registry_head(&registry, &blob_path(&repository, &config)) != 200 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mirror ended before its first blob landed"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no blob landed in 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    std::thread::sleep(std::time::Duration::from_millis(30));
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
     assert!(
-        !status.success(),
-        "the copy finished before it could be interrupted"
+        proxy.seen().iter().any(|l| l.contains(&layer)),
+        "the layer was requested (and is held): {:?}",
+        proxy.seen()
     );
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert_eq!(
         registry_head(&registry, &manifest_path),
         404,
-        "a manifest is visible after an interrupted copy"
+        "a manifest after the kill"
     );
+    assert_eq!(
+        registry_head(&registry, &blob_path(&repository, &layer)),
+        404
+    );
+    proxy.release();
 
-    // 2. Run again, watching: whenever the manifest is visible, every blob is there.
+    // 2. Again, watching: whenever the manifest is visible, every blob is there.
     let done = Arc::new(AtomicBool::new(false));
     let violations = Arc::new(Mutex::new(Vec::new()));
     let watcher = {
-        let (done, violations, registry, blobs, manifest_path) = (
+        let (done, violations, registry, manifest_path, repository) = (
             done.clone(),
             violations.clone(),
             registry.clone(),
-            blobs.clone(),
             manifest_path.clone(),
+            repository.clone(),
         );
-        let repository = format!("resume-{id}/core-big");
-        std::thread::spawn(move || {
-            let mut checks = 0;
-            loop {
-                // One last look after the run ended, so the final state is checked too.
-                let last = done.load(Ordering::SeqCst);
-                if registry_head(&registry, &manifest_path) == 200 {
-                    checks += 1;
-                    for blob in &blobs {
-                        let status =
-                            registry_head(&registry, &format!("/v2/{repository}/blobs/{blob}"));
-                        if status != 200 {
-                            violations.lock().unwrap().push(format!("{blob}: {status}"));
-                        }
+        let blobs = [config.clone(), layer.clone()];
+        std::thread::spawn(move || loop {
+            // One last look after the run ended, so the final state is checked too.
+            let last = done.load(Ordering::SeqCst);
+            if registry_head(&registry, &manifest_path) == 200 {
+                for blob in &blobs {
+                    let status = registry_head(&registry, &blob_path(&repository, blob));
+                    if status != 200 {
+                        violations.lock().unwrap().push(format!("{blob}: {status}"));
                     }
                 }
-                if last {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(2));
             }
-            checks
+            if last {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
         })
     };
     let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>());
     done.store(true, Ordering::SeqCst);
-    let checks = watcher.join().unwrap();
+    watcher.join().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     assert!(
         violations.lock().unwrap().is_empty(),
         "{:?}",
         violations.lock().unwrap()
     );
-    assert_eq!(registry_head(&registry, &manifest_path), 200);
+    let result = &results(&json)[0];
+    assert_eq!(result["outcome"], "passed", "{result}");
+    assert_eq!(
+        result["blobs_present"], 1,
+        "the config survived the kill: {result}"
+    );
+    assert_eq!(
+        result["blobs_copied"], 1,
+        "only the layer is copied again: {result}"
+    );
     let (_, arrived) = registry_get(&registry, &manifest_path, MANIFEST_ACCEPT);
-    let digest = sha256_hex(&arrived);
-    assert_eq!(digest, hex);
-    assert!(checks > 0, "the watcher never saw the manifest");
+    assert_eq!(sha256_hex(&arrived), hex);
+}
+
+/// Two packages with the same content: the second one's blobs are mounted
+/// from the repository the first was copied to, not copied again.
+#[test]
+fn blobs_the_target_has_elsewhere_are_mounted() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let archive = standin_archive("core-musl");
+    let upstream = format!("{registry}/mount-source-{id}");
+    let digest = push_archive(&archive, &format!("{upstream}/core-a:1"));
+    assert_eq!(
+        push_archive(&archive, &format!("{upstream}/core-b:1")),
+        digest
+    );
+    let hex = digest.trim_start_matches("sha256:");
+    let signed = Signed::new();
+    signed.sign("core-a", Some("1"), hex, 2);
+    signed.sign("core-b", Some("1"), hex, 2);
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("mirror.json");
+    let refs = [
+        format!("stagex/core-a:1@{digest}"),
+        format!("stagex/core-b:1@{digest}"),
+    ];
+    let target = format!("{registry}/mount-target-{id}");
+    let args = mirror_args(&upstream, &target, &json, &signed, &refs);
+    let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", text(&output));
+    let blobs = OciArchive::open(&archive).unwrap().manifest.blobs().count();
+    let results = results(&json);
+    assert_eq!(results[0]["item"]["target"], format!("{target}/core-a:1"));
+    assert_eq!(results[0]["blobs_copied"], blobs, "{}", results[0]);
+    assert_eq!(results[1]["blobs_mounted"], blobs, "{}", results[1]);
+    assert_eq!(results[1]["blobs_copied"], 0, "{}", results[1]);
+    let repository = format!("mount-target-{id}/core-b");
+    for blob in OciArchive::open(&archive).unwrap().manifest.blobs() {
+        assert_eq!(
+            registry_head(&registry, &blob_path(&repository, &blob.digest)),
+            200
+        );
+    }
+}
+
+/// A signed index: its children go first, with their blobs, then the index,
+/// all byte for byte.
+#[test]
+fn an_index_is_copied_with_its_children() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let upstream = format!("{registry}/index-source-{id}");
+    let mut children = Vec::new();
+    for (tag, package) in [("child-a", "core-musl"), ("child-b", "core-busybox")] {
+        let archive = standin_archive(package);
+        let digest = push_archive(&archive, &format!("{upstream}/core-multi:{tag}"));
+        let image = OciArchive::open(&archive).unwrap();
+        children.push((digest, image.manifest_bytes.len(), image));
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": xtask::oci::manifest::OCI_INDEX,
+        "manifests": children.iter().map(|(digest, size, _)| serde_json::json!({
+            "mediaType": xtask::oci::manifest::OCI_MANIFEST,
+            "digest": digest,
+            "size": size,
+        })).collect::<Vec<_>>(),
+    });
+    let bytes = bytes::Bytes::from(serde_json::to_vec(&index).unwrap());
+    let digest = format!("sha256:{}", sha256_hex(&bytes));
+    let reference = registry::parse_reference(&format!("{upstream}/core-multi:1")).unwrap();
+    registry::block_on(async {
+        let client = Registry::connect(reference.resolve_registry()).await?;
+        client
+            .push_manifest(&reference, &bytes, xtask::oci::manifest::OCI_INDEX)
+            .await
+    })
+    .unwrap()
+    .unwrap();
+    let signed = Signed::new();
+    signed.sign(
+        "core-multi",
+        Some("1"),
+        digest.trim_start_matches("sha256:"),
+        2,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("mirror.json");
+    let target = format!("{registry}/index-target-{id}");
+    let refs = [format!("stagex/core-multi:1@{digest}")];
+    let args = mirror_args(&upstream, &target, &json, &signed, &refs);
+    let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", text(&output));
+    let repository = format!("index-target-{id}/core-multi");
+    let (status, arrived) = registry_get(
+        &registry,
+        &format!("/v2/{repository}/manifests/1"),
+        MANIFEST_ACCEPT,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(arrived, bytes.to_vec(), "the index, byte for byte");
+    let mut blobs = 0;
+    for (child, _, image) in &children {
+        let (status, body) = registry_get(
+            &registry,
+            &format!("/v2/{repository}/manifests/{child}"),
+            MANIFEST_ACCEPT,
+        );
+        assert_eq!(status, 200, "child {child}");
+        assert_eq!(body, image.manifest_bytes);
+        for blob in image.manifest.blobs() {
+            assert_eq!(
+                registry_head(&registry, &blob_path(&repository, &blob.digest)),
+                200
+            );
+            blobs += 1;
+        }
+    }
+    assert_eq!(results(&json)[0]["blobs_copied"], blobs);
+}
+
+/// A source that answers 503 and 429 before it answers properly: the copy is
+/// retried and completes.
+#[test]
+fn transient_registry_errors_are_retried() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let archive = standin_archive("core-ca-certificates");
+    let upstream = format!("retry-source-{id}");
+    let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-ca:1"));
+    let signed = Signed::new();
+    signed.sign(
+        "core-ca",
+        Some("1"),
+        digest.trim_start_matches("sha256:"),
+        2,
+    );
+    let proxy = Proxy::start(&registry);
+    proxy.fail("/manifests/", 503, 2);
+    proxy.fail("/blobs/", 429, 1);
+    let work = tempfile::tempdir().unwrap();
+    let json = work.path().join("mirror.json");
+    let target = format!("{registry}/retry-target-{id}");
+    let refs = [format!("stagex/core-ca:1@{digest}")];
+    let source = format!("{}/{upstream}", proxy.address);
+    let args = mirror_args(&source, &target, &json, &signed, &refs);
+    let output = xtask(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("retrying"), "{log}");
+    let seen = proxy.seen();
+    let manifest_requests = seen.iter().filter(|l| l.contains("/manifests/")).count();
+    assert!(manifest_requests >= 3, "two refused, then served: {seen:?}");
+    assert_eq!(results(&json)[0]["outcome"], "passed");
+    let (status, body) = registry_get(
+        &registry,
+        &format!("/v2/retry-target-{id}/core-ca/manifests/{digest}"),
+        MANIFEST_ACCEPT,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(format!("sha256:{}", sha256_hex(&body)), digest);
 }

@@ -30,28 +30,38 @@ fn busybox_image(checkout: &Path, run: &str) -> String {
 fn fixture_images_build_and_the_dependent_gets_its_base_from_the_archive() {
     let checkout = demo_checkout();
     let root = checkout.path();
-    let output = xtask_in(root, &["build", "--jobs", "2"]);
+    let json = root.join("build-report.json");
+    let output = xtask_in(
+        root,
+        &["build", "--jobs", "2", "--json", json.to_str().unwrap()],
+    );
     assert!(output.status.success(), "{}", text(&output));
-    let report = text(&output);
-    for image in ["base", "base-static", "hello"] {
-        assert!(root.join(format!("out/{image}.tar")).is_file(), "{image}");
-        let record = read_json(&root.join(format!("out/{image}.json")));
-        assert_eq!(record["image"], image);
+    let built = reports(&json);
+    let images: Vec<&str> = built.iter().map(|r| r.image.as_str()).collect();
+    assert_eq!(
+        images,
+        ["base", "base-static", "hello"],
+        "in dependency order"
+    );
+    for report in &built {
+        let image = report.image.as_str();
+        assert_eq!(report.step, "build");
+        assert_eq!(report.outcome, xtask::report::Outcome::Passed, "{image}");
+        let record = record(root, image);
+        assert_eq!(report.digest.as_ref(), Some(&record.manifest_digest));
+        assert_eq!(record.image, image);
         assert_eq!(
-            record["archive_sha256"],
+            record.archive_sha256,
             sha256_file(&root.join(format!("out/{image}.tar")))
         );
-        assert_eq!(record["source_date_epoch"], 1700000000);
-        assert!(report.contains(&format!("build  {image}")) || report.contains(image));
+        assert_eq!(record.source_date_epoch, 1700000000);
     }
-    let base = read_json(&root.join("out/base.json"));
-    let hello = read_json(&root.join("out/hello.json"));
-    assert_eq!(hello["built_on"][0]["image"], "base");
-    assert_eq!(
-        hello["built_on"][0]["manifest_digest"],
-        base["manifest_digest"]
-    );
-    assert_eq!(base["stagex_inputs"].as_array().unwrap().len(), 4);
+    let base = record(root, "base");
+    let hello = record(root, "hello");
+    assert_eq!(hello.built_on.len(), 1);
+    assert_eq!(hello.built_on[0].image, "base");
+    assert_eq!(hello.built_on[0].manifest_digest, base.manifest_digest);
+    assert_eq!(base.stagex_inputs.len(), 4);
     // base came from its OCI archive: BuildKit loaded it from the client, and
     // no registry has an image called `base` to pull.
     let log = std::fs::read_to_string(root.join("out/hello.log")).unwrap();
@@ -80,12 +90,25 @@ fn two_builds_agree_and_verify_reproducible_passes() {
     let root = checkout.path();
     let output = xtask_in(root, &["build"]);
     assert!(output.status.success(), "{}", text(&output));
-    let output = xtask_in(root, &["verify-reproducible"]);
+    let json = root.join("verify.json");
+    let output = xtask_in(
+        root,
+        &[
+            "verify-reproducible",
+            "--all",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     let report = text(&output);
     assert!(output.status.success(), "{report}");
+    let verified = reports(&json);
+    assert_eq!(verified.len(), 3, "{verified:?}");
     for image in ["base", "base-static", "hello"] {
-        let record = read_json(&root.join(format!("out/{image}.json")));
-        let digest = record["manifest_digest"].as_str().unwrap();
+        let digest = record(root, image).manifest_digest;
+        let row = verified.iter().find(|r| r.image == image).unwrap();
+        assert_eq!(row.outcome, xtask::report::Outcome::Passed, "{row:?}");
+        assert_eq!(row.digest.as_deref(), Some(digest.as_str()));
         assert!(
             report.contains(&format!("[{image}] reproducible: {digest}")),
             "{report}"
@@ -124,8 +147,8 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     let root = checkout.path();
     let output = xtask_in(root, &["build", "base"]);
     assert!(output.status.success(), "{}", text(&output));
-    let record = read_json(&root.join("out/base.json"));
-    let digest = record["manifest_digest"].as_str().unwrap();
+    let digest = record(root, "base").manifest_digest;
+    let digest = digest.as_str();
     let repository = format!("push-test-{}", std::process::id());
 
     let target = format!("{registry}/{repository}/base:v1");
@@ -174,6 +197,39 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
         "{}",
         text(&output)
     );
+
+    // A corrupt layer whose archive sha256 was also rewritten into the record
+    // gets past the record check; the streaming digest check refuses it before
+    // the upload is complete, and no manifest is pushed.
+    let pristine = std::fs::read(root.join("out/base.tar")).unwrap();
+    let archive = xtask::oci::archive::OciArchive::open(&root.join("out/base.tar")).unwrap();
+    let layer = archive.manifest.layers.last().unwrap().clone();
+    let location = archive.blob_location(&layer.digest).unwrap();
+    let mut corrupt = pristine.clone();
+    let middle = (location.offset + location.size / 2) as usize;
+    corrupt[middle] ^= 0xff;
+    std::fs::write(root.join("out/base.tar"), &corrupt).unwrap();
+    let mut forged = record(root, "base");
+    forged.archive_sha256 = sha256_hex(&corrupt);
+    forged.save(root).unwrap();
+    let streamed = format!("{registry}/{repository}/streamed:v1");
+    let output = xtask_in(root, &["push", "base", "--to", &streamed]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!("blob {} reads as sha256:", layer.digest))
+            && text(&output).contains("not uploading it"),
+        "{}",
+        text(&output)
+    );
+    let (status, _) = registry_get(
+        &registry,
+        &format!("/v2/{repository}/streamed/manifests/v1"),
+        accept,
+    );
+    assert_eq!(status, 404, "no manifest after a refused blob");
+    std::fs::write(root.join("out/base.tar"), &pristine).unwrap();
+    forged.archive_sha256 = sha256_hex(&pristine);
+    forged.save(root).unwrap();
 
     // One byte changed after the build: refused, nothing pushed.
     let mut bytes = std::fs::read(root.join("out/base.tar")).unwrap();
@@ -273,24 +329,70 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
 
 #[test]
 fn all_runs_every_step_on_the_fixture() {
+    let registry = require_engine();
     let checkout = demo_checkout();
-    let output = xtask_in(checkout.path(), &["all"]);
-    let report = text(&output);
-    assert!(output.status.success(), "{report}");
-    for step in ["lint", "digests", "build", "verify-reproducible"] {
-        assert!(
-            report
-                .lines()
-                .any(|l| l.starts_with(step) && l.contains("passed")),
-            "{step}:\n{report}"
-        );
-    }
-    assert_eq!(
-        report
-            .lines()
-            .filter(|l| l.starts_with("verify-reproducible ") && l.contains("passed"))
-            .count(),
-        3,
-        "{report}"
+    let json = checkout.path().join("all.json");
+    let prefix = format!("{registry}/all-{}", std::process::id());
+    let output = xtask_in(
+        checkout.path(),
+        &[
+            "all",
+            "--push-prefix",
+            &prefix,
+            "--json",
+            json.to_str().unwrap(),
+        ],
     );
+    assert!(output.status.success(), "{}", text(&output));
+    let all = reports(&json);
+    let rows: Vec<(&str, &str)> = all
+        .iter()
+        .map(|r| (r.step.as_str(), r.image.as_str()))
+        .collect();
+    let mut expected = vec![("lint", "-"), ("digests", "-")];
+    for step in ["build", "verify-reproducible", "push"] {
+        for image in ["base", "base-static", "hello"] {
+            expected.push((step, image));
+        }
+    }
+    assert_eq!(rows, expected);
+    for report in &all {
+        assert_eq!(report.outcome, xtask::report::Outcome::Passed, "{report:?}");
+    }
+    for image in ["base", "base-static", "hello"] {
+        let digest = record(checkout.path(), image).manifest_digest;
+        let repository = prefix.split_once('/').unwrap().1;
+        let (status, _) = registry_get(
+            &registry,
+            &format!("/v2/{repository}/{image}/manifests/{digest}"),
+            MANIFEST_ACCEPT,
+        );
+        assert_eq!(status, 200, "{image} pushed by digest");
+    }
+}
+
+/// Without an engine, `build` and `all` stop once, before any work, with the
+/// fix; they do not fail once per image.
+#[test]
+fn without_an_engine_the_run_stops_once_with_the_fix() {
+    let checkout = copy_checkout();
+    for args in [&["build"][..], &["all"][..]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--root")
+            .arg(checkout.path())
+            .args(args)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {report}");
+        assert_eq!(
+            report.matches("docker engine: missing").count(),
+            1,
+            "{report}"
+        );
+        assert!(report.contains("cargo xtask test-env up"), "{report}");
+        assert!(!checkout.path().join("out").exists(), "{args:?} did work");
+    }
 }

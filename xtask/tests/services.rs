@@ -7,7 +7,7 @@ use common::*;
 #[test]
 fn doctor_passes_inside_test_env() {
     require_engine();
-    let output = xtask(&["doctor", "--json"]);
+    let output = xtask(&["doctor", "--json", "-"]);
     assert!(output.status.success(), "{}", text(&output));
     let checks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let status = |name: &str| {

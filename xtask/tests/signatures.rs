@@ -30,6 +30,7 @@ fn verify(
         "--threshold",
         &threshold.to_string(),
         "--json",
+        "-",
     ]);
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     (output.status.code(), json, text(&output))

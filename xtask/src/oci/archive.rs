@@ -7,7 +7,9 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+
+use super::manifest::{Descriptor, Index, Manifest};
+use super::reference::is_sha256_hex;
 
 /// Where one blob sits inside the archive file.
 #[derive(Debug, Clone, Copy)]
@@ -25,27 +27,6 @@ pub struct OciArchive {
     /// The single image manifest the index points at, as raw bytes.
     pub manifest_bytes: Vec<u8>,
     pub manifest: Manifest,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Index {
-    pub manifests: Vec<Descriptor>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Manifest {
-    #[serde(rename = "mediaType")]
-    pub media_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
 }
 
 impl OciArchive {
@@ -69,7 +50,8 @@ impl OciArchive {
                 entry.read_to_end(&mut bytes)?;
                 index_bytes = Some(bytes);
             } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
-                if !hex.is_empty() {
+                // Anything else under blobs/ is not a blob we could ask for.
+                if is_sha256_hex(hex) {
                     blobs.insert(
                         format!("sha256:{hex}"),
                         BlobLocation {
@@ -83,6 +65,9 @@ impl OciArchive {
         let index_bytes = index_bytes
             .with_context(|| format!("{} has no index.json: not an OCI archive", path.display()))?;
         let index: Index = serde_json::from_slice(&index_bytes)
+            .with_context(|| format!("{}: index.json", path.display()))?;
+        index
+            .check()
             .with_context(|| format!("{}: index.json", path.display()))?;
         let [entry] = index.manifests.as_slice() else {
             bail!(
@@ -103,8 +88,12 @@ impl OciArchive {
             },
         };
         let manifest_bytes = archive.read_blob(&entry.digest)?;
-        archive.manifest = serde_json::from_slice(&manifest_bytes)
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .with_context(|| format!("{}: manifest {}", path.display(), entry.digest))?;
+        manifest
+            .check()
+            .with_context(|| format!("{}: manifest {}", path.display(), entry.digest))?;
+        archive.manifest = manifest;
         archive.manifest_bytes = manifest_bytes;
         Ok(archive)
     }
@@ -131,7 +120,7 @@ impl OciArchive {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.blob_reader(digest)?.read_to_end(&mut bytes)?;
-        let actual = format!("sha256:{}", crate::sha::hex_sha256(&bytes));
+        let actual = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
         if actual != digest {
             bail!(
                 "{}: blob {digest} holds content with digest {actual}: the archive is corrupt",
@@ -181,8 +170,8 @@ impl OciArchive {
             let link = entry
                 .link_name()?
                 .map(|target| target.to_string_lossy().into_owned());
-            let mut content = Vec::new();
-            entry.read_to_end(&mut content)?;
+            // Hashed as it streams: a layer may hold files larger than memory.
+            let sha256 = crate::hash::reader_sha256(&mut entry)?;
             files.insert(
                 path,
                 FileEntry {
@@ -193,7 +182,7 @@ impl OciArchive {
                     gid: header.gid().unwrap_or(0),
                     mtime: header.mtime().unwrap_or(0),
                     link,
-                    sha256: crate::sha::hex_sha256(&content),
+                    sha256,
                 },
             );
         }

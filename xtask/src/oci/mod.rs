@@ -1,4 +1,9 @@
-//! OCI images: archives on disk and registries on the network.
+//! OCI images: references, manifests, archives and layouts on disk, and
+//! registries on the network.
 
 pub mod archive;
+pub mod layout;
+pub mod manifest;
+pub mod reference;
 pub mod registry;
+pub mod transfer;

@@ -32,7 +32,7 @@ pub fn signature_url(base: &str, repository: &str, digest_hex: &str, number: usi
 
 pub struct Lookaside {
     base: String,
-    http: reqwest::Client,
+    http: &'static reqwest::Client,
 }
 
 impl Lookaside {
@@ -43,13 +43,9 @@ impl Lookaside {
         {
             bail!("lookaside `{base}`: use an https://, http:// or file:// URL");
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()?;
         Ok(Lookaside {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: crate::http::client()?,
         })
     }
 
@@ -93,7 +89,12 @@ impl Lookaside {
         }
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
-            let response = self.http.get(url).send().await;
+            let response = self
+                .http
+                .get(url)
+                .timeout(Duration::from_secs(60))
+                .send()
+                .await;
             match response {
                 Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
                     return Ok(None)
@@ -127,7 +128,7 @@ pub fn save(
 ) -> Result<PathBuf> {
     let folder = dir.join(signature_dir(repository, digest_hex));
     for file in files {
-        crate::generated::write_atomically(&folder.join(&file.name), &file.bytes)?;
+        crate::files::write_atomically(&folder.join(&file.name), &file.bytes)?;
     }
     Ok(folder)
 }

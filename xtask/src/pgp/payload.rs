@@ -4,7 +4,7 @@
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::containerfile::ImageRef;
+use crate::oci::reference::ImageRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -89,17 +89,10 @@ pub fn parse(bytes: &[u8]) -> Result<Payload> {
     })
 }
 
-/// `docker.io/stagex/core-musl:1.2.5` → `stagex/core-musl`: Docker Hub's
-/// spellings are one repository.
+/// `docker.io/stagex/core-musl:1.2.5` → `stagex/core-musl`: the repository a
+/// signature names, Docker Hub's spellings folded into one.
 pub fn repository_of(reference: &str) -> Result<String> {
-    let parsed = ImageRef::parse(reference)?;
-    let registry = parsed
-        .registry
-        .filter(|r| r != "docker.io" && r != "index.docker.io" && r != "registry-1.docker.io");
-    Ok(match registry {
-        Some(registry) => format!("{registry}/{}", parsed.repository),
-        None => parsed.repository,
-    })
+    Ok(ImageRef::parse(reference)?.signed_repository())
 }
 
 #[cfg(test)]
@@ -144,21 +137,5 @@ mod tests {
             r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"{HEX}"}},"type":"atomic container signature"}}}}"#
         );
         assert!(parse(bare.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn docker_hub_spellings_are_one_repository() {
-        assert_eq!(
-            repository_of("docker.io/stagex/core-musl:1").unwrap(),
-            "stagex/core-musl"
-        );
-        assert_eq!(
-            repository_of("stagex/core-musl").unwrap(),
-            "stagex/core-musl"
-        );
-        assert_eq!(
-            repository_of("quay.io/stagex/core-musl").unwrap(),
-            "quay.io/stagex/core-musl"
-        );
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod gpg;
+pub mod proxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -98,11 +99,20 @@ pub fn require_engine() -> String {
     registry
 }
 
+/// test-env's layout for this checkout: where its tools and stand-in files are.
+pub fn layout() -> xtask::dev::test_env::Layout {
+    xtask::dev::test_env::Layout::for_root(&repo_root())
+}
+
+/// Debian's busybox-static, musl and ca-certificates as test-env unpacked them.
 pub fn standin_root() -> PathBuf {
-    PathBuf::from(
-        std::env::var("XTASK_STANDIN_ROOT")
-            .unwrap_or_else(|_| panic!("XTASK_STANDIN_ROOT is not set: {PROVISION}")),
-    )
+    let root = layout().standin_root();
+    assert!(
+        root.join("bin/busybox").is_file(),
+        "{} has no bin/busybox: {PROVISION}",
+        root.display()
+    );
+    root
 }
 
 /// Run a command, panicking with its output when it fails.
@@ -117,11 +127,7 @@ pub fn run_ok(command: &mut Command) -> Output {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    xtask::hash::hex_sha256(bytes)
 }
 
 pub fn sha256_file(path: &Path) -> String {
@@ -160,8 +166,8 @@ pub fn registry_head(registry: &str, path: &str) -> u16 {
     registry_request("HEAD", registry, path, MANIFEST_ACCEPT).0
 }
 
-/// The demo's fixture checkout (stand-ins pushed to the test registry), made
-/// once per test binary; each test gets its own copy.
+/// The stand-in checkout (stand-ins pushed to the test registry, a checkout
+/// that pins them), made once per test binary; each test gets its own copy.
 pub fn demo_checkout() -> tempfile::TempDir {
     static PREPARED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let prepared = PREPARED.get_or_init(|| {
@@ -169,17 +175,37 @@ pub fn demo_checkout() -> tempfile::TempDir {
         let dir = repo_root()
             .join("target/test-demo")
             .join(format!("{}", std::process::id()));
-        let output = xtask(&["demo", "--setup-only", "--dir", dir.to_str().unwrap()]);
-        assert!(
-            output.status.success(),
-            "demo --setup-only failed:\n{}",
-            text(&output)
-        );
-        PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+        let prepared = xtask::dev::standins::prepare(&layout(), &dir)
+            .unwrap_or_else(|e| panic!("preparing the stand-in checkout: {e:#}"));
+        prepared.checkout
     });
     let copy = tempfile::tempdir().unwrap();
     copy_tree(prepared, copy.path());
     copy
+}
+
+/// The stand-ins' own archives (out/<package>.tar of the stand-in builds).
+pub fn standin_archive(package: &str) -> PathBuf {
+    demo_checkout();
+    repo_root()
+        .join("target/test-demo")
+        .join(format!("{}", std::process::id()))
+        .join("standins/out")
+        .join(format!("{package}.tar"))
+}
+
+/// The build record of `image` in `root`, typed.
+pub fn record(root: &Path, image: &str) -> xtask::records::build::BuildRecord {
+    xtask::records::build::BuildRecord::load(root, image)
+        .unwrap_or_else(|e| panic!("build record of {image}: {e:#}"))
+}
+
+/// The step reports a command wrote with `--json PATH`.
+pub fn reports(path: &Path) -> Vec<xtask::report::StepReport> {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `cargo xtask --root ROOT ARGS…` with a fixed SOURCE_DATE_EPOCH (fixture

@@ -1,0 +1,107 @@
+//! The command table: global options, one variant per subcommand, dispatch,
+//! and the exit code. Nothing else lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::commands::{all, build, digests, doctor, lint, mirror, push, reproduce, signatures};
+use crate::dev::{bench, demo, test_env, test_suite};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Build, verify and publish StageX base images",
+    after_help = "Development: `test` runs the whole suite against the services `test-env up|down|env` \
+                  provisions under target/; `demo` runs the pipeline offline on stand-in images; \
+                  `bench build|mirror` prints the README's figures. Exit codes: 0 ok, 1 a check \
+                  failed, 2 the tool could not run (see the README)."
+)]
+pub struct Cli {
+    /// Work on another checkout with the same layout (default: this repository).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    All(all::All),
+    Lint(lint::Lint),
+    Digests(digests::Digests),
+    Build(build::Build),
+    VerifyReproducible(reproduce::VerifyReproducible),
+    Push(push::Push),
+    Signatures(signatures::Signatures),
+    Mirror(mirror::Mirror),
+    Doctor(doctor::Doctor),
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    Test(test_suite::Test),
+    #[command(hide = true)]
+    TestEnv(test_env::TestEnv),
+    #[command(hide = true)]
+    Demo(demo::Demo),
+    #[command(hide = true)]
+    Bench(bench::Bench),
+}
+
+/// Parse the command line, run, and map the outcome to the README's exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            crate::error::exit_code(&error)
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let root = cli.root.unwrap_or_else(crate::files::project_root);
+    let root =
+        std::fs::canonicalize(&root).with_context(|| format!("--root {}", root.display()))?;
+    dispatch(cli.command, &root)
+}
+
+fn dispatch(command: Command, root: &Path) -> Result<()> {
+    match command {
+        Command::All(cmd) => cmd.run(root),
+        Command::Lint(cmd) => cmd.run(root),
+        Command::Digests(cmd) => cmd.run(root),
+        Command::Build(cmd) => cmd.run(root),
+        Command::VerifyReproducible(cmd) => cmd.run(root),
+        Command::Push(cmd) => cmd.run(root),
+        Command::Signatures(cmd) => cmd.run(root),
+        Command::Mirror(cmd) => cmd.run(root),
+        Command::Doctor(cmd) => cmd.run(root),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "xtask", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Test(cmd) => cmd.run(root),
+        Command::TestEnv(cmd) => cmd.run(root),
+        Command::Demo(cmd) => cmd.run(root),
+        Command::Bench(cmd) => cmd.run(root),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_table_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

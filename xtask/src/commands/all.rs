@@ -1,0 +1,226 @@
+//! `cargo xtask all`: the pipeline ([`crate::pipeline::Step::ALL`]), one
+//! summary. `demo` runs the same function on its stand-in checkout.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+
+use super::args::{EngineArgs, JobsArg, JsonArg};
+use super::build::{self, plan::BuildOptions, run::run_builds};
+use super::{digests, lint, push, reproduce};
+use crate::error::fail;
+use crate::files::Mode;
+use crate::model::catalog::Catalog;
+use crate::oci::transfer::Pushed;
+use crate::pipeline::{self, Step};
+use crate::records::build::BuildRecord;
+use crate::report::{self, Outcome, StepReport};
+use crate::tools::{self, process::Env};
+
+/// Run the pipeline: lint → digests check → build → verify-reproducible → push.
+#[derive(Debug, Args)]
+pub struct All {
+    /// Leave a step out (repeatable).
+    #[arg(long, value_name = "STEP", value_enum)]
+    pub skip: Vec<Step>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub jobs: JobsArg,
+    /// Push every built image to PREFIX/<image>:latest (without it, `push` is skipped).
+    #[arg(long, value_name = "PREFIX")]
+    pub push_prefix: Option<String>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl All {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let runs_build =
+            !self.skip.contains(&Step::Build) || !self.skip.contains(&Step::VerifyReproducible);
+        let build = if runs_build {
+            build::options(root, &self.engine)?
+        } else {
+            // Nothing will build: no epoch (and no git history) is needed.
+            BuildOptions::new(root, 0)
+        };
+        let options = PipelineOptions {
+            skip: self.skip,
+            build,
+            jobs: self.jobs.get(),
+            env: Env::new(),
+            push_prefix: self.push_prefix,
+        };
+        let run = run_pipeline(root, &options)?;
+        eprint!("\n{}", report::table(&run.reports));
+        self.json.write(&run.reports)?;
+        let failed: Vec<String> = run
+            .reports
+            .iter()
+            .filter(|r| r.failed())
+            .map(|r| match r.image.as_str() {
+                "-" => r.step.clone(),
+                image => format!("{} ({image})", r.step),
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            fail(format!("all: failed steps: {}", failed.join(", ")))
+        }
+    }
+}
+
+/// How one run of the pipeline goes.
+pub struct PipelineOptions {
+    pub skip: Vec<Step>,
+    pub build: BuildOptions,
+    pub jobs: usize,
+    /// Environment for the engine and tools (e.g. test-env's DOCKER_HOST).
+    pub env: Env,
+    /// Where `push` sends each built image; without one it is skipped.
+    pub push_prefix: Option<String>,
+}
+
+/// What one run left: every report in pipeline order, the images built, and
+/// where each was pushed.
+pub struct PipelineRun {
+    pub reports: Vec<StepReport>,
+    pub built: BTreeMap<String, BuildRecord>,
+    pub pushed: BTreeMap<String, Pushed>,
+}
+
+impl PipelineOptions {
+    /// The steps that will run, in order.
+    fn steps(&self) -> Vec<Step> {
+        Step::ALL
+            .iter()
+            .copied()
+            .filter(|step| !self.skip.contains(step))
+            .filter(|step| *step != Step::Push || self.push_prefix.is_some())
+            .collect()
+    }
+}
+
+pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRun> {
+    // Stop once, before any work, when a step cannot run here.
+    let steps = options.steps();
+    tools::require(&pipeline::tools_for(&steps), &options.env, "the pipeline")?;
+    let mut run = PipelineRun {
+        reports: Vec::new(),
+        built: BTreeMap::new(),
+        pushed: BTreeMap::new(),
+    };
+    let mut build_ran = false;
+    for &step in Step::ALL {
+        if !steps.contains(&step) {
+            let why = if options.skip.contains(&step) {
+                format!("--skip {step}")
+            } else {
+                "no --push-prefix to push to".to_string()
+            };
+            run.reports.push(skipped(step, why));
+            continue;
+        }
+        eprintln!("==> {step}");
+        let started = Instant::now();
+        let whole = |result: Result<()>| {
+            let outcome = match result {
+                Ok(()) => Outcome::Passed,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    Outcome::Failed(format!("{error:#}"))
+                }
+            };
+            StepReport::new("-", step.name(), outcome, started.elapsed())
+        };
+        match step {
+            Step::Lint => run
+                .reports
+                .push(whole(lint::lint_repository(root).and_then(|l| l.verdict()))),
+            Step::Digests => run
+                .reports
+                .push(whole(digests::ensure(root, Mode::Check).map(drop))),
+            Step::Build => {
+                build_ran = true;
+                match build_all(root, options) {
+                    Ok(built) => {
+                        run.reports.extend(built.reports);
+                        run.built = built.built;
+                    }
+                    Err(error) => run.reports.push(whole(Err(error))),
+                }
+            }
+            Step::VerifyReproducible => {
+                // After a build, only what built is worth verifying.
+                let images: Vec<String> = run.built.keys().cloned().collect();
+                if build_ran && images.is_empty() {
+                    run.reports.push(skipped(step, "no image built".into()));
+                    continue;
+                }
+                let verified = Catalog::load(root).and_then(|catalog| {
+                    reproduce::verify(&catalog, &images, &options.build, &options.env)
+                });
+                match verified {
+                    Ok(reports) => run.reports.extend(reports),
+                    Err(error) => run.reports.push(whole(Err(error))),
+                }
+            }
+            Step::Push => {
+                let Some(prefix) = &options.push_prefix else {
+                    continue;
+                };
+                if run.built.is_empty() {
+                    run.reports.push(skipped(step, "no image built".into()));
+                }
+                for image in run.built.keys() {
+                    let started = Instant::now();
+                    let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
+                    let report = match push::push_image(root, image, &to) {
+                        Ok(pushed) => {
+                            eprintln!("[{image}] pushed {}@{}", pushed.reference, pushed.digest);
+                            let mut report = StepReport::new(
+                                image,
+                                step.name(),
+                                Outcome::Passed,
+                                started.elapsed(),
+                            );
+                            report.digest = Some(pushed.digest.clone());
+                            run.pushed.insert(image.clone(), pushed);
+                            report
+                        }
+                        Err(error) => {
+                            eprintln!("[{image}] push FAILED: {error:#}");
+                            StepReport::new(
+                                image,
+                                step.name(),
+                                Outcome::Failed(format!("{error:#}")),
+                                started.elapsed(),
+                            )
+                        }
+                    };
+                    run.reports.push(report);
+                }
+            }
+        }
+    }
+    Ok(run)
+}
+
+fn skipped(step: Step, why: String) -> StepReport {
+    StepReport::new("-", step.name(), Outcome::Skipped(why), Duration::ZERO)
+}
+
+fn build_all(root: &Path, options: &PipelineOptions) -> Result<build::run::BuildRun> {
+    let catalog = Catalog::load(root)?;
+    let builds = build::plan::plan(&catalog, &[], &options.build)?;
+    Ok(run_builds(
+        &builds,
+        options.jobs,
+        &options.env,
+        Step::Build.name(),
+    ))
+}

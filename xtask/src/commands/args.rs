@@ -1,0 +1,123 @@
+//! Argument groups that mean the same in every subcommand that takes them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use serde::Serialize;
+
+use crate::model::settings;
+use crate::pgp::verify::Keyring;
+
+/// `[IMAGE…|--all]`: naming no image means every image, as `--all` does.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImageArgs {
+    /// Images by directory name (default: every image).
+    #[arg(value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Every image (the same as naming none).
+    #[arg(long, conflicts_with = "images")]
+    pub all: bool,
+}
+
+impl ImageArgs {
+    /// The names to select; empty selects every image.
+    pub fn names(&self) -> &[String] {
+        if self.all {
+            &[]
+        } else {
+            &self.images
+        }
+    }
+}
+
+/// Where StageX images are pulled from and which BuildKit builds.
+#[derive(Debug, Args, Clone, Default)]
+pub struct EngineArgs {
+    /// Pull StageX images through this prefix instead of the Containerfiles'
+    /// default (e.g. `registry.internal/stagex`, a mirror).
+    #[arg(long, value_name = "PREFIX")]
+    pub registry: Option<String>,
+    /// A buildx builder (`docker buildx create …`): remote or Kubernetes BuildKit.
+    #[arg(long, value_name = "NAME")]
+    pub builder: Option<String>,
+}
+
+/// How many images are worked on at once.
+#[derive(Debug, Args, Clone, Default)]
+pub struct JobsArg {
+    /// How many at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+impl JobsArg {
+    pub fn get(&self) -> usize {
+        self.jobs.unwrap_or_else(default_jobs).max(1)
+    }
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// `--json PATH`: the command's report as JSON, to a file or to stdout (`-`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct JsonArg {
+    /// Also write the report as JSON to PATH (`-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+impl JsonArg {
+    pub fn write<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        match &self.json {
+            Some(path) => crate::files::write_json(path, value),
+            None => Ok(()),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.json.as_deref()
+    }
+}
+
+/// Where signatures and keys come from, shared with `mirror`.
+#[derive(Debug, Args, Clone)]
+pub struct TrustArgs {
+    /// Signature store: https://…, http://… or file://… (default: StageX's).
+    #[arg(long, value_name = "URL")]
+    pub lookaside: Option<String>,
+    /// Folder of maintainer public keys (default: keys/).
+    #[arg(long, value_name = "DIR")]
+    pub keyring: Option<PathBuf>,
+    /// Distinct maintainer keys that must have signed (default: StageX's rule).
+    #[arg(long, value_name = "N")]
+    pub threshold: Option<usize>,
+}
+
+impl TrustArgs {
+    pub fn lookaside(&self) -> &str {
+        self.lookaside
+            .as_deref()
+            .unwrap_or(settings::UPSTREAM_LOOKASIDE)
+    }
+
+    pub fn keyring(&self, root: &std::path::Path) -> Result<Keyring> {
+        let dir = self
+            .keyring
+            .clone()
+            .unwrap_or_else(|| root.join(settings::KEYS_DIR));
+        Keyring::load(&dir)
+    }
+
+    pub fn threshold(&self) -> Result<usize> {
+        let threshold = self.threshold.unwrap_or(settings::SIGNATURE_THRESHOLD);
+        if threshold == 0 {
+            bail!("--threshold 0 would accept unsigned images: use 1 or more");
+        }
+        Ok(threshold)
+    }
+}

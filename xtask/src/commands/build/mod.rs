@@ -1,0 +1,83 @@
+//! `cargo xtask build`: reproducible buildx builds to OCI archives, in
+//! dependency order and in parallel, each leaving a build record.
+//!
+//! [`plan`] is pure (which images, which exact commands); [`run`] starts the
+//! processes.
+
+pub mod plan;
+pub mod run;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::args::{EngineArgs, ImageArgs, JobsArg, JsonArg};
+use crate::model::catalog::Catalog;
+use crate::pipeline::{self, Step};
+use crate::report;
+use crate::tools::{self, git, process::Env};
+use plan::BuildOptions;
+
+/// Build images with buildx into out/<image>.tar, with a build record each.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Build {
+    /// What they build on is built too.
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub jobs: JobsArg,
+    /// Build without BuildKit's cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print the exact commands and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl Build {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let catalog = Catalog::load(root)?;
+        // Unknown names are a usage error, before anything else is asked for.
+        catalog.select(self.images.names())?;
+        let options = BuildOptions {
+            no_cache: self.no_cache,
+            ..options(root, &self.engine)?
+        };
+        let builds = plan::plan(&catalog, self.images.names(), &options)?;
+        if self.dry_run {
+            print!("{}", plan::render_plan(&builds));
+            return Ok(());
+        }
+        let env = Env::new();
+        tools::require(&pipeline::tools_for(&[Step::Build]), &env, "build")?;
+        let run = run::run_builds(&builds, self.jobs.get(), &env, Step::Build.name());
+        eprint!("\n{}", report::table(&run.reports));
+        self.json.write(&run.reports)?;
+        report::fail_if_any(&run.reports, "build")
+    }
+}
+
+/// The options every build of this checkout shares: the epoch, the registry
+/// prefix and the builder.
+pub fn options(root: &Path, engine: &EngineArgs) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        registry_prefix: engine.registry.clone(),
+        builder: engine.builder.clone(),
+        ..BuildOptions::new(root, source_date_epoch(root)?)
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, else the last commit's time.
+pub fn source_date_epoch(root: &Path) -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH=`{value}` is not a whole number of seconds")
+        }),
+        Err(_) => git::last_commit_time(root),
+    }
+}

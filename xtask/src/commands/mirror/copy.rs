@@ -1,0 +1,213 @@
+//! Copying one verified reference: an index's children before the index, an
+//! image's blobs before its manifest, manifests byte for byte. Blobs the target
+//! has are skipped, blobs another of its repositories has are mounted, the rest
+//! stream from source to target and are committed only once proven.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::Reference;
+use serde::Serialize;
+
+use crate::oci::manifest::{AnyManifest, Descriptor};
+use crate::oci::registry::{by_digest, with_retries, Registry};
+use crate::oci::transfer::{checked, Proof};
+use crate::report::{human_size, short_digest};
+
+/// Blobs of one image copied at once.
+const BLOBS_AT_ONCE: usize = 4;
+
+/// Indexes hold images; nothing nests deeper.
+const MAX_DEPTH: usize = 1;
+
+/// What one copy did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub blobs_copied: usize,
+    pub blobs_mounted: usize,
+    pub blobs_present: usize,
+    pub bytes_copied: u64,
+}
+
+enum BlobOutcome {
+    Present,
+    Mounted,
+    Copied(u64),
+}
+
+/// Blobs known to be in the target registry this run: digest → a repository
+/// holding it, to mount from.
+#[derive(Default)]
+pub struct KnownBlobs(Mutex<BTreeMap<String, Reference>>);
+
+impl KnownBlobs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Reference>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn remember(&self, digest: &str, target: &Reference) {
+        self.lock()
+            .entry(digest.to_string())
+            .or_insert_with(|| target.clone());
+    }
+
+    /// A repository of the target, other than `target`'s, that has the blob.
+    fn elsewhere(&self, digest: &str, target: &Reference) -> Option<Reference> {
+        self.lock()
+            .get(digest)
+            .filter(|from| from.repository() != target.repository())
+            .cloned()
+    }
+}
+
+/// The two ends of one copy.
+pub struct Ends<'a> {
+    pub source: &'a Registry,
+    pub target: &'a Registry,
+    pub known: &'a KnownBlobs,
+}
+
+/// A manifest as copied: its bytes and media type.
+pub struct Copied {
+    pub bytes: bytes::Bytes,
+    pub media_type: String,
+}
+
+/// Copy the manifest `source` (by digest) and everything it points at to
+/// `target` (by the same digest).
+pub async fn copy_manifest(
+    ends: &Ends<'_>,
+    source: &Reference,
+    target: &Reference,
+    counts: &mut Counts,
+) -> Result<Copied> {
+    copy_manifest_at(ends, source, target, counts, 0).await
+}
+
+fn copy_manifest_at<'a>(
+    ends: &'a Ends<'_>,
+    source: &'a Reference,
+    target: &'a Reference,
+    counts: &'a mut Counts,
+    depth: usize,
+) -> futures_util::future::BoxFuture<'a, Result<Copied>> {
+    Box::pin(async move {
+        let expected = source
+            .digest()
+            .with_context(|| format!("{} is not addressed by digest", source.whole()))?
+            .to_string();
+        let bytes = ends.source.pull_manifest(source).await?;
+        let actual = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
+        if actual != expected {
+            bail!(
+                "{} served a manifest with digest {actual}: not the signed {expected}",
+                source.whole()
+            );
+        }
+        let manifest =
+            AnyManifest::parse(&bytes).with_context(|| format!("manifest {}", source.whole()))?;
+        let copied = Copied {
+            media_type: manifest.media_type().to_string(),
+            bytes: bytes.clone(),
+        };
+        if ends.target.manifest_digest(target).await? == Some(expected.clone()) {
+            return Ok(copied);
+        }
+        match &manifest {
+            AnyManifest::Index(index) => {
+                if depth >= MAX_DEPTH {
+                    bail!(
+                        "{}: an index inside an index; manifests nest no deeper than an index of images",
+                        source.whole()
+                    );
+                }
+                for child in &index.manifests {
+                    let child_source = by_digest(source, &child.digest)?;
+                    let child_target = by_digest(target, &child.digest)?;
+                    copy_manifest_at(ends, &child_source, &child_target, counts, depth + 1).await?;
+                }
+            }
+            AnyManifest::Image(image) => {
+                // Blobs of one image travel side by side; the manifest waits for all of them.
+                let blobs: Vec<Descriptor> = image.blobs().cloned().collect();
+                let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(blobs)
+                    .map(|blob| copy_blob(ends, source, target, blob))
+                    .buffer_unordered(BLOBS_AT_ONCE)
+                    .try_collect()
+                    .await?;
+                for outcome in outcomes {
+                    match outcome {
+                        BlobOutcome::Present => counts.blobs_present += 1,
+                        BlobOutcome::Mounted => counts.blobs_mounted += 1,
+                        BlobOutcome::Copied(bytes) => {
+                            counts.blobs_copied += 1;
+                            counts.bytes_copied += bytes;
+                        }
+                    }
+                }
+            }
+        }
+        ends.target
+            .push_manifest(target, &bytes, &copied.media_type)
+            .await?;
+        Ok(copied)
+    })
+}
+
+async fn copy_blob(
+    ends: &Ends<'_>,
+    source: &Reference,
+    target: &Reference,
+    blob: Descriptor,
+) -> Result<BlobOutcome> {
+    let digest = blob.digest.as_str();
+    if ends.target.blob_exists(target, digest).await? {
+        ends.known.remember(digest, target);
+        return Ok(BlobOutcome::Present);
+    }
+    // Another repository of the target has it: mount instead of copying.
+    if let Some(from) = ends.known.elsewhere(digest, target) {
+        let mounted = ends
+            .target
+            .client
+            .mount_blob(target, &from, digest)
+            .await
+            .is_ok()
+            && ends.target.blob_exists(target, digest).await?;
+        if mounted {
+            ends.known.remember(digest, target);
+            return Ok(BlobOutcome::Mounted);
+        }
+    }
+    let started = Instant::now();
+    with_retries(&format!("copy blob {digest}"), || async {
+        let pulled = ends.source.client.pull_blob_stream(source, digest).await?;
+        // oci-client's blob stream hashes what it reads and fails at its end
+        // on a mismatch; `checked` holds the last chunk back until then.
+        let stream = checked(
+            pulled.stream.map_err(Into::into),
+            digest,
+            blob.size,
+            Proof::VerifiedBySource,
+        );
+        ends.target
+            .client
+            .push_blob_stream(target, stream, digest, Some(blob.size))
+            .await
+    })
+    .await?;
+    eprintln!(
+        "[{}] blob {} ({}) copied in {:.1}s",
+        target.whole(),
+        short_digest(digest),
+        human_size(blob.size),
+        started.elapsed().as_secs_f64()
+    );
+    ends.known.remember(digest, target);
+    Ok(BlobOutcome::Copied(blob.size))
+}

@@ -1,0 +1,12 @@
+//! One module per subcommand: its arguments, its plan (pure), its run.
+
+pub mod all;
+pub mod args;
+pub mod build;
+pub mod digests;
+pub mod doctor;
+pub mod lint;
+pub mod mirror;
+pub mod push;
+pub mod reproduce;
+pub mod signatures;

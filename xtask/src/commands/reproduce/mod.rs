@@ -1,0 +1,151 @@
+//! `cargo xtask verify-reproducible`: build twice without cache, compare the
+//! bytes, and when they differ say which files differ and how.
+
+pub mod explain;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::args::{EngineArgs, ImageArgs, JsonArg};
+use super::build::{self, plan::BuildOptions, plan::ImageBuild, run::build_once};
+use crate::model::catalog::Catalog;
+use crate::oci::archive::OciArchive;
+use crate::pipeline::{self, Step};
+use crate::records::{self, build::BuildRecord};
+use crate::report::{self, Outcome, StepReport};
+use crate::tools::{self, process::Env};
+
+/// Build each image twice with --no-cache and compare; explain any difference.
+#[derive(Debug, Args, Clone, Default)]
+pub struct VerifyReproducible {
+    /// What they build on must be built already.
+    #[command(flatten)]
+    pub images: ImageArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl VerifyReproducible {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let catalog = Catalog::load(root)?;
+        let options = build::options(root, &self.engine)?;
+        let env = Env::new();
+        tools::require(
+            &pipeline::tools_for(&[Step::VerifyReproducible]),
+            &env,
+            "verify-reproducible",
+        )?;
+        let reports = verify(&catalog, self.images.names(), &options, &env)?;
+        eprint!("\n{}", report::table(&reports));
+        self.json.write(&reports)?;
+        report::fail_if_any(&reports, "verify-reproducible")
+    }
+}
+
+/// Verify each named image (every image when none), one report each.
+pub fn verify(
+    catalog: &Catalog,
+    names: &[String],
+    options: &BuildOptions,
+    env: &Env,
+) -> Result<Vec<StepReport>> {
+    let options = BuildOptions {
+        no_cache: true,
+        ..options.clone()
+    };
+    let mut reports = Vec::new();
+    for image in catalog.select(names)? {
+        let planned = build::plan::plan(catalog, std::slice::from_ref(&image.name), &options)?;
+        let target = planned
+            .into_iter()
+            .find(|b| b.image == image.name)
+            .with_context(|| format!("the plan for `{}` does not build it", image.name))?;
+        let started = Instant::now();
+        let (outcome, digest) = match verify_one(&target, env) {
+            Ok(Verdict::Reproducible(digest)) => {
+                eprintln!("[{}] reproducible: {digest}", image.name);
+                (Outcome::Passed, Some(digest))
+            }
+            Ok(Verdict::Differs(explanation)) => {
+                eprintln!("[{}] NOT reproducible:\n{explanation}", image.name);
+                (
+                    Outcome::Failed(format!("not reproducible: {explanation}")),
+                    None,
+                )
+            }
+            Err(error) => {
+                eprintln!("[{}] FAILED: {error:#}", image.name);
+                (Outcome::Failed(format!("{error:#}")), None)
+            }
+        };
+        let mut report = StepReport::new(
+            &image.name,
+            Step::VerifyReproducible.name(),
+            outcome,
+            started.elapsed(),
+        );
+        report.digest = digest;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+enum Verdict {
+    Reproducible(String),
+    Differs(String),
+}
+
+fn verify_one(target: &ImageBuild, env: &Env) -> Result<Verdict> {
+    let root = &target.options.root;
+    // What it builds on comes from the recorded, verified archives.
+    let mut digests = BTreeMap::new();
+    for dependency in &target.depends_on {
+        let record = BuildRecord::load(root, dependency)?;
+        let archive = record.verified_archive(root)?;
+        let layout = records::layout_path(root, dependency);
+        if !layout.join("index.json").exists() {
+            crate::oci::layout::unpack(&archive, &layout)?;
+        }
+        digests.insert(dependency.clone(), record.manifest_digest);
+    }
+    let dir = records::reproduce_dir(root);
+    std::fs::create_dir_all(&dir)?;
+    let mut archives = Vec::new();
+    for run in ["first", "second"] {
+        let build = target.with_archive(dir.join(format!("{}.{run}.tar", target.image)));
+        eprintln!("[{}] {run} build (--no-cache)", target.image);
+        build_once(&build, &digests, env)
+            .with_context(|| format!("{run} build of `{}`", target.image))?;
+        archives.push(OciArchive::open(&build.archive)?);
+    }
+    let (first, second) = (&archives[0], &archives[1]);
+    let first_sha = crate::hash::file_sha256(&first.path)?;
+    let second_sha = crate::hash::file_sha256(&second.path)?;
+    if first.manifest_digest() != second.manifest_digest() || first_sha != second_sha {
+        return Ok(Verdict::Differs(explain::explain(first, second)?));
+    }
+    // And the recorded build, if any, is the same image.
+    let recorded = match BuildRecord::load(root, &target.image) {
+        Ok(record) => Some(record),
+        Err(error) if crate::error::is_failure(&error) => None,
+        Err(error) => return Err(error),
+    };
+    if let Some(record) = recorded {
+        if record.manifest_digest != first.manifest_digest() {
+            // Only bytes that are still the recorded ones are worth explaining.
+            let archive = OciArchive::open(&record.verified_archive(root)?)?;
+            return Ok(Verdict::Differs(format!(
+                "both rebuilds agree, but differ from the recorded build {}:\n{}",
+                record.archive,
+                explain::explain(&archive, first)?
+            )));
+        }
+    }
+    Ok(Verdict::Reproducible(first.manifest_digest().to_string()))
+}

@@ -1,0 +1,320 @@
+//! Stand-in "StageX" images for a machine that cannot pull StageX: FROM-scratch
+//! images made of Debian's busybox-static, musl and ca-certificates, pushed to
+//! the test registry under StageX's names, and a checkout shaped like ours that
+//! pins them by digest. The demo, the benchmarks and the integration tests all
+//! start from here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use super::test_env::Layout;
+use crate::commands::args::default_jobs;
+use crate::commands::build::{plan, run::run_builds};
+use crate::commands::digests;
+use crate::model::catalog::Catalog;
+use crate::model::settings;
+use crate::oci::archive::OciArchive;
+use crate::oci::registry::{self, Registry};
+use crate::oci::transfer;
+use crate::report;
+use crate::tools::process::Env;
+
+/// A stand-in package: the StageX name, and the files it holds.
+pub struct Standin {
+    pub package: &'static str,
+    /// Real release 2026.03.0 version tag, so the fixture reads like ours.
+    pub tag: &'static str,
+}
+
+pub const STANDINS: &[Standin] = &[
+    Standin {
+        package: "core-filesystem",
+        tag: "latest",
+    },
+    Standin {
+        package: "core-musl",
+        tag: "1.2.5",
+    },
+    Standin {
+        package: "core-busybox",
+        tag: "1.37.0",
+    },
+    Standin {
+        package: "core-ca-certificates",
+        tag: "f2e816d18e74480775f74a2620f48c4d4dc51b7e",
+    },
+];
+
+/// Busybox applets the fixture images use.
+const APPLETS: &[&str] = &[
+    "sh",
+    "cat",
+    "date",
+    "dd",
+    "echo",
+    "ls",
+    "mkdir",
+    "sha256sum",
+    "true",
+];
+
+/// Where a prepared stand-in checkout lives.
+pub struct Prepared {
+    pub checkout: PathBuf,
+    pub registry: String,
+    pub env: Env,
+    /// Stand-in package → manifest digest in the registry.
+    pub standins: BTreeMap<String, String>,
+}
+
+/// Build and push the stand-ins, and write the fixture checkout that pins them.
+pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
+    let env = layout.env();
+    let registry = layout.registry();
+    let standin_dir = dir.join("standins");
+    write_standin_contexts(&layout.standin_root(), &standin_dir)?;
+    let catalog = Catalog::load(&standin_dir)?;
+    let options = plan::BuildOptions::new(&standin_dir, 1);
+    let builds = plan::plan(&catalog, &[], &options)?;
+    eprintln!(
+        "stand-ins: building {} stand-in StageX images",
+        builds.len()
+    );
+    let run = run_builds(&builds, default_jobs(), &env, "stand-in");
+    report::fail_if_any(&run.reports, "stand-in build")?;
+    let mut standins = BTreeMap::new();
+    for standin in STANDINS {
+        let record = run
+            .built
+            .get(standin.package)
+            .with_context(|| format!("no build of stand-in {}", standin.package))?;
+        let archive = OciArchive::open(&standin_dir.join(&record.archive))?;
+        let tag = if standin.tag == "latest" {
+            "standin"
+        } else {
+            standin.tag
+        };
+        let target = registry::parse_reference(&format!(
+            "{registry}/{}/{}:{tag}",
+            settings::STAGEX_NAMESPACE,
+            standin.package
+        ))?;
+        registry::block_on(async {
+            let client = Registry::connect(target.resolve_registry()).await?;
+            transfer::push_archive(&client, &archive, &target).await
+        })??;
+        standins.insert(standin.package.to_string(), record.manifest_digest.clone());
+    }
+    let checkout = dir.join("checkout");
+    write_checkout(
+        &checkout,
+        &format!("{registry}/{}", settings::STAGEX_NAMESPACE),
+        &standins,
+    )?;
+    Ok(Prepared {
+        checkout,
+        registry,
+        env,
+        standins,
+    })
+}
+
+/// Each stand-in as a FROM-scratch image directory with its files.
+fn write_standin_contexts(debian: &Path, dir: &Path) -> Result<()> {
+    if !debian.join("bin/busybox").is_file() {
+        bail!(
+            "{} has no bin/busybox: run `cargo xtask test-env up` to fetch the stand-in packages",
+            debian.display()
+        );
+    }
+    if dir.exists() {
+        // Only the contexts are rewritten; out/ (the cache of archives) stays.
+        for standin in STANDINS {
+            let context = dir.join(standin.package);
+            if context.exists() {
+                std::fs::remove_dir_all(&context)?;
+            }
+        }
+    }
+    for standin in STANDINS {
+        let rootfs = dir.join(standin.package).join("rootfs");
+        std::fs::create_dir_all(&rootfs)?;
+        let mut containerfile = String::from("FROM scratch\nCOPY rootfs/ /\n");
+        match standin.package {
+            "core-filesystem" => {
+                let home = dir.join(standin.package).join("home-user");
+                std::fs::create_dir_all(&home)?;
+                std::fs::write(home.join(".profile"), "export PS1='[stand-in] $ '\n")?;
+                for sub in [
+                    "etc", "tmp", "home", "usr/bin", "usr/lib", "usr/sbin", "var/tmp",
+                ] {
+                    std::fs::create_dir_all(rootfs.join(sub))?;
+                }
+                for (link, target) in [
+                    ("bin", "usr/bin"),
+                    ("lib", "usr/lib"),
+                    ("sbin", "usr/sbin"),
+                    ("lib64", "usr/lib"),
+                ] {
+                    std::os::unix::fs::symlink(target, rootfs.join(link))?;
+                }
+                std::fs::write(
+                    rootfs.join("etc/passwd"),
+                    "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+                )?;
+                std::fs::write(
+                    rootfs.join("etc/group"),
+                    "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n",
+                )?;
+                containerfile.push_str(
+                    "COPY --chown=1000:1000 home-user/ /home/user/\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nUSER 1000:1000\nENTRYPOINT [\"/bin/sh\"]\n",
+                );
+            }
+            "core-musl" => {
+                std::fs::create_dir_all(rootfs.join("usr/lib"))?;
+                std::fs::copy(
+                    debian.join("lib/x86_64-linux-musl/libc.so"),
+                    rootfs.join("usr/lib/libc.so"),
+                )?;
+                std::os::unix::fs::symlink("libc.so", rootfs.join("usr/lib/ld-musl-x86_64.so.1"))?;
+            }
+            "core-busybox" => {
+                std::fs::create_dir_all(rootfs.join("usr/bin"))?;
+                std::fs::copy(debian.join("bin/busybox"), rootfs.join("usr/bin/busybox"))?;
+                for applet in APPLETS {
+                    std::os::unix::fs::symlink("busybox", rootfs.join("usr/bin").join(applet))?;
+                }
+            }
+            "core-ca-certificates" => {
+                let mozilla = debian.join("usr/share/ca-certificates/mozilla");
+                let mut certificates: Vec<PathBuf> = std::fs::read_dir(&mozilla)
+                    .with_context(|| format!("listing {}", mozilla.display()))?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<std::io::Result<_>>()?;
+                certificates.sort();
+                let mut bundle = Vec::new();
+                for certificate in certificates {
+                    bundle.extend(std::fs::read(certificate)?);
+                }
+                std::fs::create_dir_all(rootfs.join("etc/ssl/certs"))?;
+                std::fs::write(rootfs.join("etc/ssl/certs/ca-certificates.crt"), bundle)?;
+            }
+            other => bail!("no recipe for stand-in {other}"),
+        }
+        std::fs::write(
+            dir.join(standin.package).join("Containerfile"),
+            containerfile,
+        )?;
+    }
+    Ok(())
+}
+
+/// The fixture checkout's files: Containerfiles shaped like ours and a release
+/// list naming the stand-in digests. Pure, so it is snapshot-tested.
+pub fn checkout_files(
+    prefix: &str,
+    standins: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let pin = |package: &str| {
+        let digest = &standins[package];
+        let tag = STANDINS
+            .iter()
+            .find(|s| s.package == package)
+            .map(|s| s.tag)
+            .unwrap_or("latest");
+        if tag == "latest" {
+            format!("${{{}}}/{package}@{digest}", settings::REGISTRY_ARG)
+        } else {
+            format!("${{{}}}/{package}:{tag}@{digest}", settings::REGISTRY_ARG)
+        }
+    };
+    let header = format!(
+        "ARG {}={prefix}\nARG SOURCE_DATE_EPOCH\n\n",
+        settings::REGISTRY_ARG
+    );
+    let mut files = BTreeMap::new();
+    files.insert(
+        "base/Containerfile".to_string(),
+        format!(
+            "# Like ../../base: FHS layout, musl, busybox, CA bundle.\n{header}FROM {} AS musl\nFROM {} AS busybox\nFROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=musl . /\nCOPY --from=busybox . /\nCOPY --from=ca-certificates . /\n",
+            pin("core-musl"),
+            pin("core-busybox"),
+            pin("core-ca-certificates"),
+            pin("core-filesystem")
+        ),
+    );
+    files.insert(
+        "base-static/Containerfile".to_string(),
+        format!(
+            "# Like ../../base-static: FHS layout and the CA bundle only.\n{header}FROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=ca-certificates . /\nENTRYPOINT []\n",
+            pin("core-ca-certificates"),
+            pin("core-filesystem")
+        ),
+    );
+    files.insert(
+        "examples/hello/Containerfile".to_string(),
+        format!(
+            "# Builds on this checkout's base image, supplied from its OCI archive.\n{header}# hadolint ignore=DL3006\nFROM base\nARG SOURCE_DATE_EPOCH\nRUN [\"/bin/sh\", \"-c\", \"echo hello from the demo > /home/user/hello.txt\"]\nENTRYPOINT [\"/bin/cat\", \"/home/user/hello.txt\"]\n"
+        ),
+    );
+    let release = format!("stagex-release/{}", settings::STAGEX_RELEASE);
+    let mut digests = String::new();
+    let mut versions = String::from("image\tversion_tag\tdefined_in\tmanifest_digest\n");
+    for standin in STANDINS {
+        let hex = standins[standin.package].trim_start_matches("sha256:");
+        digests.push_str(&format!("{hex} {}\n", standin.package));
+        versions.push_str(&format!(
+            "{}\t{}\tstand-in\t{hex}\n",
+            standin.package, standin.tag
+        ));
+    }
+    files.insert(format!("{release}/digests/core.txt"), digests);
+    files.insert(format!("{release}/versions.tsv"), versions);
+    files
+}
+
+fn write_checkout(
+    checkout: &Path,
+    prefix: &str,
+    standins: &BTreeMap<String, String>,
+) -> Result<()> {
+    if checkout.exists() {
+        std::fs::remove_dir_all(checkout)?;
+    }
+    for (path, text) in checkout_files(prefix, standins) {
+        let path = checkout.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    digests::ensure(checkout, crate::files::Mode::Write)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fixture_checkout() {
+        let standins: BTreeMap<String, String> = STANDINS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.package.to_string(),
+                    format!("sha256:{}", i.to_string().repeat(64)),
+                )
+            })
+            .collect();
+        let files = checkout_files("127.0.0.1:5000/stagex", &standins);
+        let rendered: Vec<String> = files
+            .iter()
+            .map(|(path, text)| format!("==> {path}\n{text}"))
+            .collect();
+        insta::assert_snapshot!(rendered.join("\n"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Writing files so that nobody ever sees one half-written: atomic writes,
+//! the one write-or-check helper for generated files, and `--json PATH|-`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Write,
+    Check,
+}
+
+/// What happened to one generated file.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Unchanged,
+    Written,
+}
+
+/// Make `path` hold `contents`. In `Check` mode a difference is an error that
+/// shows a unified diff and names `command`. Writing goes through a temporary
+/// file and a rename, so the file is never seen half-written.
+pub fn ensure_file(path: &Path, contents: &str, mode: Mode, command: &str) -> Result<Outcome> {
+    let current = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    if current.as_deref() == Some(contents) {
+        return Ok(Outcome::Unchanged);
+    }
+    match mode {
+        Mode::Check => {
+            let old = current.unwrap_or_default();
+            let diff = similar::TextDiff::from_lines(old.as_str(), contents)
+                .unified_diff()
+                .context_radius(2)
+                .header(
+                    &format!("{} (committed)", path.display()),
+                    &format!("{} (generated)", path.display()),
+                )
+                .to_string();
+            crate::error::fail(format!(
+                "{} is not up to date:\n{diff}\nrun `{command}` and commit the result",
+                path.display()
+            ))
+        }
+        Mode::Write => {
+            write_atomically(path, contents.as_bytes())?;
+            Ok(Outcome::Written)
+        }
+    }
+}
+
+/// Write via a sibling temporary file and rename it into place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    // Unique per process and call: threads may write side by side.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let temporary = dir.join(format!(
+        ".{file_name}.tmp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&temporary, bytes)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    Ok(())
+}
+
+/// The repository this xtask was built from: the default `--root`.
+pub fn project_root() -> std::path::PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // xtask/ lives directly in the workspace root.
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// `--json PATH`: pretty JSON to the file (atomically), or to stdout for `-`.
+pub fn write_json<T: Serialize + ?Sized>(destination: &Path, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    if destination == Path::new("-") {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        stdout.flush()?;
+        Ok(())
+    } else {
+        write_atomically(destination, text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("GEN.md");
+        assert!(ensure_file(&path, "a\nb\n", Mode::Check, "x").is_err());
+        assert_eq!(
+            ensure_file(&path, "a\nb\n", Mode::Write, "x").unwrap(),
+            Outcome::Written
+        );
+        assert_eq!(
+            ensure_file(&path, "a\nb\n", Mode::Check, "x").unwrap(),
+            Outcome::Unchanged
+        );
+        let error = ensure_file(&path, "a\nc\n", Mode::Check, "cargo xtask gen").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("-b\n+c"), "{text}");
+        assert!(text.contains("run `cargo xtask gen`"), "{text}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+}

@@ -1,0 +1,7 @@
+//! What the repository says: Containerfiles, the image catalog derived from
+//! them, the StageX release we pin against, and the few settings that are ours.
+
+pub mod catalog;
+pub mod containerfile;
+pub mod release;
+pub mod settings;

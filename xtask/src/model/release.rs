@@ -1,0 +1,144 @@
+//! The StageX release we pin against, read from `stagex-release/<release>/`:
+//! `digests/*.txt` (`<hex> <package>` per line, as StageX publishes them) and
+//! `versions.tsv` (package, version tag, definition, digest).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub name: String,
+    /// Manifest digest hex (no `sha256:` prefix).
+    pub digest: String,
+    /// The version tag StageX publishes, when we know it. `None` for packages
+    /// tagged only `latest` (core-filesystem): those are pinned by digest alone.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub name: String,
+    pub packages: BTreeMap<String, Package>,
+}
+
+impl Release {
+    pub fn load(root: &Path, name: &str) -> Result<Release> {
+        let dir = root.join("stagex-release").join(name);
+        let digests_dir = dir.join("digests");
+        let mut packages = BTreeMap::new();
+        let mut entries: Vec<_> = std::fs::read_dir(&digests_dir)
+            .with_context(|| {
+                format!(
+                    "reading the StageX release list {}: copy the release's digests/*.txt there",
+                    digests_dir.display()
+                )
+            })?
+            .collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("txt") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            for (index, line) in text.lines().enumerate() {
+                if line.trim().is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let Some((digest, package)) = line.split_once(' ') else {
+                    bail!(
+                        "{}:{}: expected `<sha256 hex> <package>`",
+                        path.display(),
+                        index + 1
+                    );
+                };
+                if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                    bail!(
+                        "{}:{}: `{digest}` is not a sha256 hex digest",
+                        path.display(),
+                        index + 1
+                    );
+                }
+                packages.insert(
+                    package.trim().to_string(),
+                    Package {
+                        name: package.trim().to_string(),
+                        digest: digest.to_string(),
+                        version: None,
+                    },
+                );
+            }
+        }
+        let versions_path = dir.join("versions.tsv");
+        let versions = std::fs::read_to_string(&versions_path)
+            .with_context(|| format!("reading {}", versions_path.display()))?;
+        for (index, line) in versions.lines().enumerate().skip(1) {
+            let columns: Vec<&str> = line.split('\t').collect();
+            let [name, version, _defined_in, digest] = columns.as_slice() else {
+                bail!(
+                    "{}:{}: expected 4 tab-separated columns",
+                    versions_path.display(),
+                    index + 1
+                );
+            };
+            let Some(package) = packages.get_mut(*name) else {
+                bail!(
+                    "{}:{}: `{name}` is not in the release's digests lists",
+                    versions_path.display(),
+                    index + 1
+                );
+            };
+            if package.digest != *digest {
+                bail!(
+                    "{}:{}: digest of `{name}` differs from the digests lists",
+                    versions_path.display(),
+                    index + 1
+                );
+            }
+            if *version != "latest" {
+                package.version = Some(version.to_string());
+            }
+        }
+        Ok(Release {
+            name: name.to_string(),
+            packages,
+        })
+    }
+
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.packages.get(name)
+    }
+}
+
+impl Package {
+    /// How a Containerfile should write this package: `stagex/<name>[:<version>]@sha256:<hex>`.
+    pub fn pinned(&self, prefix: &str) -> String {
+        match &self.version {
+            Some(version) => format!("{prefix}/{}:{version}@sha256:{}", self.name, self.digest),
+            None => format!("{prefix}/{}@sha256:{}", self.name, self.digest),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_release_loads() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let release = Release::load(root, crate::model::settings::STAGEX_RELEASE).unwrap();
+        assert!(release.packages.len() > 500, "{}", release.packages.len());
+        let musl = release.package("core-musl").unwrap();
+        assert_eq!(musl.version.as_deref(), Some("1.2.5"));
+        assert_eq!(
+            musl.pinned("stagex"),
+            "stagex/core-musl:1.2.5@sha256:816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096"
+        );
+        let filesystem = release.package("core-filesystem").unwrap();
+        assert_eq!(filesystem.version, None);
+        assert!(release.package("core-libffi").unwrap().version.is_none());
+    }
+}

@@ -1,0 +1,287 @@
+//! Image references as the distribution spec defines them:
+//! `[registry[:port]/]path/name[:tag][@sha256:<hex>]`, checked against its
+//! grammar when parsed, so that a name can never smuggle `..`, uppercase or
+//! other characters into a URL or a file path built from it.
+
+use std::fmt;
+
+use anyhow::{bail, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImageRef {
+    /// Registry host (with port) when the reference names one.
+    pub registry: Option<String>,
+    /// Repository path without the registry: `stagex/core-musl`.
+    pub repository: String,
+    pub tag: Option<String>,
+    /// `sha256:<hex>`.
+    pub digest: Option<String>,
+}
+
+/// Docker Hub's spellings of its own registry.
+const DOCKER_HUB: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+impl ImageRef {
+    pub fn parse(text: &str) -> Result<ImageRef> {
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!("`{text}` is not an image reference");
+        }
+        let (name_and_tag, digest) = match text.split_once('@') {
+            Some((head, digest)) => {
+                let Some(hex) = digest.strip_prefix("sha256:") else {
+                    bail!("`{text}`: only sha256 digests are supported, found `@{digest}`");
+                };
+                if !is_sha256_hex(hex) {
+                    bail!("`{text}`: a sha256 digest is 64 lowercase hex characters");
+                }
+                (head, Some(digest.to_string()))
+            }
+            None => (text, None),
+        };
+        // A tag is the part after the last ':' of the last path component.
+        let last_slash = name_and_tag.rfind('/').map(|p| p + 1).unwrap_or(0);
+        let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+            Some(colon) => (
+                &name_and_tag[..last_slash + colon],
+                Some(name_and_tag[last_slash + colon + 1..].to_string()),
+            ),
+            None => (name_and_tag, None),
+        };
+        if let Some(tag) = &tag {
+            if !is_tag(tag) {
+                bail!("`{text}`: tag `{tag}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128, not starting with `.` or `-`)");
+            }
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                if !is_domain(first) {
+                    bail!("`{text}`: `{first}` is not a registry host[:port]");
+                }
+                (Some(first.to_string()), rest.to_string())
+            }
+            _ => (None, name.to_string()),
+        };
+        if repository.is_empty() {
+            bail!("`{text}`: no repository name");
+        }
+        if let Some(bad) = repository.split('/').find(|c| !is_path_component(c)) {
+            bail!("`{text}`: `{bad}` is not a valid repository path component (lowercase letters and digits, separated by `.`, `_`, `__` or dashes)");
+        }
+        Ok(ImageRef {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// Last path component: the StageX package name for `stagex/core-musl`.
+    pub fn name(&self) -> &str {
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
+    }
+
+    /// Path components before the name: `stagex` for `stagex/core-musl`.
+    pub fn namespace(&self) -> Option<&str> {
+        self.repository
+            .rsplit_once('/')
+            .map(|(namespace, _)| namespace)
+    }
+
+    /// The digest's hex part.
+    pub fn digest_hex(&self) -> Option<&str> {
+        self.digest
+            .as_deref()
+            .and_then(|d| d.strip_prefix("sha256:"))
+    }
+
+    /// The repository as signatures name it: Docker Hub's spellings are one
+    /// registry and left out (`docker.io/stagex/x` → `stagex/x`), any other
+    /// registry stays (`quay.io/stagex/x`).
+    pub fn signed_repository(&self) -> String {
+        match self.registry.as_deref().filter(|r| !DOCKER_HUB.contains(r)) {
+            Some(registry) => format!("{registry}/{}", self.repository),
+            None => self.repository.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(registry) = &self.registry {
+            write!(f, "{registry}/")?;
+        }
+        write!(f, "{}", self.repository)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ":{tag}")?;
+        }
+        if let Some(digest) = &self.digest {
+            write!(f, "@{digest}")?;
+        }
+        Ok(())
+    }
+}
+
+/// 64 lowercase hex characters.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
+fn is_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut index = 0;
+    while index < bytes.len() {
+        if alnum(bytes[index]) {
+            index += 1;
+            continue;
+        }
+        // A separator: `.`, `_`, `__` or a run of `-`, between alphanumerics.
+        let start = index;
+        match bytes[index] {
+            b'.' => index += 1,
+            b'_' => {
+                index += 1;
+                if bytes.get(index) == Some(&b'_') {
+                    index += 1;
+                }
+            }
+            b'-' => {
+                while bytes.get(index) == Some(&b'-') {
+                    index += 1;
+                }
+            }
+            _ => return false,
+        }
+        if index == start || !bytes.get(index).copied().is_some_and(alnum) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `[\w][\w.-]{0,127}`
+fn is_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+}
+
+/// `host[:port]`: dot-separated labels of letters, digits and inner dashes, or
+/// `[ipv6]`; the port is digits.
+fn is_domain(domain: &str) -> bool {
+    let (host, port) = match domain.rfind(']') {
+        // `[ipv6]` or `[ipv6]:port`: only a colon after the bracket starts a port.
+        Some(close) => match &domain[close + 1..] {
+            "" => (domain, None),
+            rest => match rest.strip_prefix(':') {
+                Some(port) => (&domain[..=close], Some(port)),
+                None => return false,
+            },
+        },
+        None => match domain.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (domain, None),
+        },
+    };
+    if let Some(port) = port {
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes[0].is_ascii_alphanumeric()
+                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MUSL: &str =
+        "stagex/core-musl:1.2.5@sha256:816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096";
+
+    #[test]
+    fn parts() {
+        let r = ImageRef::parse("127.0.0.1:5000/stagex/core-musl:1.2.5").unwrap();
+        assert_eq!(r.registry.as_deref(), Some("127.0.0.1:5000"));
+        assert_eq!((r.namespace(), r.name()), (Some("stagex"), "core-musl"));
+        assert_eq!(r.tag.as_deref(), Some("1.2.5"));
+        let r = ImageRef::parse("localhost:5000/base").unwrap();
+        assert_eq!(
+            (r.registry.as_deref(), r.repository.as_str()),
+            (Some("localhost:5000"), "base")
+        );
+        let r = ImageRef::parse(MUSL).unwrap();
+        assert_eq!(r.to_string(), MUSL);
+        assert_eq!(
+            ImageRef::parse("[::1]:5000/a/b")
+                .unwrap()
+                .registry
+                .as_deref(),
+            Some("[::1]:5000")
+        );
+    }
+
+    #[test]
+    fn the_grammar_is_enforced() {
+        for bad in [
+            "stagex/core-musl@sha256:abc",
+            "stagex/core-musl@md5:abc",
+            &format!("stagex/x@sha256:{}", "A".repeat(64)),
+            "stagex/../../../outside/x",
+            "stagex/Core-musl",
+            "stagex//x",
+            "stagex/x-",
+            "stagex/_x",
+            "stagex/x:",
+            "stagex/x:-tag",
+            &format!("stagex/x:{}", "t".repeat(129)),
+            "bad_host.io:port/x",
+            "host.io:50a0/x",
+            "-host.io/x",
+            "stagex/x\u{7}",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad} was accepted");
+        }
+        for good in [
+            "a/b__c/d.e/f---g:v1.2_3-rc",
+            "registry-1.docker.io/library/busybox",
+            "ghcr.io/siderolabs/stagex/core-busybox:1.36.1",
+        ] {
+            assert!(ImageRef::parse(good).is_ok(), "{good} was refused");
+        }
+    }
+
+    #[test]
+    fn docker_hub_spellings_are_one_repository() {
+        let signed = |text: &str| ImageRef::parse(text).unwrap().signed_repository();
+        assert_eq!(signed("docker.io/stagex/core-musl:1"), "stagex/core-musl");
+        assert_eq!(signed("stagex/core-musl"), "stagex/core-musl");
+        assert_eq!(
+            signed("quay.io/stagex/core-musl"),
+            "quay.io/stagex/core-musl"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! Moving blobs and manifests into a registry so that only what was verified
+//! is ever committed: every blob stream is checked against its size and its
+//! digest, and its last chunk is held back until that check passed. An upload
+//! whose bytes do not match therefore never completes, whatever the registry
+//! itself verifies.
+
+use std::io::Read;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use oci_client::errors::OciDistributionError;
+use oci_client::Reference;
+use sha2::{Digest as _, Sha256};
+
+use super::archive::OciArchive;
+use super::manifest::Descriptor;
+use super::registry::{by_digest, with_retries, Registry};
+
+type Chunk = std::result::Result<Bytes, OciDistributionError>;
+
+/// How a stream's bytes are proven to be the blob.
+pub enum Proof {
+    /// Hash here, as the bytes flow.
+    Hash,
+    /// The source stream hashes itself and fails at its end on a mismatch
+    /// (oci-client's verifying blob streams): hashing again would double the
+    /// CPU of a copy for nothing.
+    VerifiedBySource,
+}
+
+/// Pass `inner` through, one chunk behind: a chunk is released only when the
+/// next one arrives, and the last one only when the stream ended with exactly
+/// `size` bytes matching `digest`. Any mismatch ends the stream with an error
+/// instead of its last chunk, so the upload it feeds is never complete.
+pub fn checked<S>(inner: S, digest: &str, size: u64, proof: Proof) -> impl Stream<Item = Chunk>
+where
+    S: Stream<Item = Chunk> + Send + Unpin + 'static,
+{
+    struct State<S> {
+        inner: S,
+        pending: Option<Bytes>,
+        seen: u64,
+        hasher: Option<Sha256>,
+        done: bool,
+    }
+    let expected = digest.to_string();
+    let state = State {
+        inner,
+        pending: None,
+        seen: 0,
+        hasher: matches!(proof, Proof::Hash).then(Sha256::new),
+        done: false,
+    };
+    futures_util::stream::unfold(state, move |mut state| {
+        let expected = expected.clone();
+        async move {
+            if state.done {
+                return None;
+            }
+            let fail = |mut state: State<S>, message: String| {
+                state.done = true;
+                Some((
+                    Err(OciDistributionError::GenericError(Some(message))),
+                    state,
+                ))
+            };
+            loop {
+                match state.inner.next().await {
+                    Some(Ok(chunk)) => {
+                        state.seen += chunk.len() as u64;
+                        if state.seen > size {
+                            return fail(
+                                state,
+                                format!("blob {expected} is longer than its {size} bytes"),
+                            );
+                        }
+                        if let Some(hasher) = &mut state.hasher {
+                            hasher.update(&chunk);
+                        }
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                        match state.pending.replace(chunk) {
+                            Some(previous) => return Some((Ok(previous), state)),
+                            None => continue,
+                        }
+                    }
+                    Some(Err(error)) => {
+                        return fail(state, format!("reading blob {expected}: {error}"));
+                    }
+                    None => {
+                        if state.seen != size {
+                            let seen = state.seen;
+                            return fail(
+                                state,
+                                format!("blob {expected} ended after {seen} of {size} bytes"),
+                            );
+                        }
+                        if let Some(hasher) = state.hasher.take() {
+                            let actual = format!("sha256:{}", crate::hash::hex(&hasher.finalize()));
+                            if actual != expected {
+                                return fail(
+                                    state,
+                                    format!("blob {expected} reads as {actual}: not uploading it"),
+                                );
+                            }
+                        }
+                        state.done = true;
+                        return state.pending.take().map(|last| (Ok(last), state));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// One blob of an archive as 1 MiB chunks, read lazily from the file.
+fn archive_chunks(archive: &OciArchive, digest: &str) -> Result<impl Stream<Item = Chunk>> {
+    let reader = archive.blob_reader(digest)?;
+    Ok(futures_util::stream::unfold(
+        Some(reader),
+        |reader| async move {
+            let mut reader = reader?;
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut filled = 0;
+            while filled < buffer.len() {
+                match reader.read(&mut buffer[filled..]) {
+                    Ok(0) => break,
+                    Ok(read) => filled += read,
+                    Err(error) => return Some((Err(error.into()), None)),
+                }
+            }
+            if filled == 0 {
+                return None;
+            }
+            buffer.truncate(filled);
+            Some((Ok(Bytes::from(buffer)), Some(reader)))
+        },
+    ))
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Pushed {
+    /// `registry/repository:tag` as pushed.
+    pub reference: String,
+    /// `registry/repository`, to address the manifest by digest.
+    pub repository: String,
+    pub digest: String,
+    pub blobs_uploaded: usize,
+    pub blobs_skipped: usize,
+    pub bytes_uploaded: u64,
+}
+
+/// Push every blob the manifest names (skipping those the registry has), then
+/// the manifest bytes; then check the tag resolves to the archive's digest and
+/// the manifest served by digest is byte for byte the archive's.
+pub async fn push_archive(
+    registry: &Registry,
+    archive: &OciArchive,
+    target: &Reference,
+) -> Result<Pushed> {
+    let mut uploaded = 0;
+    let mut skipped = 0;
+    let mut bytes = 0;
+    for blob in archive.manifest.blobs() {
+        if registry.blob_exists(target, &blob.digest).await? {
+            skipped += 1;
+            continue;
+        }
+        upload_archive_blob(registry, archive, target, blob).await?;
+        uploaded += 1;
+        bytes += blob.size;
+    }
+    let media_type = archive
+        .manifest
+        .media_type
+        .clone()
+        .unwrap_or_else(|| archive.manifest_media_type().to_string());
+    let manifest = Bytes::from(archive.manifest_bytes.clone());
+    registry
+        .push_manifest(target, &manifest, &media_type)
+        .await?;
+    let served = registry.manifest_digest(target).await?;
+    if served.as_deref() != Some(archive.manifest_digest()) {
+        bail!(
+            "{} resolves to {served:?} after the push, not {}: the registry rewrote the manifest",
+            target.whole(),
+            archive.manifest_digest()
+        );
+    }
+    let pinned = by_digest(target, archive.manifest_digest())?;
+    let pulled = registry.pull_manifest(&pinned).await?;
+    if pulled != manifest {
+        bail!(
+            "{} serves other manifest bytes than the archive's",
+            pinned.whole()
+        );
+    }
+    Ok(Pushed {
+        reference: target.whole(),
+        repository: format!("{}/{}", target.resolve_registry(), target.repository()),
+        digest: archive.manifest_digest().to_string(),
+        blobs_uploaded: uploaded,
+        blobs_skipped: skipped,
+        bytes_uploaded: bytes,
+    })
+}
+
+async fn upload_archive_blob(
+    registry: &Registry,
+    archive: &OciArchive,
+    target: &Reference,
+    blob: &Descriptor,
+) -> Result<()> {
+    let location = archive.blob_location(&blob.digest)?;
+    if location.size != blob.size {
+        bail!(
+            "{}: blob {} is {} bytes, the manifest says {}",
+            archive.path.display(),
+            blob.digest,
+            location.size,
+            blob.size
+        );
+    }
+    with_retries(&format!("upload blob {}", blob.digest), || {
+        let chunks = archive_chunks(archive, &blob.digest);
+        async move {
+            let chunks =
+                chunks.map_err(|e| OciDistributionError::GenericError(Some(format!("{e:#}"))))?;
+            let stream = checked(Box::pin(chunks), &blob.digest, blob.size, Proof::Hash);
+            registry
+                .client
+                .push_blob_stream(target, stream, &blob.digest, Some(blob.size))
+                .await
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: Vec<&'static [u8]>, digest: &str, size: u64, proof: Proof) -> Vec<Chunk> {
+        let inner = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<Chunk>>(),
+        );
+        super::super::registry::block_on(checked(inner, digest, size, proof).collect::<Vec<_>>())
+            .unwrap()
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        format!("sha256:{}", crate::hash::hex_sha256(bytes))
+    }
+
+    #[test]
+    fn matching_bytes_pass_through_whole() {
+        let out = run(vec![b"ab", b"", b"cd"], &sha(b"abcd"), 4, Proof::Hash);
+        let bytes: Vec<u8> = out.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        assert_eq!(bytes, b"abcd");
+    }
+
+    /// The last chunk never leaves when the digest is wrong: what was sent is
+    /// shorter than the declared size, so no registry can commit it.
+    #[test]
+    fn a_mismatch_withholds_the_last_chunk() {
+        let out = run(vec![b"ab", b"cX"], &sha(b"abcd"), 4, Proof::Hash);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].as_ref().unwrap().as_ref(), b"ab");
+        let error = out[1].as_ref().unwrap_err().to_string();
+        assert!(error.contains("not uploading it"), "{error}");
+    }
+
+    #[test]
+    fn sizes_are_enforced() {
+        let long = run(vec![b"abc", b"de"], &sha(b"abcde"), 4, Proof::Hash);
+        assert!(long.last().unwrap().is_err());
+        let short = run(vec![b"abc"], &sha(b"abc"), 4, Proof::VerifiedBySource);
+        assert_eq!(short.len(), 1);
+        assert!(short[0].is_err(), "the only chunk is held back");
+    }
+}

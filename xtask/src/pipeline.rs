@@ -1,0 +1,126 @@
+//! The one list of pipeline steps, in order. `all` and `demo` run it, `--skip`
+//! takes its names, and anything that needs to know what the pipeline does
+//! (doctor's "needed by", later the generated workflows) reads it from here.
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+use crate::tools::Tool;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Supply-chain rules over every Containerfile.
+    Lint,
+    /// DIGESTS.md is up to date.
+    Digests,
+    /// Every image built reproducibly into out/, with its build record.
+    Build,
+    /// Every built image built twice more and compared byte for byte.
+    VerifyReproducible,
+    /// Every built image pushed by digest (only with a push destination).
+    Push,
+}
+
+/// Whether a step looks at the repository once or at each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Repository,
+    EachImage,
+}
+
+impl Step {
+    /// The pipeline, in the order it runs.
+    pub const ALL: &'static [Step] = &[
+        Step::Lint,
+        Step::Digests,
+        Step::Build,
+        Step::VerifyReproducible,
+        Step::Push,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Lint => "lint",
+            Step::Digests => "digests",
+            Step::Build => "build",
+            Step::VerifyReproducible => "verify-reproducible",
+            Step::Push => "push",
+        }
+    }
+
+    pub fn scope(self) -> Scope {
+        match self {
+            Step::Lint | Step::Digests => Scope::Repository,
+            Step::Build | Step::VerifyReproducible | Step::Push => Scope::EachImage,
+        }
+    }
+
+    /// What must be on this machine for the step to run.
+    pub fn tools(self) -> &'static [Tool] {
+        match self {
+            Step::Lint | Step::Digests | Step::Push => &[],
+            Step::Build | Step::VerifyReproducible => &[
+                Tool::DockerEngine,
+                Tool::ContainerdStore,
+                Tool::Buildx,
+                Tool::Git,
+            ],
+        }
+    }
+
+    /// The step whose output this one works on.
+    pub fn after(self) -> Option<Step> {
+        match self {
+            Step::VerifyReproducible | Step::Push => Some(Step::Build),
+            Step::Lint | Step::Digests | Step::Build => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Every tool the given steps need, once each, in a stable order.
+pub fn tools_for(steps: &[Step]) -> Vec<Tool> {
+    let mut tools: Vec<Tool> = steps.iter().flat_map(|s| s.tools()).copied().collect();
+    tools.sort();
+    tools.dedup();
+    tools
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names `--skip` takes are the names reports carry.
+    #[test]
+    fn value_names_are_step_names() {
+        for step in Step::ALL {
+            let value = step.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), step.name());
+        }
+        assert_eq!(Step::ALL.len(), Step::value_variants().len());
+    }
+
+    #[test]
+    fn each_step_comes_after_what_it_works_on() {
+        for (index, step) in Step::ALL.iter().enumerate() {
+            if let Some(before) = step.after() {
+                assert!(Step::ALL[..index].contains(&before), "{step}");
+            }
+        }
+        assert_eq!(
+            tools_for(&[Step::Lint, Step::Build, Step::VerifyReproducible]),
+            [
+                Tool::DockerEngine,
+                Tool::ContainerdStore,
+                Tool::Buildx,
+                Tool::Git
+            ]
+        );
+    }
+}

@@ -1,0 +1,88 @@
+//! Build records (`out/<image>.json`): what `build` made, read by every later
+//! step, which refuses an archive whose bytes no longer match.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::record_path;
+use crate::error::fail;
+use crate::files::write_atomically;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    pub image: String,
+    pub containerfile: String,
+    pub containerfile_sha256: String,
+    /// `sha256:<hex>` of the image manifest: what a registry will report.
+    pub manifest_digest: String,
+    /// Relative to the checkout: `out/<image>.tar`.
+    pub archive: String,
+    pub archive_sha256: String,
+    pub archive_size: u64,
+    pub source_date_epoch: u64,
+    /// The StageX registry prefix the inputs were pulled through.
+    pub registry_prefix: String,
+    pub network: bool,
+    /// StageX references as pulled (after `ARG` substitution).
+    pub stagex_inputs: Vec<String>,
+    /// Our images this one builds on, by the digest that was supplied.
+    pub built_on: Vec<BuiltOn>,
+    pub sources: Vec<SourceInput>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltOn {
+    pub image: String,
+    pub manifest_digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInput {
+    pub context: String,
+    pub git: String,
+    pub tag: String,
+    pub commit: String,
+}
+
+impl BuildRecord {
+    /// The record of `image`; a missing one is a failed prerequisite (exit 1).
+    pub fn load(root: &Path, image: &str) -> Result<BuildRecord> {
+        let path = record_path(root, image);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return fail(format!(
+                    "no build record {} for `{image}`: run `cargo xtask build {image}` first",
+                    path.display()
+                ))
+            }
+            Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+        };
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a build record", path.display()))
+    }
+
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self)?;
+        text.push('\n');
+        write_atomically(&record_path(root, &self.image), text.as_bytes())
+    }
+
+    /// The archive path, after checking its bytes are the ones this record describes.
+    pub fn verified_archive(&self, root: &Path) -> Result<PathBuf> {
+        let path = root.join(&self.archive);
+        let actual = crate::hash::file_sha256(&path)
+            .with_context(|| format!("reading the archive of `{}`", self.image))?;
+        if actual != self.archive_sha256 {
+            return fail(format!(
+                "{} has sha256 {actual}, but its build record says {}: the archive changed after it was built; rebuild it with `cargo xtask build {}`",
+                path.display(),
+                self.archive_sha256,
+                self.image
+            ));
+        }
+        Ok(path)
+    }
+}

@@ -1,0 +1,98 @@
+//! Docker and buildx: running a planned `docker buildx build` with its output
+//! in a log and its progress on the terminal.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::process::{Cmd, Env};
+
+/// Run a `docker buildx build` argv; the full output goes to `log`, each new
+/// build step to `on_step` (with the seconds since the start).
+pub fn buildx_build(
+    argv: &[String],
+    env: &Env,
+    log: &Path,
+    mut on_step: impl FnMut(f64, &str),
+) -> Result<()> {
+    let mut file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let started = Instant::now();
+    let mut announced = BTreeSet::new();
+    let mut command = Cmd::from_argv(argv);
+    command.envs(env);
+    command
+        .stream(&mut file, |line| {
+            if let Some(step) = progress_step(line) {
+                if announced.insert(step.to_string()) {
+                    on_step(started.elapsed().as_secs_f64(), step);
+                }
+            }
+        })
+        .with_context(|| format!("full log: {}", log.display()))
+}
+
+/// `#7 [build 2/4] RUN […]` → `[build 2/4] RUN […]`: the step lines worth showing.
+fn progress_step(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('#')?;
+    let (number, rest) = rest.split_once(' ')?;
+    if !number.chars().all(|c| c.is_ascii_digit()) || !rest.starts_with('[') {
+        return None;
+    }
+    Some(rest.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines() {
+        assert_eq!(
+            progress_step("#7 [build 2/4] RUN [\"go\"]\n"),
+            Some("[build 2/4] RUN [\"go\"]")
+        );
+        assert_eq!(progress_step("#7 DONE 0.1s\n"), None);
+        assert_eq!(
+            progress_step("#1 [internal] load build definition\n"),
+            Some("[internal] load build definition")
+        );
+        assert_eq!(progress_step("some text"), None);
+    }
+
+    /// Without buildx, docker says "unknown flag: --progress" and then a hint
+    /// to read its help: the error shows the former.
+    #[test]
+    fn a_failed_build_shows_its_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("docker");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'unknown flag: --progress' >&2\necho \"See 'docker --help'.\" >&2\nexit 125\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let argv: Vec<String> = [
+            fake.to_str().unwrap(),
+            "buildx",
+            "build",
+            "--progress=plain",
+        ]
+        .map(String::from)
+        .to_vec();
+        let log = dir.path().join("build.log");
+        let error = buildx_build(&argv, &Env::new(), &log, |_, _| {}).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("failed (exit status: 125): unknown flag: --progress"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("full log: {}", log.display())),
+            "{text}"
+        );
+    }
+}

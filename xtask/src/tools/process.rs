@@ -1,0 +1,507 @@
+//! The one way this xtask runs a program (duct underneath).
+//!
+//! - The command line it shows, logs and puts in errors has secret values
+//!   masked: values given with [`Cmd::secret_env`], the argument after a
+//!   `--password`-like flag, and any of those values in captured output.
+//! - Secrets reach a child only through its environment, and only when given
+//!   explicitly: known secret variables are removed from what it inherits.
+//! - A failure says what ran, its exit status, the line that gives the cause and
+//!   the last lines of its output, never only "exit status 1".
+//! - With `XTASK_COMMAND_LOG=<file>` every command line (masked) is appended to
+//!   that file, for audits and tests.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// Environment for child processes, on top of what they inherit.
+pub type Env = BTreeMap<String, String>;
+
+/// Variables that hold secrets: never inherited, only passed on purpose.
+pub const SECRET_VARIABLES: &[&str] = &[
+    "XTASK_REGISTRY_PASSWORD",
+    "XTASK_SOURCE_REGISTRY_PASSWORD",
+    "COSIGN_PASSWORD",
+    "COSIGN_KEY",
+    "REGISTRY_PASSWORD",
+];
+
+pub const COMMAND_LOG_ENV: &str = "XTASK_COMMAND_LOG";
+
+/// What replaces a secret wherever it would be shown.
+const MASK: &str = "***";
+
+/// Lines of output kept for an error message.
+const TAIL_LINES: usize = 12;
+
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(String, String)>,
+    secrets: Vec<(String, String)>,
+    dir: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// A program that ran and failed, or could not start.
+#[derive(Debug)]
+pub struct CommandFailed {
+    pub command: String,
+    /// `exit status: 1`, or why it did not start.
+    pub status: String,
+    /// The line of output that says what went wrong, when one does.
+    pub cause: Option<String>,
+    /// The last lines of its output (stderr, or stdout when stderr is empty).
+    pub tail: Vec<String>,
+}
+
+impl std::fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` failed ({})", self.command, self.status)?;
+        if let Some(cause) = &self.cause {
+            write!(f, ": {cause}")?;
+        }
+        let shown: Vec<&String> = self
+            .tail
+            .iter()
+            .filter(|line| Some(*line) != self.cause.as_ref())
+            .collect();
+        if !shown.is_empty() {
+            write!(f, "\n  last lines of its output:")?;
+            for line in shown {
+                write!(f, "\n    {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CommandFailed {}
+
+impl Cmd {
+    pub fn new(program: impl Into<OsString>) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            secrets: Vec::new(),
+            dir: None,
+            stdin: None,
+        }
+    }
+
+    /// `argv[0]` and the rest.
+    pub fn from_argv(argv: &[String]) -> Cmd {
+        let mut command = Cmd::new(argv.first().cloned().unwrap_or_default());
+        command.args(argv.iter().skip(1));
+        command
+    }
+
+    pub fn arg(&mut self, arg: impl Into<OsString>) -> &mut Cmd {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// A plain environment variable. A known secret name is treated as a secret.
+    pub fn env(&mut self, name: &str, value: impl Into<String>) -> &mut Cmd {
+        let value = value.into();
+        if SECRET_VARIABLES.contains(&name) {
+            return self.secret_env(name, value);
+        }
+        self.env.push((name.to_string(), value));
+        self
+    }
+
+    pub fn envs(&mut self, env: &Env) -> &mut Cmd {
+        for (name, value) in env {
+            self.env(name, value.clone());
+        }
+        self
+    }
+
+    /// A secret for the child's environment: never on its command line, masked
+    /// wherever this command is shown.
+    pub fn secret_env(&mut self, name: &str, value: impl Into<String>) -> &mut Cmd {
+        self.secrets.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn dir(&mut self, dir: impl Into<PathBuf>) -> &mut Cmd {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    pub fn stdin_bytes(&mut self, bytes: impl Into<Vec<u8>>) -> &mut Cmd {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// The command line as it may be shown: quoted, secrets masked.
+    pub fn display(&self) -> String {
+        let mut words = vec![quote(&self.program.to_string_lossy())];
+        let mut mask_next = false;
+        for arg in &self.args {
+            let arg = arg.to_string_lossy();
+            if mask_next {
+                words.push(MASK.to_string());
+                mask_next = false;
+                continue;
+            }
+            match arg.split_once('=') {
+                Some((flag, _)) if is_secret_flag(flag) => {
+                    words.push(format!("{}={MASK}", quote(flag)))
+                }
+                _ => {
+                    mask_next = is_secret_flag(&arg);
+                    words.push(quote(&arg));
+                }
+            }
+        }
+        self.mask(&words.join(" "))
+    }
+
+    /// Replace every secret value in `text`.
+    fn mask(&self, text: &str) -> String {
+        let mut masked = text.to_string();
+        for (_, value) in &self.secrets {
+            if !value.is_empty() {
+                masked = masked.replace(value.as_str(), MASK);
+            }
+        }
+        masked
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut expression = duct::cmd(&self.program, &self.args).unchecked();
+        let given = |name: &str| self.secrets.iter().any(|(n, _)| n == name);
+        for name in SECRET_VARIABLES.iter().filter(|name| !given(name)) {
+            expression = expression.env_remove(name);
+        }
+        for (name, value) in self.env.iter().chain(&self.secrets) {
+            expression = expression.env(name, value);
+        }
+        if let Some(dir) = &self.dir {
+            expression = expression.dir(dir);
+        }
+        match &self.stdin {
+            Some(bytes) => expression.stdin_bytes(bytes.clone()),
+            None => expression.stdin_null(),
+        }
+    }
+
+    fn record(&self) {
+        if let Some(log) = std::env::var_os(COMMAND_LOG_ENV) {
+            let line = format!("{}\n", self.display());
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .and_then(|mut file| file.write_all(line.as_bytes()));
+            if let Err(error) = appended {
+                eprintln!(
+                    "warning: cannot append to {COMMAND_LOG_ENV}={}: {error}",
+                    Path::new(&log).display()
+                );
+            }
+        }
+    }
+
+    fn not_started(&self, error: std::io::Error) -> anyhow::Error {
+        let status = if error.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "`{}` is not installed or not on PATH",
+                self.program.to_string_lossy()
+            )
+        } else {
+            format!("did not start: {error}")
+        };
+        CommandFailed {
+            command: self.display(),
+            status,
+            cause: None,
+            tail: Vec::new(),
+        }
+        .into()
+    }
+
+    fn failed(&self, status: std::process::ExitStatus, output: &[u8]) -> anyhow::Error {
+        let text = self.mask(&String::from_utf8_lossy(output));
+        let lines: Vec<String> = text
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].to_vec();
+        CommandFailed {
+            command: self.display(),
+            status: status.to_string(),
+            cause: cause_line(&lines),
+            tail,
+        }
+        .into()
+    }
+
+    /// Run to completion, output captured; an error unless it exits 0.
+    pub fn output(&self) -> Result<Output> {
+        let output = self.try_output()?;
+        if !output.status.success() {
+            let shown = if output.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+                &output.stderr
+            } else {
+                &output.stdout
+            };
+            return Err(self.failed(output.status, shown));
+        }
+        Ok(output)
+    }
+
+    /// Run to completion, output captured, whatever its exit status (probes).
+    pub fn try_output(&self) -> Result<Output> {
+        self.record();
+        self.expression()
+            .stdout_capture()
+            .stderr_capture()
+            .run()
+            .map_err(|error| self.not_started(error))
+    }
+
+    /// Its standard output, trimmed, when it exits 0.
+    pub fn read(&self) -> Result<String> {
+        let output = self.output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Run with this terminal's stdout and stderr (long jobs people watch).
+    pub fn run_attached(&self) -> Result<()> {
+        self.record();
+        let output = self
+            .expression()
+            .run()
+            .map_err(|error| self.not_started(error))?;
+        if !output.status.success() {
+            return Err(self.failed(output.status, &[]));
+        }
+        Ok(())
+    }
+
+    /// Run with stdout and stderr merged, each line written to `log` and
+    /// handed to `on_line`; the failure names the cause from those lines.
+    pub fn stream(&self, log: &mut impl Write, mut on_line: impl FnMut(&str)) -> Result<()> {
+        self.record();
+        writeln!(log, "$ {}", self.display())?;
+        let reader = self
+            .expression()
+            .stderr_to_stdout()
+            .reader()
+            .map_err(|error| self.not_started(error))?;
+        let mut kept: Vec<u8> = Vec::new();
+        let mut lines = BufReader::new(&reader);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line)? > 0 {
+            let text = self.mask(&String::from_utf8_lossy(&line));
+            log.write_all(text.as_bytes())?;
+            on_line(&text);
+            kept.extend_from_slice(text.as_bytes());
+            // Keep only a window of recent output for the error message.
+            if kept.len() > 64 << 10 {
+                kept.drain(..kept.len() - (32 << 10));
+            }
+            line.clear();
+        }
+        let output = reader
+            .try_wait()?
+            .context("the process closed its output but did not exit")?;
+        if !output.status.success() {
+            return Err(self.failed(output.status, &kept));
+        }
+        Ok(())
+    }
+
+    /// Start it in its own process group (it outlives us and ignores the
+    /// terminal's Ctrl-C), output appended to `log`: its pid.
+    pub fn spawn_daemon(&self, log: &Path) -> Result<u32> {
+        use std::os::unix::process::CommandExt;
+        self.record();
+        let file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let handle = self
+            .expression()
+            .stdout_file(file.try_clone()?)
+            .stderr_file(file)
+            .before_spawn(|command| {
+                command.process_group(0);
+                Ok(())
+            })
+            .start()
+            .map_err(|error| self.not_started(error))?;
+        let pid = handle
+            .pids()
+            .first()
+            .copied()
+            .context("no pid for the started process")?;
+        // Dropping the handle neither waits for nor kills the daemon.
+        drop(handle);
+        Ok(pid)
+    }
+
+    /// Start it with output discarded and return the handle (benchmarks that
+    /// watch a running process).
+    pub fn start_quiet(&self) -> Result<duct::Handle> {
+        self.record();
+        self.expression()
+            .stdout_null()
+            .stderr_null()
+            .start()
+            .map_err(|error| self.not_started(error))
+    }
+}
+
+/// Wait for a started process at most `timeout`: `None` if it still runs.
+pub fn wait_at_most(handle: &duct::Handle, timeout: Duration) -> Result<Option<Output>> {
+    Ok(handle.wait_timeout(timeout)?.cloned())
+}
+
+fn is_secret_flag(flag: &str) -> bool {
+    let flag = flag.trim_start_matches('-').to_ascii_lowercase();
+    flag.contains("password") || flag.contains("token") || flag.contains("secret")
+}
+
+/// The line that says what went wrong: the last one that reads like an error,
+/// skipping the generic hints programs add after it.
+fn cause_line(lines: &[String]) -> Option<String> {
+    let generic = |l: &str| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("run '") || l.starts_with("see '") || l.contains("--help' for more")
+    };
+    let markers = [
+        "error",
+        "unknown",
+        "not found",
+        "no such",
+        "denied",
+        "failed",
+        "invalid",
+        "cannot",
+        "refused",
+    ];
+    lines
+        .iter()
+        .rev()
+        .filter(|l| !generic(l))
+        .find(|l| {
+            let lower = l.to_ascii_lowercase();
+            markers.iter().any(|m| lower.contains(m))
+        })
+        .or_else(|| lines.iter().rev().find(|l| !generic(l)))
+        .map(|l| l.trim().to_string())
+}
+
+/// Single-quote a word for display when it needs it.
+pub fn quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/:._-=,@+%".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_the_command_line() {
+        let mut command = Cmd::new("cosign");
+        command
+            .args(["sign", "--password", "hunter2", "--token=abc123", "x y"])
+            .secret_env("COSIGN_PASSWORD", "s3cret");
+        command.arg("--note=s3cret-inside");
+        assert_eq!(
+            command.display(),
+            "cosign sign --password *** --token=*** 'x y' --note=***-inside"
+        );
+    }
+
+    #[test]
+    fn a_failure_names_the_cause_not_the_help_hint() {
+        let mut command = Cmd::new("sh");
+        command.args([
+            "-c",
+            "echo building; echo 'unknown flag: --progress' >&2; echo \"See 'docker --help'.\" >&2; exit 125",
+        ]);
+        let error = command.output().unwrap_err();
+        let failed = error.downcast_ref::<CommandFailed>().unwrap();
+        assert_eq!(failed.cause.as_deref(), Some("unknown flag: --progress"));
+        let text = error.to_string();
+        assert!(text.contains("exit status: 125"), "{text}");
+        assert!(text.starts_with("`sh -c "), "{text}");
+    }
+
+    #[test]
+    fn secrets_never_reach_output_or_inheritance() {
+        let mut command = Cmd::new("sh");
+        command
+            .args(["-c", "echo \"got $COSIGN_PASSWORD\" >&2; exit 3"])
+            .secret_env("COSIGN_PASSWORD", "canary-5150");
+        let text = command.output().unwrap_err().to_string();
+        assert!(text.contains("got ***"), "{text}");
+        assert!(!text.contains("canary-5150"), "{text}");
+
+        // Not given: not inherited, even though this process has it. (No other
+        // test reads this variable.)
+        std::env::set_var("XTASK_SOURCE_REGISTRY_PASSWORD", "inherited-canary");
+        let mut probe = Cmd::new("sh");
+        probe.args(["-c", "echo \"[${XTASK_SOURCE_REGISTRY_PASSWORD:-unset}]\""]);
+        assert_eq!(probe.read().unwrap(), "[unset]");
+    }
+
+    #[test]
+    fn a_missing_program_says_so() {
+        let error = Cmd::new("/nonexistent/tool").output().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is not installed or not on PATH"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn streaming_hands_over_every_line_and_keeps_the_cause() {
+        let mut log = Vec::new();
+        let mut seen = Vec::new();
+        let mut command = Cmd::new("sh");
+        command.args([
+            "-c",
+            "echo one; echo two >&2; echo 'ERROR: it broke'; exit 1",
+        ]);
+        let error = command
+            .stream(&mut log, |line| seen.push(line.trim_end().to_string()))
+            .unwrap_err();
+        assert_eq!(seen, ["one", "two", "ERROR: it broke"]);
+        assert!(error.to_string().contains(": ERROR: it broke"), "{error}");
+        let log = String::from_utf8(log).unwrap();
+        assert!(log.starts_with("$ sh -c "), "{log}");
+        assert!(log.ends_with("ERROR: it broke\n"), "{log}");
+    }
+}
