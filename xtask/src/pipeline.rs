@@ -22,13 +22,6 @@ pub enum Step {
     Push,
 }
 
-/// Whether a step looks at the repository once or at each image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Repository,
-    EachImage,
-}
-
 impl Step {
     /// The pipeline, in the order it runs.
     pub const ALL: &'static [Step] = &[
@@ -49,13 +42,6 @@ impl Step {
         }
     }
 
-    pub fn scope(self) -> Scope {
-        match self {
-            Step::Lint | Step::Digests => Scope::Repository,
-            Step::Build | Step::VerifyReproducible | Step::Push => Scope::EachImage,
-        }
-    }
-
     /// What must be on this machine for the step to run.
     pub fn tools(self) -> &'static [Tool] {
         match self {
@@ -66,14 +52,6 @@ impl Step {
                 Tool::Buildx,
                 Tool::Git,
             ],
-        }
-    }
-
-    /// The step whose output this one works on.
-    pub fn after(self) -> Option<Step> {
-        match self {
-            Step::VerifyReproducible | Step::Push => Some(Step::Build),
-            Step::Lint | Step::Digests | Step::Build => None,
         }
     }
 }
@@ -107,12 +85,7 @@ mod tests {
     }
 
     #[test]
-    fn each_step_comes_after_what_it_works_on() {
-        for (index, step) in Step::ALL.iter().enumerate() {
-            if let Some(before) = step.after() {
-                assert!(Step::ALL[..index].contains(&before), "{step}");
-            }
-        }
+    fn tools_are_collected_once_each() {
         assert_eq!(
             tools_for(&[Step::Lint, Step::Build, Step::VerifyReproducible]),
             [

@@ -26,6 +26,9 @@ pub struct StepReport {
     /// Bytes of the artefact (the OCI archive for builds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// A failure of the tool, not of the check (exit 2 rather than 1).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub could_not_run: bool,
 }
 
 impl StepReport {
@@ -37,6 +40,21 @@ impl StepReport {
             seconds: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
             digest: None,
             size: None,
+            could_not_run: false,
+        }
+    }
+
+    /// A failed step: a failed check when the error is a [`crate::error::Failure`],
+    /// otherwise the tool could not run.
+    pub fn from_error(
+        image: &str,
+        step: &str,
+        error: &anyhow::Error,
+        elapsed: Duration,
+    ) -> StepReport {
+        StepReport {
+            could_not_run: !crate::error::is_failure(error),
+            ..StepReport::new(image, step, Outcome::Failed(format!("{error:#}")), elapsed)
         }
     }
 
@@ -45,15 +63,22 @@ impl StepReport {
     }
 }
 
-/// Exit 1 (a failed check) naming the images whose step failed.
+/// Passed when no step failed; exit 2 when a step could not run, else exit 1
+/// (a failed check), naming what failed.
 pub fn fail_if_any(reports: &[StepReport], what: &str) -> anyhow::Result<()> {
-    let failed: Vec<&str> = reports
+    let failed: Vec<String> = reports
         .iter()
         .filter(|r| r.failed())
-        .map(|r| r.image.as_str())
+        .map(|r| match r.image.as_str() {
+            "-" => r.step.clone(),
+            image if r.step == what => image.to_string(),
+            image => format!("{} ({image})", r.step),
+        })
         .collect();
     if failed.is_empty() {
         Ok(())
+    } else if reports.iter().any(|r| r.failed() && r.could_not_run) {
+        anyhow::bail!("{what}: could not run for: {}", failed.join(", "))
     } else {
         crate::error::fail(format!("{what} failed for: {}", failed.join(", ")))
     }

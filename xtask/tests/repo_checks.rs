@@ -262,7 +262,7 @@ fn all_runs_the_offline_steps_and_honours_skip() {
     let output = xtask(&[&["--root", root, "all"][..], &skip].concat());
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
-        text(&output).contains("failed steps: digests"),
+        text(&output).contains("all failed for: digests"),
         "{}",
         text(&output)
     );

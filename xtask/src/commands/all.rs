@@ -11,7 +11,6 @@ use clap::Args;
 use super::args::{EngineArgs, JobsArg, JsonArg};
 use super::build::{self, plan::BuildOptions, run::run_builds};
 use super::{digests, lint, push, reproduce};
-use crate::error::fail;
 use crate::files::Mode;
 use crate::model::catalog::Catalog;
 use crate::oci::transfer::Pushed;
@@ -39,17 +38,10 @@ pub struct All {
 
 impl All {
     pub fn run(self, root: &Path) -> Result<()> {
-        let runs_build =
-            !self.skip.contains(&Step::Build) || !self.skip.contains(&Step::VerifyReproducible);
-        let build = if runs_build {
-            build::options(root, &self.engine)?
-        } else {
-            // Nothing will build: no epoch (and no git history) is needed.
-            BuildOptions::new(root, 0)
-        };
         let options = PipelineOptions {
             skip: self.skip,
-            build,
+            engine: self.engine,
+            epoch: None,
             jobs: self.jobs.get(),
             env: Env::new(),
             push_prefix: self.push_prefix,
@@ -57,27 +49,17 @@ impl All {
         let run = run_pipeline(root, &options)?;
         eprint!("\n{}", report::table(&run.reports));
         self.json.write(&run.reports)?;
-        let failed: Vec<String> = run
-            .reports
-            .iter()
-            .filter(|r| r.failed())
-            .map(|r| match r.image.as_str() {
-                "-" => r.step.clone(),
-                image => format!("{} ({image})", r.step),
-            })
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            fail(format!("all: failed steps: {}", failed.join(", ")))
-        }
+        report::fail_if_any(&run.reports, "all")
     }
 }
 
 /// How one run of the pipeline goes.
 pub struct PipelineOptions {
     pub skip: Vec<Step>,
-    pub build: BuildOptions,
+    pub engine: EngineArgs,
+    /// SOURCE_DATE_EPOCH for the builds; `None`: the environment's, else the
+    /// last commit's (read only when something builds).
+    pub epoch: Option<u64>,
     pub jobs: usize,
     /// Environment for the engine and tools (e.g. test-env's DOCKER_HOST).
     pub env: Env,
@@ -109,6 +91,24 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
     // Stop once, before any work, when a step cannot run here.
     let steps = options.steps();
     tools::require(&pipeline::tools_for(&steps), &options.env, "the pipeline")?;
+    let builds = steps.contains(&Step::Build) || steps.contains(&Step::VerifyReproducible);
+    let epoch = match options.epoch {
+        Some(epoch) => epoch,
+        None if builds => build::source_date_epoch(root)?,
+        // Nothing will build: no epoch (and no git history) is needed.
+        None => 0,
+    };
+    let build_options = BuildOptions {
+        registry_prefix: options.engine.registry.clone(),
+        builder: options.engine.builder.clone(),
+        ..BuildOptions::new(root, epoch)
+    };
+    // The images later steps work on: what built, or with `--skip build`
+    // every image (from its earlier build record).
+    // (A catalog that does not load fails `lint`, which says why.)
+    let every_image: Vec<String> = Catalog::load(root)
+        .map(|catalog| catalog.images.iter().map(|i| i.name.clone()).collect())
+        .unwrap_or_default();
     let mut run = PipelineRun {
         reports: Vec::new(),
         built: BTreeMap::new(),
@@ -127,15 +127,12 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
         }
         eprintln!("==> {step}");
         let started = Instant::now();
-        let whole = |result: Result<()>| {
-            let outcome = match result {
-                Ok(()) => Outcome::Passed,
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    Outcome::Failed(format!("{error:#}"))
-                }
-            };
-            StepReport::new("-", step.name(), outcome, started.elapsed())
+        let whole = |result: Result<()>| match result {
+            Ok(()) => StepReport::new("-", step.name(), Outcome::Passed, started.elapsed()),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                StepReport::from_error("-", step.name(), &error, started.elapsed())
+            }
         };
         match step {
             Step::Lint => run
@@ -146,7 +143,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                 .push(whole(digests::ensure(root, Mode::Check).map(drop))),
             Step::Build => {
                 build_ran = true;
-                match build_all(root, options) {
+                match build_all(root, &build_options, options) {
                     Ok(built) => {
                         run.reports.extend(built.reports);
                         run.built = built.built;
@@ -156,13 +153,17 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
             }
             Step::VerifyReproducible => {
                 // After a build, only what built is worth verifying.
-                let images: Vec<String> = run.built.keys().cloned().collect();
-                if build_ran && images.is_empty() {
+                let images: Vec<String> = if build_ran {
+                    run.built.keys().cloned().collect()
+                } else {
+                    every_image.clone()
+                };
+                if images.is_empty() {
                     run.reports.push(skipped(step, "no image built".into()));
                     continue;
                 }
                 let verified = Catalog::load(root).and_then(|catalog| {
-                    reproduce::verify(&catalog, &images, &options.build, &options.env)
+                    reproduce::verify(&catalog, &images, &build_options, &options.env)
                 });
                 match verified {
                     Ok(reports) => run.reports.extend(reports),
@@ -173,10 +174,15 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                 let Some(prefix) = &options.push_prefix else {
                     continue;
                 };
-                if run.built.is_empty() {
+                let images: Vec<String> = if build_ran {
+                    run.built.keys().cloned().collect()
+                } else {
+                    every_image.clone()
+                };
+                if images.is_empty() {
                     run.reports.push(skipped(step, "no image built".into()));
                 }
-                for image in run.built.keys() {
+                for image in &images {
                     let started = Instant::now();
                     let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
                     let report = match push::push_image(root, image, &to) {
@@ -194,12 +200,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                         }
                         Err(error) => {
                             eprintln!("[{image}] push FAILED: {error:#}");
-                            StepReport::new(
-                                image,
-                                step.name(),
-                                Outcome::Failed(format!("{error:#}")),
-                                started.elapsed(),
-                            )
+                            StepReport::from_error(image, step.name(), &error, started.elapsed())
                         }
                     };
                     run.reports.push(report);
@@ -214,9 +215,13 @@ fn skipped(step: Step, why: String) -> StepReport {
     StepReport::new("-", step.name(), Outcome::Skipped(why), Duration::ZERO)
 }
 
-fn build_all(root: &Path, options: &PipelineOptions) -> Result<build::run::BuildRun> {
+fn build_all(
+    root: &Path,
+    build_options: &BuildOptions,
+    options: &PipelineOptions,
+) -> Result<build::run::BuildRun> {
     let catalog = Catalog::load(root)?;
-    let builds = build::plan::plan(&catalog, &[], &options.build)?;
+    let builds = build::plan::plan(&catalog, &[], build_options)?;
     Ok(run_builds(
         &builds,
         options.jobs,

@@ -1,6 +1,6 @@
 //! Argument groups that mean the same in every subcommand that takes them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -77,10 +77,6 @@ impl JsonArg {
             Some(path) => crate::files::write_json(path, value),
             None => Ok(()),
         }
-    }
-
-    pub fn path(&self) -> Option<&Path> {
-        self.json.as_deref()
     }
 }
 

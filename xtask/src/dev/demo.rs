@@ -12,7 +12,6 @@ use super::standins;
 use super::test_env::{self, Layout};
 use crate::commands::all::{run_pipeline, PipelineOptions};
 use crate::commands::args::{default_jobs, JsonArg};
-use crate::commands::build::plan::BuildOptions;
 use crate::pipeline::Step;
 use crate::report::{self, Outcome, StepReport};
 
@@ -55,7 +54,8 @@ impl Demo {
         let prepared = standins::prepare(&layout, &dir)?;
         let options = PipelineOptions {
             skip: Vec::new(),
-            build: BuildOptions::new(&prepared.checkout, DEMO_EPOCH),
+            engine: Default::default(),
+            epoch: Some(DEMO_EPOCH),
             jobs: default_jobs(),
             env: prepared.env.clone(),
             push_prefix: Some(format!("{}/demo", prepared.registry)),

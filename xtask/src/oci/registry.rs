@@ -422,6 +422,10 @@ pub fn is_not_found(error: &OciDistributionError) -> bool {
 pub fn is_transient(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
+        // A request whose body stream failed: that failure decides.
+        OciDistributionError::RequestError(error) if body_error(error).is_some() => {
+            body_error(error).is_some_and(is_transient)
+        }
         OciDistributionError::RequestError(error) => {
             error.is_connect()
                 || error.is_timeout()
@@ -434,6 +438,18 @@ pub fn is_transient(error: &OciDistributionError) -> bool {
         OciDistributionError::IoError(_) => true,
         _ => false,
     }
+}
+
+/// The error our own body stream raised inside a failed request, if any.
+pub fn body_error(error: &reqwest::Error) -> Option<&OciDistributionError> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if let Some(ours) = current.downcast_ref::<OciDistributionError>() {
+            return Some(ours);
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// How often a transient failure is tried again, and the first pause.

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use super::archive::OciArchive;
 use super::manifest::Descriptor;
 use super::registry::{by_digest, with_retries, Registry};
+use crate::error::{fail, Failure};
 
 type Chunk = std::result::Result<Bytes, OciDistributionError>;
 
@@ -61,7 +62,9 @@ where
             let fail = |mut state: State<S>, message: String| {
                 state.done = true;
                 Some((
-                    Err(OciDistributionError::GenericError(Some(message))),
+                    Err(OciDistributionError::GenericError(Some(format!(
+                        "{REFUSED}{message}"
+                    )))),
                     state,
                 ))
             };
@@ -86,8 +89,11 @@ where
                             None => continue,
                         }
                     }
+                    // A read error stays what it is: a dropped source is worth
+                    // another try, a mismatch (below) is not.
                     Some(Err(error)) => {
-                        return fail(state, format!("reading blob {expected}: {error}"));
+                        state.done = true;
+                        return Some((Err(error), state));
                     }
                     None => {
                         if state.seen != size {
@@ -165,6 +171,8 @@ pub async fn push_archive(
     let mut skipped = 0;
     let mut bytes = 0;
     for blob in archive.manifest.blobs() {
+        empty_blob_is_empty(blob)
+            .map_err(|e| Failure(format!("{}: {e}", archive.path.display())))?;
         if registry.blob_exists(target, &blob.digest).await? {
             skipped += 1;
             continue;
@@ -184,19 +192,19 @@ pub async fn push_archive(
         .await?;
     let served = registry.manifest_digest(target).await?;
     if served.as_deref() != Some(archive.manifest_digest()) {
-        bail!(
+        return fail(format!(
             "{} resolves to {served:?} after the push, not {}: the registry rewrote the manifest",
             target.whole(),
             archive.manifest_digest()
-        );
+        ));
     }
     let pinned = by_digest(target, archive.manifest_digest())?;
     let pulled = registry.pull_manifest(&pinned).await?;
     if pulled != manifest {
-        bail!(
+        return fail(format!(
             "{} serves other manifest bytes than the archive's",
             pinned.whole()
-        );
+        ));
     }
     Ok(Pushed {
         reference: target.whole(),
@@ -224,7 +232,7 @@ async fn upload_archive_blob(
             blob.size
         );
     }
-    with_retries(&format!("upload blob {}", blob.digest), || {
+    let uploaded = with_retries(&format!("upload blob {}", blob.digest), || {
         let chunks = archive_chunks(archive, &blob.digest);
         async move {
             let chunks =
@@ -236,8 +244,45 @@ async fn upload_archive_blob(
                 .await
         }
     })
-    .await?;
+    .await;
+    match uploaded {
+        // The archive's own bytes are not the blob: a failed check, not a failed tool.
+        Err(error) if refused_by_check(&error) => {
+            fail(format!("{}: {error:#}", archive.path.display()))
+        }
+        other => other.map(drop),
+    }
+}
+
+/// The digest of zero bytes. An empty body is never read by the HTTP client,
+/// so an empty blob is proven here, before any upload.
+pub const EMPTY_DIGEST: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+pub fn empty_blob_is_empty(blob: &Descriptor) -> Result<()> {
+    if blob.size == 0 && blob.digest != EMPTY_DIGEST {
+        bail!(
+            "blob {} is declared empty, but zero bytes have digest {EMPTY_DIGEST}",
+            blob.digest
+        );
+    }
     Ok(())
+}
+
+/// How every refusal of `checked` starts.
+const REFUSED: &str = "refused: ";
+
+/// Whether an upload failed because `checked` refused the bytes (not worth
+/// another try, and not the registry's fault).
+pub fn refused_by_check(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let ours = cause.downcast_ref::<OciDistributionError>().or_else(|| {
+            cause
+                .downcast_ref::<reqwest::Error>()
+                .and_then(super::registry::body_error)
+        });
+        matches!(ours, Some(OciDistributionError::GenericError(Some(m))) if m.starts_with(REFUSED))
+    })
 }
 
 #[cfg(test)]

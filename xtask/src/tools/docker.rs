@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::process::{Cmd, Env};
+use super::process::{Cmd, CommandFailed, Env};
+use crate::error::Failure;
 
 /// Run a `docker buildx build` argv; the full output goes to `log`, each new
 /// build step to `on_step` (with the seconds since the start).
@@ -23,15 +24,24 @@ pub fn buildx_build(
     let mut announced = BTreeSet::new();
     let mut command = Cmd::from_argv(argv);
     command.envs(env);
-    command
-        .stream(&mut file, |line| {
-            if let Some(step) = progress_step(line) {
-                if announced.insert(step.to_string()) {
-                    on_step(started.elapsed().as_secs_f64(), step);
-                }
+    let streamed = command.stream(&mut file, |line| {
+        if let Some(step) = progress_step(line) {
+            if announced.insert(step.to_string()) {
+                on_step(started.elapsed().as_secs_f64(), step);
             }
-        })
-        .with_context(|| format!("full log: {}", log.display()))
+        }
+    });
+    match streamed {
+        // buildx ran and said no: the image does not build (a failed check).
+        Err(error)
+            if error
+                .downcast_ref::<CommandFailed>()
+                .is_some_and(|f| f.status.starts_with("exit status")) =>
+        {
+            Err(Failure(format!("{error} (full log: {})", log.display())).into())
+        }
+        other => other.with_context(|| format!("full log: {}", log.display())),
+    }
 }
 
 /// `#7 [build 2/4] RUN […]` → `[build 2/4] RUN […]`: the step lines worth showing.

@@ -15,7 +15,6 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -117,12 +116,14 @@ impl Cmd {
         self
     }
 
-    /// A plain environment variable. A known secret name is treated as a secret.
+    /// A plain environment variable (set again: the last value wins). A known
+    /// secret name is treated as a secret.
     pub fn env(&mut self, name: &str, value: impl Into<String>) -> &mut Cmd {
         let value = value.into();
         if SECRET_VARIABLES.contains(&name) {
             return self.secret_env(name, value);
         }
+        self.env.retain(|(n, _)| n != name);
         self.env.push((name.to_string(), value));
         self
     }
@@ -137,6 +138,7 @@ impl Cmd {
     /// A secret for the child's environment: never on its command line, masked
     /// wherever this command is shown.
     pub fn secret_env(&mut self, name: &str, value: impl Into<String>) -> &mut Cmd {
+        self.secrets.retain(|(n, _)| n != name);
         self.secrets.push((name.to_string(), value.into()));
         self
     }
@@ -175,12 +177,14 @@ impl Cmd {
         self.mask(&words.join(" "))
     }
 
-    /// Replace every secret value in `text`.
+    /// Replace every secret value in `text`, as written and as quoted.
     fn mask(&self, text: &str) -> String {
         let mut masked = text.to_string();
         for (_, value) in &self.secrets {
             if !value.is_empty() {
-                masked = masked.replace(value.as_str(), MASK);
+                masked = masked
+                    .replace(value.as_str(), MASK)
+                    .replace(&value.replace('\'', "'\\''"), MASK);
             }
         }
         masked
@@ -313,16 +317,25 @@ impl Cmd {
         let mut kept: Vec<u8> = Vec::new();
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
-        while lines.read_until(b'\n', &mut line)? > 0 {
-            let text = self.mask(&String::from_utf8_lossy(&line));
-            log.write_all(text.as_bytes())?;
-            on_line(&text);
-            kept.extend_from_slice(text.as_bytes());
-            // Keep only a window of recent output for the error message.
-            if kept.len() > 64 << 10 {
-                kept.drain(..kept.len() - (32 << 10));
+        let mut copy = || -> std::io::Result<()> {
+            while lines.read_until(b'\n', &mut line)? > 0 {
+                let text = self.mask(&String::from_utf8_lossy(&line));
+                log.write_all(text.as_bytes())?;
+                on_line(&text);
+                kept.extend_from_slice(text.as_bytes());
+                // Keep only a window of recent output for the error message.
+                if kept.len() > 64 << 10 {
+                    kept.drain(..kept.len() - (32 << 10));
+                }
+                line.clear();
             }
-            line.clear();
+            Ok(())
+        };
+        if let Err(error) = copy() {
+            // Nobody reads its output any more: do not leave it running.
+            let _ = reader.kill();
+            return Err(anyhow::Error::new(error)
+                .context(format!("following the output of `{}`", self.display())));
         }
         let output = reader
             .try_wait()?
@@ -372,14 +385,16 @@ impl Cmd {
     }
 }
 
-/// Wait for a started process at most `timeout`: `None` if it still runs.
-pub fn wait_at_most(handle: &duct::Handle, timeout: Duration) -> Result<Option<Output>> {
-    Ok(handle.wait_timeout(timeout)?.cloned())
-}
-
+/// `--password`, `--registry-token`, …: the next argument (or `=value`) is a
+/// secret. `--password-stdin`, `--secret-file` and the like name where a
+/// secret is, not the secret.
 fn is_secret_flag(flag: &str) -> bool {
     let flag = flag.trim_start_matches('-').to_ascii_lowercase();
-    flag.contains("password") || flag.contains("token") || flag.contains("secret")
+    let names_a_place = ["-stdin", "-file", "-env", "-path"]
+        .iter()
+        .any(|suffix| flag.ends_with(suffix));
+    !names_a_place
+        && (flag.contains("password") || flag.contains("token") || flag.contains("secret"))
 }
 
 /// The line that says what went wrong: the last one that reads like an error,
@@ -434,11 +449,13 @@ mod tests {
         let mut command = Cmd::new("cosign");
         command
             .args(["sign", "--password", "hunter2", "--token=abc123", "x y"])
-            .secret_env("COSIGN_PASSWORD", "s3cret");
-        command.arg("--note=s3cret-inside");
+            .args(["--password-stdin", "file.txt"])
+            .secret_env("COSIGN_PASSWORD", "s3cret")
+            .secret_env("OTHER", "it's");
+        command.args(["--note=s3cret-inside", "it's here"]);
         assert_eq!(
             command.display(),
-            "cosign sign --password *** --token=*** 'x y' --note=***-inside"
+            "cosign sign --password *** --token=*** 'x y' --password-stdin file.txt --note=***-inside '*** here'"
         );
     }
 

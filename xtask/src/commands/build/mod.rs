@@ -44,6 +44,10 @@ impl Build {
         let catalog = Catalog::load(root)?;
         // Unknown names are a usage error, before anything else is asked for.
         catalog.select(self.images.names())?;
+        let env = Env::new();
+        if !self.dry_run {
+            tools::require(&pipeline::tools_for(&[Step::Build]), &env, "build")?;
+        }
         let options = BuildOptions {
             no_cache: self.no_cache,
             ..options(root, &self.engine)?
@@ -53,8 +57,6 @@ impl Build {
             print!("{}", plan::render_plan(&builds));
             return Ok(());
         }
-        let env = Env::new();
-        tools::require(&pipeline::tools_for(&[Step::Build]), &env, "build")?;
         let run = run::run_builds(&builds, self.jobs.get(), &env, Step::Build.name());
         eprint!("\n{}", report::table(&run.reports));
         self.json.write(&run.reports)?;

@@ -109,7 +109,7 @@ pub fn run_builds(builds: &[ImageBuild], jobs: usize, env: &Env, step: &str) -> 
             }
             Err(error) => {
                 eprintln!("[{image}] FAILED: {error:#}");
-                StepReport::new(&image, step, Outcome::Failed(format!("{error:#}")), elapsed)
+                StepReport::from_error(&image, step, &error, elapsed)
             }
         };
         reports.insert(image, report);

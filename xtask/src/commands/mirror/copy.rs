@@ -104,10 +104,10 @@ fn copy_manifest_at<'a>(
         let bytes = ends.source.pull_manifest(source).await?;
         let actual = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
         if actual != expected {
-            bail!(
+            return crate::error::fail(format!(
                 "{} served a manifest with digest {actual}: not the signed {expected}",
                 source.whole()
-            );
+            ));
         }
         let manifest =
             AnyManifest::parse(&bytes).with_context(|| format!("manifest {}", source.whole()))?;
@@ -166,6 +166,7 @@ async fn copy_blob(
     blob: Descriptor,
 ) -> Result<BlobOutcome> {
     let digest = blob.digest.as_str();
+    crate::oci::transfer::empty_blob_is_empty(&blob)?;
     if ends.target.blob_exists(target, digest).await? {
         ends.known.remember(digest, target);
         return Ok(BlobOutcome::Present);

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::args::{JsonArg, TrustArgs};
+use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
 use crate::oci::reference::ImageRef;
@@ -65,6 +66,10 @@ pub struct MirrorResult {
     #[serde(flatten)]
     pub counts: Counts,
     pub seconds: f64,
+    /// The failure was the tool's (a registry or store that did not answer),
+    /// not the reference's (signatures, digests).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub could_not_run: bool,
 }
 
 impl Mirror {
@@ -134,10 +139,12 @@ async fn run_all(items: &[MirrorItem], run: &Run<'_>, jobs: usize) -> Vec<Mirror
                     verdicts: Vec::new(),
                     counts: Counts::default(),
                     seconds: 0.0,
+                    could_not_run: false,
                 };
                 if let Err(error) = mirror_one(item, run, &mut result).await {
                     eprintln!("[{}] FAILED: {error:#}", item.target);
                     result.outcome = Outcome::Failed(format!("{error:#}"));
+                    result.could_not_run = !crate::error::is_failure(&error);
                 }
                 result.seconds = started.elapsed().as_secs_f64();
                 (index, result)
@@ -185,11 +192,11 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
         } else {
             reasons.join("; ")
         };
-        bail!(
+        return fail(format!(
             "signatures: {} distinct maintainer key(s) of {} required ({detail})",
             quorum.signers.len(),
             run.threshold
-        );
+        ));
     }
     eprintln!(
         "[{}] signatures: quorum met by {}",
@@ -272,5 +279,6 @@ fn result_report(result: &MirrorResult) -> StepReport {
     );
     report.digest = Some(format!("sha256:{}", result.item.digest_hex));
     report.size = Some(result.counts.bytes_copied);
+    report.could_not_run = result.could_not_run;
     report
 }

@@ -34,13 +34,14 @@ pub struct VerifyReproducible {
 impl VerifyReproducible {
     pub fn run(self, root: &Path) -> Result<()> {
         let catalog = Catalog::load(root)?;
-        let options = build::options(root, &self.engine)?;
+        catalog.select(self.images.names())?;
         let env = Env::new();
         tools::require(
             &pipeline::tools_for(&[Step::VerifyReproducible]),
             &env,
             "verify-reproducible",
         )?;
+        let options = build::options(root, &self.engine)?;
         let reports = verify(&catalog, self.images.names(), &options, &env)?;
         eprint!("\n{}", report::table(&reports));
         self.json.write(&reports)?;
@@ -67,30 +68,25 @@ pub fn verify(
             .find(|b| b.image == image.name)
             .with_context(|| format!("the plan for `{}` does not build it", image.name))?;
         let started = Instant::now();
-        let (outcome, digest) = match verify_one(&target, env) {
+        let step = Step::VerifyReproducible.name();
+        let report = match verify_one(&target, env) {
             Ok(Verdict::Reproducible(digest)) => {
                 eprintln!("[{}] reproducible: {digest}", image.name);
-                (Outcome::Passed, Some(digest))
+                StepReport {
+                    digest: Some(digest),
+                    ..StepReport::new(&image.name, step, Outcome::Passed, started.elapsed())
+                }
             }
             Ok(Verdict::Differs(explanation)) => {
                 eprintln!("[{}] NOT reproducible:\n{explanation}", image.name);
-                (
-                    Outcome::Failed(format!("not reproducible: {explanation}")),
-                    None,
-                )
+                let outcome = Outcome::Failed(format!("not reproducible: {explanation}"));
+                StepReport::new(&image.name, step, outcome, started.elapsed())
             }
             Err(error) => {
                 eprintln!("[{}] FAILED: {error:#}", image.name);
-                (Outcome::Failed(format!("{error:#}")), None)
+                StepReport::from_error(&image.name, step, &error, started.elapsed())
             }
         };
-        let mut report = StepReport::new(
-            &image.name,
-            Step::VerifyReproducible.name(),
-            outcome,
-            started.elapsed(),
-        );
-        report.digest = digest;
         reports.push(report);
     }
     Ok(reports)
