@@ -15,6 +15,8 @@ use common::gpg::{simple_signing, write_lookaside, Gpg, Key};
 use common::proxy::Proxy;
 use common::*;
 use xtask::oci::archive::OciArchive;
+use xtask::oci::auth::Role;
+use xtask::oci::reference::ImageRef;
 use xtask::oci::registry::{self, Registry};
 
 /// Two trusted maintainers and a signature store for some digests.
@@ -184,9 +186,9 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
 /// Push an OCI archive to `reference` with the library; its manifest digest.
 fn push_archive(archive: &Path, reference: &str) -> String {
     let archive = OciArchive::open(archive).unwrap();
-    let target = registry::parse_reference(reference).unwrap();
+    let target = ImageRef::parse(reference).unwrap();
     registry::block_on(async {
-        let client = Registry::connect(target.resolve_registry()).await?;
+        let client = Registry::connect_to(&target, Role::Target).await?;
         xtask::oci::transfer::push_archive(&client, &archive, &target).await
     })
     .unwrap()
@@ -413,9 +415,9 @@ fn an_index_is_copied_with_its_children() {
     });
     let bytes = bytes::Bytes::from(serde_json::to_vec(&index).unwrap());
     let digest = format!("sha256:{}", sha256_hex(&bytes));
-    let reference = registry::parse_reference(&format!("{upstream}/core-multi:1")).unwrap();
+    let reference = ImageRef::parse(&format!("{upstream}/core-multi:1")).unwrap();
     registry::block_on(async {
-        let client = Registry::connect(reference.resolve_registry()).await?;
+        let client = Registry::connect_to(&reference, Role::Target).await?;
         client
             .push_manifest(&reference, &bytes, xtask::oci::manifest::OCI_INDEX)
             .await

@@ -10,6 +10,8 @@ use clap::Args;
 use super::args::JsonArg;
 use crate::error::fail;
 use crate::oci::archive::OciArchive;
+use crate::oci::auth::Role;
+use crate::oci::reference::ImageRef;
 use crate::oci::registry::{self, Registry};
 use crate::oci::transfer::{self, Pushed};
 use crate::records::build::BuildRecord;
@@ -47,8 +49,8 @@ impl Push {
 /// Push the recorded archive of `image` to `to`, after proving the archive is
 /// the one that was built.
 pub fn push_image(root: &Path, image: &str, to: &str) -> Result<Pushed> {
-    let target = registry::parse_reference(to)?;
-    if target.digest().is_some() {
+    let target = ImageRef::parse(to)?;
+    if target.digest.is_some() {
         bail!("--to {to}: name a tag, not a digest; the digest is the archive's");
     }
     let record = BuildRecord::load(root, image)?;
@@ -63,7 +65,7 @@ pub fn push_image(root: &Path, image: &str, to: &str) -> Result<Pushed> {
         ));
     }
     registry::block_on(async {
-        let registry = Registry::connect(target.resolve_registry()).await?;
+        let registry = Registry::connect_to(&target, Role::Target).await?;
         transfer::push_archive(&registry, &archive, &target).await
     })?
 }

@@ -16,6 +16,8 @@ use crate::commands::digests;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
 use crate::oci::archive::OciArchive;
+use crate::oci::auth::Role;
+use crate::oci::reference::ImageRef;
 use crate::oci::registry::{self, Registry};
 use crate::oci::transfer;
 use crate::report;
@@ -96,13 +98,13 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
         } else {
             standin.tag
         };
-        let target = registry::parse_reference(&format!(
+        let target = ImageRef::parse(&format!(
             "{registry}/{}/{}:{tag}",
             settings::STAGEX_NAMESPACE,
             standin.package
         ))?;
         registry::block_on(async {
-            let client = Registry::connect(target.resolve_registry()).await?;
+            let client = Registry::connect_to(&target, Role::Target).await?;
             transfer::push_archive(&client, &archive, &target).await
         })??;
         standins.insert(standin.package.to_string(), record.manifest_digest.clone());

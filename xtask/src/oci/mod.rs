@@ -2,6 +2,7 @@
 //! registries on the network.
 
 pub mod archive;
+pub mod auth;
 pub mod layout;
 pub mod manifest;
 pub mod reference;

@@ -110,6 +110,52 @@ impl ImageRef {
     }
 }
 
+/// Where Docker Hub's API answers.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
+impl ImageRef {
+    /// The host whose `/v2/` API serves this reference (Docker Hub's names
+    /// resolve to its API host).
+    pub fn api_host(&self) -> &str {
+        match self.registry.as_deref() {
+            None => DOCKER_HUB_API,
+            Some(registry) if DOCKER_HUB.contains(&registry) => DOCKER_HUB_API,
+            Some(registry) => registry,
+        }
+    }
+
+    /// The repository as the API names it: Docker Hub's one-component names
+    /// live in `library/`.
+    pub fn api_repository(&self) -> String {
+        if self.api_host() == DOCKER_HUB_API && !self.repository.contains('/') {
+            format!("library/{}", self.repository)
+        } else {
+            self.repository.clone()
+        }
+    }
+
+    /// What follows `/manifests/`: the digest when there is one, else the tag
+    /// (`latest` when neither is written).
+    pub fn api_pin(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
+    /// The same repository, addressed by `digest` (a checked `sha256:<hex>`).
+    pub fn with_digest(&self, digest: &str) -> Result<ImageRef> {
+        match digest.strip_prefix("sha256:") {
+            Some(hex) if is_sha256_hex(hex) => Ok(ImageRef {
+                tag: None,
+                digest: Some(digest.to_string()),
+                ..self.clone()
+            }),
+            _ => bail!("`{}` is not a sha256 digest", digest.escape_debug()),
+        }
+    }
+}
+
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(registry) = &self.registry {
@@ -272,6 +318,36 @@ mod tests {
         ] {
             assert!(ImageRef::parse(good).is_ok(), "{good} was refused");
         }
+    }
+
+    #[test]
+    fn api_names_follow_docker() {
+        let r = ImageRef::parse("busybox").unwrap();
+        assert_eq!(
+            (r.api_host(), r.api_repository().as_str(), r.api_pin()),
+            (DOCKER_HUB_API, "library/busybox", "latest")
+        );
+        let r = ImageRef::parse("docker.io/stagex/core-musl:1.2.5").unwrap();
+        assert_eq!(
+            (r.api_host(), r.api_repository().as_str(), r.api_pin()),
+            (DOCKER_HUB_API, "stagex/core-musl", "1.2.5")
+        );
+        let r = ImageRef::parse(MUSL).unwrap();
+        assert_eq!(r.api_pin(), r.digest.as_deref().unwrap());
+        let r = ImageRef::parse("127.0.0.1:5000/a:1").unwrap();
+        assert_eq!(
+            (r.api_host(), r.api_repository().as_str()),
+            ("127.0.0.1:5000", "a")
+        );
+        let pinned = r
+            .with_digest(
+                r.digest
+                    .as_deref()
+                    .unwrap_or(&format!("sha256:{}", "a".repeat(64))),
+            )
+            .unwrap();
+        assert_eq!(pinned.tag, None);
+        assert!(r.with_digest("sha256:../x").is_err());
     }
 
     #[test]

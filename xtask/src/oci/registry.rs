@@ -1,38 +1,52 @@
-//! The one registry client (oci-client underneath): plain HTTP for loopback
-//! registries only, credentials from the environment or the docker config
-//! (never from argv), transient failures retried, one client per registry for
-//! a whole run.
+//! The registry client: the distribution API over the one HTTP client, with
+//! what a hostile or flaky registry calls for.
+//!
+//! - Plain HTTP for loopback registries only.
+//! - Credentials scoped by host and role ([`super::auth`]); a token realm gets
+//!   only what was configured for its own host; tokens are cached per scope.
+//! - Every body read from a registry is bounded (manifests 4 MiB, tokens and
+//!   error bodies 64 KiB); blob bodies are bounded by their descriptor.
+//! - Uploads are sessions: the bytes go in a PATCH, the commit (PUT with the
+//!   digest) only once the stream proved them, and a failed session is deleted.
+//! - Throttling, server errors and dropped connections are tried again with
+//!   backoff; a refusal by our own checks never is.
+//!
+//! oci-client 0.18 did this work before; it sends stored credentials to any
+//! token realm, asks `/v2/` before every request to registries that need no
+//! credentials, reads manifests unbounded and cannot cancel an upload, so the
+//! few requests we need are made here.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use reqwest::{header, RequestBuilder, Response, StatusCode};
 
+use super::auth::{Challenge, CredentialSource, Credentials, Role};
 use super::manifest::{check_digest, check_media_type, MANIFEST_TYPES};
+use super::reference::ImageRef;
+use super::transfer::BlobError;
 
-pub const USERNAME_ENV: &str = "XTASK_REGISTRY_USERNAME";
-pub const PASSWORD_ENV: &str = "XTASK_REGISTRY_PASSWORD";
+/// Manifests larger than this are refused (containers/image's own limit).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Tokens and error bodies larger than this are refused.
+const MAX_SMALL_BODY: usize = 64 << 10;
+/// How often a transient failure is tried, and the first pause.
+pub const ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// A whole small request (not a blob) may take this long.
+const SMALL_REQUEST: Duration = Duration::from_secs(60);
 
 /// Registries reached over plain HTTP: loopback only.
 pub fn is_loopback(registry: &str) -> bool {
-    let host = registry
-        .rsplit_once(':')
-        .map(|(host, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                host
-            } else {
-                registry
-            }
-        })
-        .unwrap_or(registry);
+    let host = match registry.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => registry,
+    };
     host == "localhost"
         || host == "[::1]"
         || host
@@ -40,159 +54,275 @@ pub fn is_loopback(registry: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A reference as oci-client takes it, parsed with our own grammar (oci-spec's
-/// parser compiles a large regex on first use) and normalised as Docker does:
-/// no registry means Docker Hub, whose one-component names live in `library/`.
-pub fn parse_reference(text: &str) -> Result<Reference> {
-    let parsed = super::reference::ImageRef::parse(text)?;
-    let registry = match parsed.registry.as_deref() {
-        None | Some("index.docker.io") => "docker.io".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let repository = if registry == "docker.io" && !parsed.repository.contains('/') {
-        format!("library/{}", parsed.repository)
-    } else {
-        parsed.repository
-    };
-    Ok(match (parsed.tag, parsed.digest) {
-        (Some(tag), Some(digest)) => {
-            Reference::with_tag_and_digest(registry, repository, tag, digest)
-        }
-        (None, Some(digest)) => Reference::with_digest(registry, repository, digest),
-        (tag, None) => {
-            Reference::with_tag(registry, repository, tag.unwrap_or_else(|| "latest".into()))
-        }
+/// A failure worth another try (throttling, a server error, a dropped
+/// connection), as opposed to an answer.
+#[derive(Debug)]
+pub struct Transient(pub String);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Whether another try may help: a [`Transient`] answer, or a connection that
+/// failed for reasons other than our own refusal of the bytes.
+pub fn is_transient(error: &anyhow::Error) -> bool {
+    if error.chain().any(|cause| cause.is::<Transient>()) {
+        return true;
+    }
+    if error.chain().any(|cause| cause.is::<BlobError>()) {
+        // Our stream ended the request: a refusal is final, a source that
+        // failed to read is worth another try.
+        return error
+            .chain()
+            .any(|cause| matches!(cause.downcast_ref::<BlobError>(), Some(BlobError::Read(_))));
+    }
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
     })
 }
 
-/// The same repository, addressed by `digest`.
-pub fn by_digest(reference: &Reference, digest: &str) -> Result<Reference> {
-    super::manifest::check_digest(digest)?;
-    Ok(reference.clone_with_digest(digest.to_string()))
+/// Run `attempt` up to [`ATTEMPTS`] times, backing off 0.2 s, 0.4 s, … while
+/// it fails transiently; the last error is returned as it is.
+pub async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = FIRST_BACKOFF;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Err(error) if tries < ATTEMPTS && is_transient(&error) => {
+                eprintln!("  {what}: {error:#}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other.with_context(|| what.to_string()),
+        }
+    }
 }
 
-/// A client for one registry, with its credentials.
+/// A client for one registry host, in one role.
 pub struct Registry {
-    pub client: Client,
-    pub auth: RegistryAuth,
     pub host: String,
-    scheme: &'static str,
-    /// Whether `/v2/` answered with a challenge: credentials (or a token) are
-    /// needed, and oci-client handles them. Without one, oci-client would ask
-    /// `/v2/` again before every request of ours that names credentials, so
-    /// manifests are read with plain requests instead.
-    challenged: bool,
+    base: reqwest::Url,
+    credentials: Option<Credentials>,
+    challenge: Challenge,
+    realm_credentials: Option<Credentials>,
+    /// Bearer tokens by scope, with when they stop being good.
+    tokens: Mutex<BTreeMap<String, (String, Instant)>>,
 }
 
-/// Manifests larger than this are refused (containers/image's own limit).
-pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
+}
+
+fn push_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull,push")
+}
 
 impl Registry {
-    /// A client for `host` (`registry.example.com[:port]`), logged in.
-    pub async fn connect(host: &str) -> Result<Registry> {
+    /// Ask `/v2/` what the registry at `host` wants, and keep the credentials
+    /// that may go to it and to its token realm.
+    pub async fn connect(host: &str, role: Role, source: &CredentialSource) -> Result<Registry> {
         crate::http::init_tls();
-        let loopback = is_loopback(host);
-        let protocol = if loopback {
-            ClientProtocol::HttpsExcept(vec![host.to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        let client = Client::new(ClientConfig {
-            protocol,
-            // One streamed PUT per blob: no 4 MiB PATCH round trips, no buffering.
-            use_monolithic_push: true,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(120)),
-            ..Default::default()
-        });
-        let auth = credentials(host)?;
-        let scheme = if loopback { "http" } else { "https" };
-        let challenged = challenges(scheme, host).await?;
-        if challenged {
-            client.store_auth_if_needed(host, &auth).await;
-        }
-        Ok(Registry {
-            client,
-            auth,
-            host: host.to_string(),
-            scheme,
-            challenged,
+        let scheme = if is_loopback(host) { "http" } else { "https" };
+        let base = reqwest::Url::parse(&format!("{scheme}://{host}/"))
+            .with_context(|| format!("`{host}` is not a registry host"))?;
+        let credentials = source.for_host(host, role)?;
+        let url = base.join("v2/")?;
+        let response = retrying(&format!("GET {url}"), || async {
+            let response = crate::http::client()?
+                .get(url.clone())
+                .timeout(SMALL_REQUEST)
+                .send()
+                .await?;
+            transient_status(response).await
         })
+        .await?;
+        let challenge = match response.status() {
+            StatusCode::OK => Challenge::None,
+            StatusCode::UNAUTHORIZED => {
+                let header = response
+                    .headers()
+                    .get(header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .context("a 401 from /v2/ without WWW-Authenticate")?;
+                super::auth::parse_challenge(header)
+                    .with_context(|| format!("GET {url}: WWW-Authenticate"))?
+            }
+            status => {
+                bail!("GET {url} answered HTTP {status}: not a registry (distribution API v2)")
+            }
+        };
+        let realm_credentials = match &challenge {
+            Challenge::Bearer { realm, .. } => {
+                source.for_realm(host, credentials.as_ref(), realm)?
+            }
+            _ => None,
+        };
+        Ok(Registry {
+            host: host.to_string(),
+            base,
+            credentials,
+            challenge,
+            realm_credentials,
+            tokens: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// A client for the registry of `reference`, with credentials from this
+    /// process's environment and docker config.
+    pub async fn connect_to(reference: &ImageRef, role: Role) -> Result<Registry> {
+        Registry::connect(
+            reference.api_host(),
+            role,
+            &CredentialSource::from_environment(),
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> Result<reqwest::Url> {
+        Ok(self.base.join(path)?)
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (String, Instant)>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A bearer token for `scopes`, from the cache or the realm.
+    async fn token(&self, scopes: &[String]) -> Result<Option<String>> {
+        let Challenge::Bearer { realm, service } = &self.challenge else {
+            return Ok(None);
+        };
+        let key = scopes.join(" ");
+        if let Some((token, until)) = self.lock_tokens().get(&key) {
+            if Instant::now() < *until {
+                return Ok(Some(token.clone()));
+            }
+        }
+        let mut url = realm.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+            for scope in scopes {
+                query.append_pair("scope", scope);
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let what = format!("GET token at {}", realm);
+        let answer = retrying(&what, || async {
+            let mut request = crate::http::client()?
+                .get(url.clone())
+                .timeout(SMALL_REQUEST);
+            if let Some(credentials) = &self.realm_credentials {
+                request = request.basic_auth(&credentials.username, Some(&credentials.password));
+            }
+            let response = transient_status(request.send().await?).await?;
+            let status = response.status();
+            let body = read_bounded(response, MAX_SMALL_BODY).await?;
+            if !status.is_success() {
+                bail!("HTTP {status}: {}", snippet(&body));
+            }
+            Ok(body)
+        })
+        .await?;
+        let answer: TokenAnswer =
+            serde_json::from_slice(&answer).with_context(|| format!("{what}: not a token"))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .with_context(|| format!("{what}: the answer holds no token"))?;
+        // Tokens live at least 60 s (the spec's default); renew 10 s early.
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(20) - 10);
+        self.lock_tokens()
+            .insert(key, (token.clone(), Instant::now() + lifetime));
+        Ok(Some(token))
+    }
+
+    async fn authorize(
+        &self,
+        request: RequestBuilder,
+        scopes: &[String],
+    ) -> Result<RequestBuilder> {
+        Ok(match &self.challenge {
+            Challenge::None => request,
+            Challenge::Basic => match &self.credentials {
+                Some(c) => request.basic_auth(&c.username, Some(&c.password)),
+                None => request,
+            },
+            Challenge::Bearer { .. } => match self.token(scopes).await? {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            },
+        })
+    }
+
+    /// One request without a streamed body: authorised, tried again when it
+    /// fails transiently, re-authorised once when a token was refused.
+    async fn send(
+        &self,
+        what: &str,
+        scopes: &[String],
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response> {
+        retrying(what, || async {
+            let mut refreshed = false;
+            loop {
+                let request = build(crate::http::client()?).timeout(SMALL_REQUEST);
+                let response = self.authorize(request, scopes).await?.send().await?;
+                if response.status() == StatusCode::UNAUTHORIZED
+                    && !refreshed
+                    && matches!(self.challenge, Challenge::Bearer { .. })
+                {
+                    self.lock_tokens().remove(&scopes.join(" "));
+                    refreshed = true;
+                    continue;
+                }
+                return transient_status(response).await;
+            }
+        })
+        .await
+    }
+
+    fn manifest_url(&self, reference: &ImageRef) -> Result<reqwest::Url> {
+        self.url(&format!(
+            "v2/{}/manifests/{}",
+            reference.api_repository(),
+            reference.api_pin()
+        ))
     }
 
     /// The digest a reference resolves to, or `None` when the registry has no such manifest.
-    pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<String>> {
-        if !self.challenged {
-            return self.plain_manifest_digest(reference).await;
-        }
-        let what = format!("HEAD {}", reference.whole());
-        let result = retry_transient(&what, || {
-            self.client.fetch_manifest_digest(reference, &self.auth)
-        })
-        .await;
-        match result {
-            Ok(digest) => Ok(Some(digest)),
-            Err(error) if is_not_found(&error) => Ok(None),
-            Err(error) => Err(anyhow::Error::new(error).context(what)),
-        }
-    }
-
-    /// The manifest's bytes as served (callers check them against a digest).
-    pub async fn pull_manifest(&self, reference: &Reference) -> Result<bytes::Bytes> {
-        if !self.challenged {
-            let response = self.plain_manifest(reqwest::Method::GET, reference).await?;
-            if response.status() == reqwest::StatusCode::NOT_FOUND {
-                bail!("GET {}: no such manifest", reference.whole());
-            }
-            return read_bounded(response, MAX_MANIFEST_BYTES).await;
-        }
-        let (bytes, _) = with_retries(&format!("GET manifest {}", reference.whole()), || {
-            self.client
-                .pull_manifest_raw(reference, &self.auth, MANIFEST_TYPES)
-        })
-        .await?;
-        Ok(bytes)
-    }
-
-    fn manifest_url(&self, reference: &Reference) -> String {
-        let pin = reference.digest().or(reference.tag()).unwrap_or("latest");
-        format!(
-            "{}://{}/v2/{}/manifests/{pin}",
-            self.scheme,
-            self.host,
-            reference.repository()
-        )
-    }
-
-    /// A manifest request to a registry that needs no credentials.
-    async fn plain_manifest(
-        &self,
-        method: reqwest::Method,
-        reference: &Reference,
-    ) -> Result<reqwest::Response> {
-        let url = self.manifest_url(reference);
-        let response = send_with_retries(&format!("{method} {url}"), || {
-            crate::http::client().map(|http| {
-                http.request(method.clone(), &url)
-                    .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "))
-                    .timeout(Duration::from_secs(60))
-            })
-        })
-        .await?;
-        let status = response.status();
-        if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
-            Ok(response)
-        } else {
-            bail!("{method} {url}: HTTP {status}")
-        }
-    }
-
-    async fn plain_manifest_digest(&self, reference: &Reference) -> Result<Option<String>> {
+    pub async fn manifest_digest(&self, reference: &ImageRef) -> Result<Option<String>> {
+        let url = self.manifest_url(reference)?;
+        let scopes = [pull_scope(&reference.api_repository())];
         let response = self
-            .plain_manifest(reqwest::Method::HEAD, reference)
+            .send(&format!("HEAD {url}"), &scopes, |http| {
+                http.head(url.clone())
+                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
+            })
             .await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            status if !status.is_success() => bail!("HEAD {url}: HTTP {status}"),
+            _ => {}
         }
         let header = response
             .headers()
@@ -201,9 +331,8 @@ impl Registry {
             .map(str::to_string);
         match header {
             Some(digest) => {
-                check_digest(&digest).with_context(|| {
-                    format!("HEAD {}: Docker-Content-Digest", reference.whole())
-                })?;
+                check_digest(&digest)
+                    .with_context(|| format!("HEAD {url}: Docker-Content-Digest"))?;
                 Ok(Some(digest))
             }
             // No digest header: the digest of what a GET serves.
@@ -214,93 +343,235 @@ impl Registry {
         }
     }
 
+    /// The manifest's bytes as served (callers check them against a digest).
+    pub async fn pull_manifest(&self, reference: &ImageRef) -> Result<Bytes> {
+        let url = self.manifest_url(reference)?;
+        let scopes = [pull_scope(&reference.api_repository())];
+        let response = self
+            .send(&format!("GET {url}"), &scopes, |http| {
+                http.get(url.clone())
+                    .header(header::ACCEPT, MANIFEST_TYPES.join(", "))
+            })
+            .await?;
+        let response = expect(response, &[StatusCode::OK], &format!("GET {url}")).await?;
+        read_bounded(response, MAX_MANIFEST_BYTES).await
+    }
+
     /// Put manifest bytes unchanged under `reference` (a tag or their digest).
     pub async fn push_manifest(
         &self,
-        reference: &Reference,
-        bytes: &bytes::Bytes,
+        reference: &ImageRef,
+        bytes: &Bytes,
         media_type: &str,
     ) -> Result<()> {
         check_media_type(media_type)?;
-        let header: reqwest::header::HeaderValue = media_type
-            .parse()
-            .with_context(|| format!("media type `{}`", media_type.escape_debug()))?;
-        with_retries(&format!("PUT manifest {}", reference.whole()), || {
-            self.client
-                .push_manifest_raw(reference, bytes.clone(), header.clone())
-        })
+        let url = self.manifest_url(reference)?;
+        let scopes = [push_scope(&reference.api_repository())];
+        let response = self
+            .send(&format!("PUT {url}"), &scopes, |http| {
+                http.put(url.clone())
+                    .header(header::CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        expect(
+            response,
+            &[StatusCode::CREATED, StatusCode::OK],
+            &format!("PUT {url}"),
+        )
         .await?;
         Ok(())
     }
 
-    pub async fn blob_exists(&self, reference: &Reference, digest: &str) -> Result<bool> {
-        with_retries(&format!("HEAD blob {digest}"), || {
-            self.client.blob_exists(reference, digest)
-        })
+    pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool> {
+        check_digest(digest)?;
+        let url = self.url(&format!("v2/{repository}/blobs/{digest}"))?;
+        let response = self
+            .send(&format!("HEAD {url}"), &[pull_scope(repository)], |http| {
+                http.head(url.clone())
+            })
+            .await?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            status => bail!("HEAD {url}: HTTP {status}"),
+        }
+    }
+
+    /// A blob's bytes as they arrive (unchecked: see [`super::transfer::checked`]).
+    pub async fn pull_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static> {
+        check_digest(digest)?;
+        let url = self.url(&format!("v2/{repository}/blobs/{digest}"))?;
+        let request = crate::http::client()?.get(url.clone());
+        // Blob GETs may be redirected to storage elsewhere: the HTTP client
+        // drops the Authorization header when a redirect leaves this host.
+        let response = self
+            .authorize(request, &[pull_scope(repository)])
+            .await?
+            .send()
+            .await?;
+        let response = transient_status(response).await?;
+        let response = expect(response, &[StatusCode::OK], &format!("GET {url}")).await?;
+        Ok(response.bytes_stream().map_err(std::io::Error::other))
+    }
+
+    /// Upload one blob from `body` (whose stream proves its bytes): PATCH the
+    /// bytes into a session, commit with the digest only when the stream ended
+    /// clean, delete the session otherwise.
+    pub async fn upload_blob<S>(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, BlobError>> + Send + 'static,
+    {
+        check_digest(digest)?;
+        let scopes = [push_scope(repository)];
+        let start = self.url(&format!("v2/{repository}/blobs/uploads/"))?;
+        let response = self
+            .send(&format!("POST {start}"), &scopes, |http| {
+                http.post(start.clone())
+            })
+            .await?;
+        let response = expect(response, &[StatusCode::ACCEPTED], &format!("POST {start}")).await?;
+        let session = self.location(&response, &start)?;
+        let committed = async {
+            let location = if size == 0 {
+                session.clone()
+            } else {
+                let request = crate::http::client()?
+                    .patch(session.clone())
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .header(header::CONTENT_LENGTH, size)
+                    .body(reqwest::Body::wrap_stream(body));
+                let response = self.authorize(request, &scopes).await?.send().await?;
+                let response = transient_status(response).await?;
+                let what = format!("PATCH {session}");
+                let response = expect(
+                    response,
+                    &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                    &what,
+                )
+                .await?;
+                self.location(&response, &session)?
+            };
+            let mut commit = location.clone();
+            commit.query_pairs_mut().append_pair("digest", digest);
+            let response = self
+                .send(&format!("PUT {location}"), &scopes, |http| {
+                    http.put(commit.clone()).header(header::CONTENT_LENGTH, 0)
+                })
+                .await?;
+            expect(response, &[StatusCode::CREATED], &format!("PUT {location}")).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if committed.is_err() {
+            // Best effort: a registry that lost the session forgets it anyway.
+            let _ = self.cancel(&session, &scopes).await;
+        }
+        committed
+    }
+
+    async fn cancel(&self, session: &reqwest::Url, scopes: &[String]) -> Result<()> {
+        let request = crate::http::client()?
+            .delete(session.clone())
+            .timeout(SMALL_REQUEST);
+        self.authorize(request, scopes).await?.send().await?;
+        Ok(())
+    }
+
+    /// Mount a blob another repository of this registry holds: whether it worked.
+    pub async fn mount_blob(&self, repository: &str, from: &str, digest: &str) -> Result<bool> {
+        check_digest(digest)?;
+        let mut url = self.url(&format!("v2/{repository}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest)
+            .append_pair("from", from);
+        let scopes = [push_scope(repository), pull_scope(from)];
+        let response = self
+            .send(&format!("POST {url}"), &scopes, |http| {
+                http.post(url.clone())
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload instead: not wanted.
+                if let Ok(session) = self.location(&response, &url) {
+                    let _ = self.cancel(&session, &scopes).await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// An upload session's `Location`, which must stay on this registry (the
+    /// session carries our credentials).
+    fn location(&self, response: &Response, base: &reqwest::Url) -> Result<reqwest::Url> {
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .context("an upload session without a Location")?;
+        let url = base
+            .join(location)
+            .with_context(|| format!("upload Location `{location}` is not a URL"))?;
+        if url.scheme() != self.base.scheme()
+            || super::auth::host_of(&url) != super::auth::host_of(&self.base)
+        {
+            bail!(
+                "the registry {} sent the upload to {url}: not following it elsewhere",
+                self.host
+            );
+        }
+        Ok(url)
+    }
+}
+
+/// 429 and 5xx answers as [`Transient`] errors; others as they are.
+async fn transient_status(response: Response) -> Result<Response> {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+        let url = response.url().clone();
+        let body = read_bounded(response, MAX_SMALL_BODY)
+            .await
+            .unwrap_or_default();
+        return Err(Transient(format!("{url}: HTTP {status}: {}", snippet(&body))).into());
+    }
+    Ok(response)
+}
+
+/// The response when its status is one of `wanted`, else an error quoting the
+/// start of the registry's answer.
+async fn expect(response: Response, wanted: &[StatusCode], what: &str) -> Result<Response> {
+    let status = response.status();
+    if wanted.contains(&status) {
+        return Ok(response);
+    }
+    let body = read_bounded(response, MAX_SMALL_BODY)
         .await
-    }
+        .unwrap_or_default();
+    bail!("{what}: HTTP {status}: {}", snippet(&body))
 }
 
-/// Whether `GET /v2/` answers 401 (the registry wants credentials or a token).
-async fn challenges(scheme: &str, host: &str) -> Result<bool> {
-    let http = crate::http::client()?;
-    let url = format!("{scheme}://{host}/v2/");
-    let mut tries = 0;
-    let response = loop {
-        tries += 1;
-        match http.get(&url).timeout(Duration::from_secs(30)).send().await {
-            Ok(response)
-                if tries < ATTEMPTS
-                    && (response.status().is_server_error()
-                        || response.status().as_u16() == 429) => {}
-            Ok(response) => break response,
-            Err(error) if tries < ATTEMPTS && (error.is_connect() || error.is_timeout()) => {}
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("GET {url}: the registry does not answer"))
-            }
-        }
-        tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(tries - 1)).await;
-    };
-    match response.status().as_u16() {
-        200 => Ok(false),
-        401 => Ok(true),
-        status => bail!("GET {url} answered HTTP {status}: not a registry (distribution API v2)"),
-    }
-}
-
-/// Send a request (built anew for each try), retrying throttling, server
-/// errors and dropped connections as [`retry_transient`] does.
-async fn send_with_retries(
-    what: &str,
-    request: impl Fn() -> Result<reqwest::RequestBuilder>,
-) -> Result<reqwest::Response> {
-    let mut delay = FIRST_BACKOFF;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let outcome = request()?.send().await;
-        let retry = match &outcome {
-            Ok(response) => {
-                response.status().is_server_error() || response.status().as_u16() == 429
-            }
-            Err(error) => error.is_connect() || error.is_timeout() || error.is_request(),
-        };
-        if !retry || tries >= ATTEMPTS {
-            return outcome.with_context(|| format!("{what}: no answer"));
-        }
-        let why = match &outcome {
-            Ok(response) => format!("HTTP {}", response.status()),
-            Err(error) => error.to_string(),
-        };
-        eprintln!("  {what}: {why}; retrying in {delay:?}");
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-    }
+/// The first line of a body, cut short, for error messages.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
 /// A response body, refused once it grows past `limit` bytes.
-pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<bytes::Bytes> {
+pub async fn read_bounded(mut response: Response, limit: usize) -> Result<Bytes> {
     let url = response.url().to_string();
     if response
         .content_length()
@@ -322,23 +593,36 @@ pub async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Resu
     Ok(body.into())
 }
 
-/// One client per registry host for a whole run: clients keep their tokens and
-/// connections, and making one (TLS roots, the `/v2/` question) is not free.
-#[derive(Default)]
+/// One client per registry host and role for a whole run: clients keep their
+/// tokens, and making one (the `/v2/` question) is a round trip.
 pub struct Registries {
+    credentials: CredentialSource,
     // Held across the connect, so that a host is connected to once.
-    clients: tokio::sync::Mutex<BTreeMap<String, Arc<Registry>>>,
+    clients: tokio::sync::Mutex<BTreeMap<(Role, String), Arc<Registry>>>,
 }
 
 impl Registries {
-    pub async fn get(&self, reference: &Reference) -> Result<Arc<Registry>> {
-        let host = reference.resolve_registry().to_string();
+    pub fn new(credentials: CredentialSource) -> Registries {
+        Registries {
+            credentials,
+            clients: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// With credentials from this process's environment and docker config.
+    pub fn from_environment() -> Registries {
+        Registries::new(CredentialSource::from_environment())
+    }
+
+    pub async fn get(&self, reference: &ImageRef, role: Role) -> Result<Arc<Registry>> {
+        let host = reference.api_host().to_string();
         let mut clients = self.clients.lock().await;
-        if let Some(registry) = clients.get(&host) {
+        let key = (role, host);
+        if let Some(registry) = clients.get(&key) {
             return Ok(registry.clone());
         }
-        let registry = Arc::new(Registry::connect(&host).await?);
-        clients.insert(host, registry.clone());
+        let registry = Arc::new(Registry::connect(&key.1, role, &self.credentials).await?);
+        clients.insert(key, registry.clone());
         Ok(registry)
     }
 }
@@ -349,147 +633,6 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
         .enable_all()
         .build()?;
     Ok(runtime.block_on(future))
-}
-
-/// Credentials for `registry`: `XTASK_REGISTRY_USERNAME`/`_PASSWORD`, else the
-/// `auths` entry of `$DOCKER_CONFIG/config.json` (or `~/.docker/config.json`),
-/// else anonymous.
-pub fn credentials(registry: &str) -> Result<RegistryAuth> {
-    if let (Ok(user), Ok(password)) = (std::env::var(USERNAME_ENV), std::env::var(PASSWORD_ENV)) {
-        return Ok(RegistryAuth::Basic(user, password));
-    }
-    credentials_from(&docker_config_path(), registry)
-}
-
-fn credentials_from(config: &Path, registry: &str) -> Result<RegistryAuth> {
-    let Ok(text) = std::fs::read_to_string(config) else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", config.display()))?;
-    let auths = json.get("auths").and_then(|a| a.as_object());
-    let entry = auths.and_then(|auths| {
-        auths.iter().find(|(key, _)| {
-            let key = key
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            key.split('/').next() == Some(registry)
-        })
-    });
-    let Some((_, entry)) = entry else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .with_context(|| format!("{}: auths.{registry}.auth is not base64", config.display()))?;
-    let decoded = String::from_utf8(decoded)?;
-    let Some((user, password)) = decoded.split_once(':') else {
-        bail!(
-            "{}: auths.{registry}.auth is not `user:password`",
-            config.display()
-        );
-    };
-    Ok(RegistryAuth::Basic(user.to_string(), password.to_string()))
-}
-
-fn docker_config_path() -> PathBuf {
-    match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => PathBuf::from(dir).join("config.json"),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".docker/config.json")
-        }
-    }
-}
-
-pub fn is_not_found(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
-    }
-}
-
-/// Errors worth another try: throttling, server errors, dropped connections.
-pub fn is_transient(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
-        // A request whose body stream failed: that failure decides.
-        OciDistributionError::RequestError(error) if body_error(error).is_some() => {
-            body_error(error).is_some_and(is_transient)
-        }
-        OciDistributionError::RequestError(error) => {
-            error.is_connect()
-                || error.is_timeout()
-                || error.is_request()
-                || error.is_body()
-                || error
-                    .status()
-                    .is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
-        }
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// The error our own body stream raised inside a failed request, if any.
-pub fn body_error(error: &reqwest::Error) -> Option<&OciDistributionError> {
-    let mut cause = std::error::Error::source(error);
-    while let Some(current) = cause {
-        if let Some(ours) = current.downcast_ref::<OciDistributionError>() {
-            return Some(ours);
-        }
-        cause = current.source();
-    }
-    None
-}
-
-/// How often a transient failure is tried again, and the first pause.
-pub const ATTEMPTS: u32 = 5;
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-
-/// Run `attempt` up to [`ATTEMPTS`] times, backing off 0.2 s, 0.4 s, … on
-/// transient errors; the last error is returned as it is.
-pub async fn retry_transient<T, F, Fut>(
-    what: &str,
-    mut attempt: F,
-) -> std::result::Result<T, OciDistributionError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
-{
-    let mut delay = FIRST_BACKOFF;
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match attempt().await {
-            Err(error) if tries < ATTEMPTS && is_transient(&error) => {
-                eprintln!("  {what}: {error}; retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// `retry_transient`, with `what` as the error's context.
-pub async fn with_retries<T, F, Fut>(what: &str, attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
-{
-    retry_transient(what, attempt)
-        .await
-        .map_err(|error| anyhow::Error::new(error).context(what.to_string()))
 }
 
 #[cfg(test)]
@@ -505,58 +648,16 @@ mod tests {
         assert!(!is_loopback("127.example.com:443"));
     }
 
-    /// Our parse agrees with oci-spec's own on what matters to a request.
-    #[test]
-    fn references_are_normalised_as_docker_does() {
-        for text in [
-            "busybox",
-            "stagex/core-musl:1.2.5",
-            "docker.io/stagex/core-musl@sha256:816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096",
-            "127.0.0.1:5000/a/b:c",
-            "localhost:5000/x@sha256:816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096",
-            "registry.example.com/p/q:1@sha256:816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096",
-        ] {
-            let ours = parse_reference(text).unwrap();
-            let theirs: Reference = text.parse().unwrap();
-            assert_eq!(ours.whole(), theirs.whole(), "{text}");
-            assert_eq!(ours.resolve_registry(), theirs.resolve_registry(), "{text}");
-            assert_eq!(ours.repository(), theirs.repository(), "{text}");
-        }
-        assert!(parse_reference("Upper/case").is_err());
-    }
-
-    #[test]
-    fn credentials_come_from_the_docker_config() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{"auths":{"https://registry.example.com":{"auth":"dXNlcjpwYXNz"}}}"#,
-        )
-        .unwrap();
-        let config = dir.path().join("config.json");
-        let auth = credentials_from(&config, "registry.example.com").unwrap();
-        let other = credentials_from(&config, "other.example.com").unwrap();
-        assert!(matches!(auth, RegistryAuth::Basic(ref u, ref p) if u == "user" && p == "pass"));
-        assert!(matches!(other, RegistryAuth::Anonymous));
-    }
-
-    /// 503, 429, then success: two retries, the value of the third try.
+    /// Transient failures are tried again, then the answer is kept; an answer
+    /// that is not transient is not tried again.
     #[test]
     fn transient_errors_are_retried_then_the_answer_kept() {
         let tries = std::cell::Cell::new(0);
-        let answer = block_on(retry_transient("GET x", || {
+        let answer = block_on(retrying("GET x", || {
             tries.set(tries.get() + 1);
-            let result = match tries.get() {
-                1 => Err(OciDistributionError::ServerError {
-                    code: 503,
-                    url: "u".into(),
-                    message: "busy".into(),
-                }),
-                2 => Err(OciDistributionError::ServerError {
-                    code: 429,
-                    url: "u".into(),
-                    message: "slow down".into(),
-                }),
+            let result: Result<u32> = match tries.get() {
+                1 => Err(Transient("HTTP 503".into()).into()),
+                2 => Err(Transient("HTTP 429".into()).into()),
                 _ => Ok(42),
             };
             async move { result }
@@ -565,18 +666,17 @@ mod tests {
         assert_eq!((answer.unwrap(), tries.get()), (42, 3));
 
         tries.set(0);
-        let refused = block_on(retry_transient("GET y", || {
+        let refused = block_on(retrying("GET y", || {
             tries.set(tries.get() + 1);
-            async {
-                Err::<(), _>(OciDistributionError::ServerError {
-                    code: 403,
-                    url: "u".into(),
-                    message: "no".into(),
-                })
-            }
+            async { Err::<(), _>(anyhow::anyhow!("HTTP 403")) }
         }))
         .unwrap();
         assert!(refused.is_err());
         assert_eq!(tries.get(), 1, "a 403 is not retried");
+
+        let refusal = anyhow::Error::new(BlobError::Refused("digest".into()));
+        assert!(!is_transient(&refusal));
+        let read = anyhow::Error::new(BlobError::Read(std::io::Error::other("reset")));
+        assert!(is_transient(&read));
     }
 }

@@ -1,48 +1,67 @@
 //! Moving blobs and manifests into a registry so that only what was verified
 //! is ever committed: every blob stream is checked against its size and its
-//! digest, and its last chunk is held back until that check passed. An upload
-//! whose bytes do not match therefore never completes, whatever the registry
-//! itself verifies.
+//! digest as it flows, its last chunk held back until that check passed, and
+//! the registry's upload session is committed only after a clean stream (see
+//! [`super::registry::Registry::upload_blob`]).
 
 use std::io::Read;
 
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use oci_client::errors::OciDistributionError;
-use oci_client::Reference;
 use sha2::{Digest as _, Sha256};
 
 use super::archive::OciArchive;
 use super::manifest::Descriptor;
-use super::registry::{by_digest, with_retries, Registry};
+use super::reference::ImageRef;
+use super::registry::{retrying, Registry};
 use crate::error::{fail, Failure};
 
-type Chunk = std::result::Result<Bytes, OciDistributionError>;
-
-/// How a stream's bytes are proven to be the blob.
-pub enum Proof {
-    /// Hash here, as the bytes flow.
-    Hash,
-    /// The source stream hashes itself and fails at its end on a mismatch
-    /// (oci-client's verifying blob streams): hashing again would double the
-    /// CPU of a copy for nothing.
-    VerifiedBySource,
+/// Why a blob stream ended early.
+#[derive(Debug)]
+pub enum BlobError {
+    /// The source failed to deliver (worth another try).
+    Read(std::io::Error),
+    /// The bytes are not the blob: wrong size or digest (final).
+    Refused(String),
 }
 
-/// Pass `inner` through, one chunk behind: a chunk is released only when the
-/// next one arrives, and the last one only when the stream ended with exactly
-/// `size` bytes matching `digest`. Any mismatch ends the stream with an error
-/// instead of its last chunk, so the upload it feeds is never complete.
-pub fn checked<S>(inner: S, digest: &str, size: u64, proof: Proof) -> impl Stream<Item = Chunk>
+impl std::fmt::Display for BlobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobError::Read(error) => write!(f, "reading the blob: {error}"),
+            BlobError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for BlobError {}
+
+type Chunk = std::result::Result<Bytes, BlobError>;
+
+/// Whether an error is our refusal of a blob's bytes.
+pub fn refused_by_check(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<BlobError>(),
+            Some(BlobError::Refused(_))
+        )
+    })
+}
+
+/// Pass `inner` through, one chunk behind, hashing as it flows: a chunk is
+/// released only when the next one arrives, and the last one only when the
+/// stream ended with exactly `size` bytes matching `digest`. Any mismatch ends
+/// the stream with [`BlobError::Refused`] instead of its last chunk.
+pub fn checked<S>(inner: S, digest: &str, size: u64) -> impl Stream<Item = Chunk> + Send + 'static
 where
-    S: Stream<Item = Chunk> + Send + Unpin + 'static,
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
 {
     struct State<S> {
         inner: S,
         pending: Option<Bytes>,
         seen: u64,
-        hasher: Option<Sha256>,
+        hasher: Sha256,
         done: bool,
     }
     let expected = digest.to_string();
@@ -50,7 +69,7 @@ where
         inner,
         pending: None,
         seen: 0,
-        hasher: matches!(proof, Proof::Hash).then(Sha256::new),
+        hasher: Sha256::new(),
         done: false,
     };
     futures_util::stream::unfold(state, move |mut state| {
@@ -61,12 +80,7 @@ where
             }
             let fail = |mut state: State<S>, message: String| {
                 state.done = true;
-                Some((
-                    Err(OciDistributionError::GenericError(Some(format!(
-                        "{REFUSED}{message}"
-                    )))),
-                    state,
-                ))
+                Some((Err(BlobError::Refused(message)), state))
             };
             loop {
                 match state.inner.next().await {
@@ -78,9 +92,7 @@ where
                                 format!("blob {expected} is longer than its {size} bytes"),
                             );
                         }
-                        if let Some(hasher) = &mut state.hasher {
-                            hasher.update(&chunk);
-                        }
+                        state.hasher.update(&chunk);
                         if chunk.is_empty() {
                             continue;
                         }
@@ -89,11 +101,9 @@ where
                             None => continue,
                         }
                     }
-                    // A read error stays what it is: a dropped source is worth
-                    // another try, a mismatch (below) is not.
                     Some(Err(error)) => {
                         state.done = true;
-                        return Some((Err(error), state));
+                        return Some((Err(BlobError::Read(error)), state));
                     }
                     None => {
                         if state.seen != size {
@@ -103,14 +113,15 @@ where
                                 format!("blob {expected} ended after {seen} of {size} bytes"),
                             );
                         }
-                        if let Some(hasher) = state.hasher.take() {
-                            let actual = format!("sha256:{}", crate::hash::hex(&hasher.finalize()));
-                            if actual != expected {
-                                return fail(
-                                    state,
-                                    format!("blob {expected} reads as {actual}: not uploading it"),
-                                );
-                            }
+                        let actual = format!(
+                            "sha256:{}",
+                            crate::hash::hex(&std::mem::take(&mut state.hasher).finalize())
+                        );
+                        if actual != expected {
+                            return fail(
+                                state,
+                                format!("blob {expected} reads as {actual}: not uploading it"),
+                            );
                         }
                         state.done = true;
                         return state.pending.take().map(|last| (Ok(last), state));
@@ -122,9 +133,12 @@ where
 }
 
 /// One blob of an archive as 1 MiB chunks, read lazily from the file.
-fn archive_chunks(archive: &OciArchive, digest: &str) -> Result<impl Stream<Item = Chunk>> {
+fn archive_chunks(
+    archive: &OciArchive,
+    digest: &str,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static> {
     let reader = archive.blob_reader(digest)?;
-    Ok(futures_util::stream::unfold(
+    Ok(Box::pin(futures_util::stream::unfold(
         Some(reader),
         |reader| async move {
             let mut reader = reader?;
@@ -134,7 +148,7 @@ fn archive_chunks(archive: &OciArchive, digest: &str) -> Result<impl Stream<Item
                 match reader.read(&mut buffer[filled..]) {
                     Ok(0) => break,
                     Ok(read) => filled += read,
-                    Err(error) => return Some((Err(error.into()), None)),
+                    Err(error) => return Some((Err(error), None)),
                 }
             }
             if filled == 0 {
@@ -143,7 +157,7 @@ fn archive_chunks(archive: &OciArchive, digest: &str) -> Result<impl Stream<Item
             buffer.truncate(filled);
             Some((Ok(Bytes::from(buffer)), Some(reader)))
         },
-    ))
+    )))
 }
 
 /// What a push did.
@@ -165,19 +179,20 @@ pub struct Pushed {
 pub async fn push_archive(
     registry: &Registry,
     archive: &OciArchive,
-    target: &Reference,
+    target: &ImageRef,
 ) -> Result<Pushed> {
+    let repository = target.api_repository();
     let mut uploaded = 0;
     let mut skipped = 0;
     let mut bytes = 0;
     for blob in archive.manifest.blobs() {
         empty_blob_is_empty(blob)
             .map_err(|e| Failure(format!("{}: {e}", archive.path.display())))?;
-        if registry.blob_exists(target, &blob.digest).await? {
+        if registry.blob_exists(&repository, &blob.digest).await? {
             skipped += 1;
             continue;
         }
-        upload_archive_blob(registry, archive, target, blob).await?;
+        upload_archive_blob(registry, archive, &repository, blob).await?;
         uploaded += 1;
         bytes += blob.size;
     }
@@ -193,22 +208,25 @@ pub async fn push_archive(
     let served = registry.manifest_digest(target).await?;
     if served.as_deref() != Some(archive.manifest_digest()) {
         return fail(format!(
-            "{} resolves to {served:?} after the push, not {}: the registry rewrote the manifest",
-            target.whole(),
+            "{target} resolves to {served:?} after the push, not {}: the registry rewrote the manifest",
             archive.manifest_digest()
         ));
     }
-    let pinned = by_digest(target, archive.manifest_digest())?;
+    let pinned = target.with_digest(archive.manifest_digest())?;
     let pulled = registry.pull_manifest(&pinned).await?;
     if pulled != manifest {
         return fail(format!(
-            "{} serves other manifest bytes than the archive's",
-            pinned.whole()
+            "{pinned} serves other manifest bytes than the archive's"
         ));
     }
+    let name = ImageRef {
+        tag: None,
+        digest: None,
+        ..target.clone()
+    };
     Ok(Pushed {
-        reference: target.whole(),
-        repository: format!("{}/{}", target.resolve_registry(), target.repository()),
+        reference: target.to_string(),
+        repository: name.to_string(),
         digest: archive.manifest_digest().to_string(),
         blobs_uploaded: uploaded,
         blobs_skipped: skipped,
@@ -219,30 +237,25 @@ pub async fn push_archive(
 async fn upload_archive_blob(
     registry: &Registry,
     archive: &OciArchive,
-    target: &Reference,
+    repository: &str,
     blob: &Descriptor,
 ) -> Result<()> {
     let location = archive.blob_location(&blob.digest)?;
     if location.size != blob.size {
-        bail!(
+        return fail(format!(
             "{}: blob {} is {} bytes, the manifest says {}",
             archive.path.display(),
             blob.digest,
             location.size,
             blob.size
-        );
+        ));
     }
-    let uploaded = with_retries(&format!("upload blob {}", blob.digest), || {
-        let chunks = archive_chunks(archive, &blob.digest);
-        async move {
-            let chunks =
-                chunks.map_err(|e| OciDistributionError::GenericError(Some(format!("{e:#}"))))?;
-            let stream = checked(Box::pin(chunks), &blob.digest, blob.size, Proof::Hash);
-            registry
-                .client
-                .push_blob_stream(target, stream, &blob.digest, Some(blob.size))
-                .await
-        }
+    let uploaded = retrying(&format!("upload blob {}", blob.digest), || async {
+        let chunks = archive_chunks(archive, &blob.digest)?;
+        let stream = checked(chunks, &blob.digest, blob.size);
+        registry
+            .upload_blob(repository, &blob.digest, blob.size, stream)
+            .await
     })
     .await;
     match uploaded {
@@ -250,7 +263,7 @@ async fn upload_archive_blob(
         Err(error) if refused_by_check(&error) => {
             fail(format!("{}: {error:#}", archive.path.display()))
         }
-        other => other.map(drop),
+        other => other,
     }
 }
 
@@ -269,35 +282,18 @@ pub fn empty_blob_is_empty(blob: &Descriptor) -> Result<()> {
     Ok(())
 }
 
-/// How every refusal of `checked` starts.
-const REFUSED: &str = "refused: ";
-
-/// Whether an upload failed because `checked` refused the bytes (not worth
-/// another try, and not the registry's fault).
-pub fn refused_by_check(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        let ours = cause.downcast_ref::<OciDistributionError>().or_else(|| {
-            cause
-                .downcast_ref::<reqwest::Error>()
-                .and_then(super::registry::body_error)
-        });
-        matches!(ours, Some(OciDistributionError::GenericError(Some(m))) if m.starts_with(REFUSED))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(chunks: Vec<&'static [u8]>, digest: &str, size: u64, proof: Proof) -> Vec<Chunk> {
+    fn run(chunks: Vec<&'static [u8]>, digest: &str, size: u64) -> Vec<Chunk> {
         let inner = futures_util::stream::iter(
             chunks
                 .into_iter()
                 .map(|c| Ok(Bytes::from_static(c)))
-                .collect::<Vec<Chunk>>(),
+                .collect::<Vec<std::io::Result<Bytes>>>(),
         );
-        super::super::registry::block_on(checked(inner, digest, size, proof).collect::<Vec<_>>())
-            .unwrap()
+        super::super::registry::block_on(checked(inner, digest, size).collect::<Vec<_>>()).unwrap()
     }
 
     fn sha(bytes: &[u8]) -> String {
@@ -306,7 +302,7 @@ mod tests {
 
     #[test]
     fn matching_bytes_pass_through_whole() {
-        let out = run(vec![b"ab", b"", b"cd"], &sha(b"abcd"), 4, Proof::Hash);
+        let out = run(vec![b"ab", b"", b"cd"], &sha(b"abcd"), 4);
         let bytes: Vec<u8> = out.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
         assert_eq!(bytes, b"abcd");
     }
@@ -315,7 +311,7 @@ mod tests {
     /// shorter than the declared size, so no registry can commit it.
     #[test]
     fn a_mismatch_withholds_the_last_chunk() {
-        let out = run(vec![b"ab", b"cX"], &sha(b"abcd"), 4, Proof::Hash);
+        let out = run(vec![b"ab", b"cX"], &sha(b"abcd"), 4);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].as_ref().unwrap().as_ref(), b"ab");
         let error = out[1].as_ref().unwrap_err().to_string();
@@ -324,9 +320,9 @@ mod tests {
 
     #[test]
     fn sizes_are_enforced() {
-        let long = run(vec![b"abc", b"de"], &sha(b"abcde"), 4, Proof::Hash);
+        let long = run(vec![b"abc", b"de"], &sha(b"abcde"), 4);
         assert!(long.last().unwrap().is_err());
-        let short = run(vec![b"abc"], &sha(b"abc"), 4, Proof::VerifiedBySource);
+        let short = run(vec![b"abc"], &sha(b"abc"), 4);
         assert_eq!(short.len(), 1);
         assert!(short[0].is_err(), "the only chunk is held back");
     }

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures_util::{StreamExt, TryStreamExt};
-use oci_client::Reference;
 use serde::Serialize;
 
+use crate::error::fail;
 use crate::oci::manifest::{AnyManifest, Descriptor};
-use crate::oci::registry::{by_digest, with_retries, Registry};
-use crate::oci::transfer::{checked, Proof};
+use crate::oci::reference::ImageRef;
+use crate::oci::registry::{retrying, Registry};
+use crate::oci::transfer::{checked, empty_blob_is_empty, refused_by_check};
 use crate::report::{human_size, short_digest};
 
 /// Blobs of one image copied at once.
@@ -41,26 +42,26 @@ enum BlobOutcome {
 /// Blobs known to be in the target registry this run: digest → a repository
 /// holding it, to mount from.
 #[derive(Default)]
-pub struct KnownBlobs(Mutex<BTreeMap<String, Reference>>);
+pub struct KnownBlobs(Mutex<BTreeMap<String, ImageRef>>);
 
 impl KnownBlobs {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Reference>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ImageRef>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn remember(&self, digest: &str, target: &Reference) {
+    fn remember(&self, digest: &str, target: &ImageRef) {
         self.lock()
             .entry(digest.to_string())
             .or_insert_with(|| target.clone());
     }
 
     /// A repository of the target, other than `target`'s, that has the blob.
-    fn elsewhere(&self, digest: &str, target: &Reference) -> Option<Reference> {
+    fn elsewhere(&self, digest: &str, target: &ImageRef) -> Option<ImageRef> {
         self.lock()
             .get(digest)
-            .filter(|from| from.repository() != target.repository())
+            .filter(|from| from.api_repository() != target.api_repository())
             .cloned()
     }
 }
@@ -82,8 +83,8 @@ pub struct Copied {
 /// `target` (by the same digest).
 pub async fn copy_manifest(
     ends: &Ends<'_>,
-    source: &Reference,
-    target: &Reference,
+    source: &ImageRef,
+    target: &ImageRef,
     counts: &mut Counts,
 ) -> Result<Copied> {
     copy_manifest_at(ends, source, target, counts, 0).await
@@ -91,26 +92,24 @@ pub async fn copy_manifest(
 
 fn copy_manifest_at<'a>(
     ends: &'a Ends<'_>,
-    source: &'a Reference,
-    target: &'a Reference,
+    source: &'a ImageRef,
+    target: &'a ImageRef,
     counts: &'a mut Counts,
     depth: usize,
 ) -> futures_util::future::BoxFuture<'a, Result<Copied>> {
     Box::pin(async move {
         let expected = source
-            .digest()
-            .with_context(|| format!("{} is not addressed by digest", source.whole()))?
-            .to_string();
+            .digest
+            .clone()
+            .with_context(|| format!("{source} is not addressed by digest"))?;
         let bytes = ends.source.pull_manifest(source).await?;
         let actual = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
         if actual != expected {
             return crate::error::fail(format!(
-                "{} served a manifest with digest {actual}: not the signed {expected}",
-                source.whole()
+                "{source} served a manifest with digest {actual}: not the signed {expected}"
             ));
         }
-        let manifest =
-            AnyManifest::parse(&bytes).with_context(|| format!("manifest {}", source.whole()))?;
+        let manifest = AnyManifest::parse(&bytes).with_context(|| format!("manifest {source}"))?;
         let copied = Copied {
             media_type: manifest.media_type().to_string(),
             bytes: bytes.clone(),
@@ -122,13 +121,12 @@ fn copy_manifest_at<'a>(
             AnyManifest::Index(index) => {
                 if depth >= MAX_DEPTH {
                     bail!(
-                        "{}: an index inside an index; manifests nest no deeper than an index of images",
-                        source.whole()
+                        "{source}: an index inside an index; manifests nest no deeper than an index of images"
                     );
                 }
                 for child in &index.manifests {
-                    let child_source = by_digest(source, &child.digest)?;
-                    let child_target = by_digest(target, &child.digest)?;
+                    let child_source = source.with_digest(&child.digest)?;
+                    let child_target = target.with_digest(&child.digest)?;
                     copy_manifest_at(ends, &child_source, &child_target, counts, depth + 1).await?;
                 }
             }
@@ -161,13 +159,14 @@ fn copy_manifest_at<'a>(
 
 async fn copy_blob(
     ends: &Ends<'_>,
-    source: &Reference,
-    target: &Reference,
+    source: &ImageRef,
+    target: &ImageRef,
     blob: Descriptor,
 ) -> Result<BlobOutcome> {
     let digest = blob.digest.as_str();
-    crate::oci::transfer::empty_blob_is_empty(&blob)?;
-    if ends.target.blob_exists(target, digest).await? {
+    let (from_repository, to_repository) = (source.api_repository(), target.api_repository());
+    empty_blob_is_empty(&blob)?;
+    if ends.target.blob_exists(&to_repository, digest).await? {
         ends.known.remember(digest, target);
         return Ok(BlobOutcome::Present);
     }
@@ -175,36 +174,33 @@ async fn copy_blob(
     if let Some(from) = ends.known.elsewhere(digest, target) {
         let mounted = ends
             .target
-            .client
-            .mount_blob(target, &from, digest)
+            .mount_blob(&to_repository, &from.api_repository(), digest)
             .await
-            .is_ok()
-            && ends.target.blob_exists(target, digest).await?;
+            .unwrap_or(false)
+            && ends.target.blob_exists(&to_repository, digest).await?;
         if mounted {
             ends.known.remember(digest, target);
             return Ok(BlobOutcome::Mounted);
         }
     }
     let started = Instant::now();
-    with_retries(&format!("copy blob {digest}"), || async {
-        let pulled = ends.source.client.pull_blob_stream(source, digest).await?;
-        // oci-client's blob stream hashes what it reads and fails at its end
-        // on a mismatch; `checked` holds the last chunk back until then.
-        let stream = checked(
-            pulled.stream.map_err(Into::into),
-            digest,
-            blob.size,
-            Proof::VerifiedBySource,
-        );
+    let copied = retrying(&format!("copy blob {digest}"), || async {
+        let pulled = ends.source.pull_blob(&from_repository, digest).await?;
+        let stream = checked(pulled, digest, blob.size);
         ends.target
-            .client
-            .push_blob_stream(target, stream, digest, Some(blob.size))
+            .upload_blob(&to_repository, digest, blob.size, stream)
             .await
     })
-    .await?;
+    .await;
+    match copied {
+        // The source's bytes are not the signed blob: the reference fails.
+        Err(error) if refused_by_check(&error) => {
+            return fail(format!("{source}: {error:#}"));
+        }
+        other => other?,
+    }
     eprintln!(
-        "[{}] blob {} ({}) copied in {:.1}s",
-        target.whole(),
+        "[{target}] blob {} ({}) copied in {:.1}s",
         short_digest(digest),
         human_size(blob.size),
         started.elapsed().as_secs_f64()

@@ -19,8 +19,9 @@ use super::args::{JsonArg, TrustArgs};
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
+use crate::oci::auth::Role;
 use crate::oci::reference::ImageRef;
-use crate::oci::registry::{self, by_digest, Registries};
+use crate::oci::registry::{self, Registries};
 use crate::pgp::lookaside::{self, Lookaside, SignatureFile};
 use crate::pgp::verify::{self, Keyring};
 use crate::report::{self, Outcome, StepReport};
@@ -98,7 +99,7 @@ impl Mirror {
             threshold,
             lookaside: &lookaside,
             signatures_out: self.signatures_out.as_deref(),
-            registries: Registries::default(),
+            registries: Registries::from_environment(),
             known: KnownBlobs::default(),
         };
         let results = registry::block_on(run_all(&items, &run, self.jobs.max(1)))?;
@@ -204,12 +205,12 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
         quorum.signers.join(", ")
     );
 
-    let source = registry::parse_reference(&item.source)?;
-    let target = registry::parse_reference(&item.target)?;
+    let source = ImageRef::parse(&item.source)?;
+    let target = ImageRef::parse(&item.target)?;
     let digest = format!("sha256:{}", item.digest_hex);
-    let target_by_digest = by_digest(&target, &digest)?;
-    let source_registry = run.registries.get(&source).await?;
-    let target_registry = run.registries.get(&target).await?;
+    let target_by_digest = target.with_digest(&digest)?;
+    let source_registry = run.registries.get(&source, Role::Source).await?;
+    let target_registry = run.registries.get(&target, Role::Target).await?;
 
     // 2. Already there (by digest, and under the tag if there is one): HEADs only.
     let present = target_registry.manifest_digest(&target_by_digest).await? == Some(digest.clone());
@@ -230,7 +231,7 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
         target: &target_registry,
         known: &run.known,
     };
-    let source_by_digest = by_digest(&source, &digest)?;
+    let source_by_digest = source.with_digest(&digest)?;
     let copied = copy::copy_manifest(
         &ends,
         &source_by_digest,

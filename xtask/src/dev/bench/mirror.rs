@@ -16,7 +16,9 @@ use sequoia_openpgp as openpgp;
 
 use super::super::test_env::{self, which, Layout};
 use crate::oci::archive::OciArchive;
+use crate::oci::auth::Role;
 use crate::oci::manifest::MANIFEST_TYPES;
+use crate::oci::reference::ImageRef;
 use crate::oci::registry::{self, Registry};
 use crate::oci::transfer;
 use crate::pgp::lookaside::{self, SignatureFile};
@@ -423,9 +425,9 @@ fn publish(
     let archive_path = work.join(format!("{name}.tar"));
     write_random_archive(&archive_path, layer_sizes, seed)?;
     let archive = OciArchive::open(&archive_path)?;
-    let target = registry::parse_reference(&format!("{prefix}/{name}:1"))?;
+    let target = ImageRef::parse(&format!("{prefix}/{name}:1"))?;
     registry::block_on(async {
-        let client = Registry::connect(target.resolve_registry()).await?;
+        let client = Registry::connect_to(&target, Role::Target).await?;
         transfer::push_archive(&client, &archive, &target).await
     })??;
     std::fs::remove_file(&archive_path)?;

@@ -1,0 +1,370 @@
+//! Registry credentials, scoped: which secret may go to which host.
+//!
+//! - A registry gets credentials only when they were configured for its host:
+//!   the `auths` of the docker config, matched by host as docker and skopeo
+//!   match them, or one pair of environment variables per role: the
+//!   `XTASK_REGISTRY_*` pair for the registry we push and mirror *to*, the
+//!   `XTASK_SOURCE_REGISTRY_*` pair for the one we mirror *from*.
+//! - A token realm on another host than its registry gets credentials only
+//!   when they were configured for the realm's host (Docker Hub's own realm,
+//!   auth.docker.io, counts as Docker Hub), never over plain HTTP off loopback.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+
+use super::reference::DOCKER_HUB_API;
+
+/// Whose credentials a registry client carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// The registry images are read from (mirror's upstream).
+    Source,
+    /// The registry images are written to (push, mirror's target).
+    Target,
+}
+
+pub const TARGET_USERNAME_ENV: &str = "XTASK_REGISTRY_USERNAME";
+pub const TARGET_PASSWORD_ENV: &str = "XTASK_REGISTRY_PASSWORD";
+pub const SOURCE_USERNAME_ENV: &str = "XTASK_SOURCE_REGISTRY_USERNAME";
+pub const SOURCE_PASSWORD_ENV: &str = "XTASK_SOURCE_REGISTRY_PASSWORD";
+
+/// A user name and password; the password never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ***)", self.username)
+    }
+}
+
+/// Where credentials come from: the environment and a docker config file.
+#[derive(Debug, Clone)]
+pub struct CredentialSource {
+    pub target: Option<Credentials>,
+    pub source: Option<Credentials>,
+    pub docker_config: PathBuf,
+}
+
+impl CredentialSource {
+    /// This process's environment and `$DOCKER_CONFIG/config.json` (or
+    /// `~/.docker/config.json`).
+    pub fn from_environment() -> CredentialSource {
+        let pair = |user: &str, password: &str| match (std::env::var(user), std::env::var(password))
+        {
+            (Ok(username), Ok(password)) => Some(Credentials { username, password }),
+            _ => None,
+        };
+        let docker_config = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => PathBuf::from(dir).join("config.json"),
+            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".docker/config.json"),
+        };
+        CredentialSource {
+            target: pair(TARGET_USERNAME_ENV, TARGET_PASSWORD_ENV),
+            source: pair(SOURCE_USERNAME_ENV, SOURCE_PASSWORD_ENV),
+            docker_config,
+        }
+    }
+
+    /// Credentials for `host` in `role`: the role's environment pair, else the
+    /// docker config's entry for exactly this host, else none.
+    pub fn for_host(&self, host: &str, role: Role) -> Result<Option<Credentials>> {
+        let from_environment = match role {
+            Role::Target => &self.target,
+            Role::Source => &self.source,
+        };
+        if let Some(credentials) = from_environment {
+            return Ok(Some(credentials.clone()));
+        }
+        from_docker_config(&self.docker_config, host)
+    }
+
+    /// What a token realm may receive when `registry` (whose credentials are
+    /// `registry_credentials`) sends us to `realm`.
+    pub fn for_realm(
+        &self,
+        registry: &str,
+        registry_credentials: Option<&Credentials>,
+        realm: &reqwest::Url,
+    ) -> Result<Option<Credentials>> {
+        let Some(realm_host) = host_of(realm) else {
+            return Ok(None);
+        };
+        if realm.scheme() != "https" && !super::registry::is_loopback(&realm_host) {
+            return Ok(None);
+        }
+        let docker_hub = registry == DOCKER_HUB_API && realm_host == "auth.docker.io";
+        if realm_host == registry || docker_hub {
+            return Ok(registry_credentials.cloned());
+        }
+        // Another host: only what was configured for that host itself.
+        from_docker_config(&self.docker_config, &realm_host)
+    }
+}
+
+/// `host[:port]` of a URL.
+pub fn host_of(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+/// The docker config key for `host`: Docker Hub's hosts all share the key
+/// docker writes for it.
+fn config_host(key: &str) -> String {
+    let key = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = key.split('/').next().unwrap_or(key);
+    match host {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB_API.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn from_docker_config(config: &Path, host: &str) -> Result<Option<Credentials>> {
+    let text = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", config.display())),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", config.display()))?;
+    let wanted = config_host(host);
+    let Some(auths) = json.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    let Some((key, entry)) = auths.iter().find(|(key, _)| config_host(key) == wanted) else {
+        return Ok(None);
+    };
+    if let (Some(username), Some(password)) = (
+        entry.get("username").and_then(|v| v.as_str()),
+        entry.get("password").and_then(|v| v.as_str()),
+    ) {
+        return Ok(Some(Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        }));
+    }
+    let Some(encoded) = entry.get("auth").and_then(|a| a.as_str()) else {
+        return Ok(None);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok());
+    let Some((username, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        bail!(
+            "{}: auths.{key}.auth is not base64 of `user:password`",
+            config.display()
+        );
+    };
+    Ok(Some(Credentials {
+        username: username.to_string(),
+        password: password.to_string(),
+    }))
+}
+
+/// What `/v2/` asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// Nothing: the registry answers anonymous requests.
+    None,
+    Basic,
+    Bearer {
+        realm: reqwest::Url,
+        service: Option<String>,
+    },
+}
+
+/// Parse a `WWW-Authenticate` value: `Basic realm="…"` or
+/// `Bearer realm="…",service="…",scope="…"`.
+pub fn parse_challenge(header: &str) -> Result<Challenge> {
+    let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    let mut parameters = Vec::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((name, after)) = rest.split_once('=') else {
+            break;
+        };
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let end = quoted
+                    .find('"')
+                    .with_context(|| format!("unclosed quote in `{header}`"))?;
+                (&quoted[..end], &quoted[end + 1..])
+            }
+            None => match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            },
+        };
+        parameters.push((name.trim().to_ascii_lowercase(), value.to_string()));
+        rest = after.trim_start_matches([',', ' ']);
+    }
+    let parameter = |name: &str| {
+        parameters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => Ok(Challenge::Basic),
+        "bearer" => {
+            let realm = parameter("realm").context("a Bearer challenge without a realm")?;
+            let realm = reqwest::Url::parse(&realm)
+                .with_context(|| format!("the token realm `{realm}` is not a URL"))?;
+            if !matches!(realm.scheme(), "https" | "http") {
+                bail!("the token realm `{realm}` is not HTTP(S)");
+            }
+            Ok(Challenge::Bearer {
+                realm,
+                service: parameter("service"),
+            })
+        }
+        other => bail!("unsupported authentication scheme `{other}` in `{header}`"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, json: &str) -> CredentialSource {
+        let path = dir.join("config.json");
+        std::fs::write(&path, json).unwrap();
+        CredentialSource {
+            target: None,
+            source: None,
+            docker_config: path,
+        }
+    }
+
+    fn user(name: &str) -> Option<Credentials> {
+        Some(Credentials {
+            username: name.into(),
+            password: "pass".into(),
+        })
+    }
+
+    #[test]
+    fn docker_config_entries_match_by_host_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // dXNlcjpwYXNz = user:pass
+        let source = config(
+            dir.path(),
+            r#"{"auths":{"https://registry.example.com":{"auth":"dXNlcjpwYXNz"},"https://index.docker.io/v1/":{"username":"hub","password":"pass"}}}"#,
+        );
+        assert_eq!(
+            source
+                .for_host("registry.example.com", Role::Target)
+                .unwrap(),
+            user("user")
+        );
+        assert_eq!(
+            source.for_host("other.example.com", Role::Target).unwrap(),
+            None
+        );
+        assert_eq!(
+            source
+                .for_host("registry.example.com:5000", Role::Source)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            source.for_host(DOCKER_HUB_API, Role::Source).unwrap(),
+            user("hub")
+        );
+        let missing = CredentialSource {
+            docker_config: dir.path().join("none.json"),
+            ..source.clone()
+        };
+        assert_eq!(
+            missing
+                .for_host("registry.example.com", Role::Target)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn environment_pairs_belong_to_their_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = config(dir.path(), "{}");
+        source.target = user("internal");
+        assert_eq!(
+            source
+                .for_host("anywhere.example.com", Role::Target)
+                .unwrap(),
+            user("internal")
+        );
+        assert_eq!(source.for_host("docker.io", Role::Source).unwrap(), None);
+        source.source = user("upstream");
+        assert_eq!(
+            source.for_host("docker.io", Role::Source).unwrap(),
+            user("upstream")
+        );
+    }
+
+    #[test]
+    fn realms_elsewhere_get_only_their_own_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = config(
+            dir.path(),
+            r#"{"auths":{"tokens.example.com":{"username":"realm-user","password":"pass"}}}"#,
+        );
+        let ours = user("registry-user");
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let realm = |registry: &str, realm: &str| {
+            source
+                .for_realm(registry, ours.as_ref(), &url(realm))
+                .unwrap()
+        };
+        assert_eq!(realm("r.example.com", "https://r.example.com/token"), ours);
+        assert_eq!(
+            realm("r.example.com", "https://evil.example.com/token"),
+            None
+        );
+        assert_eq!(
+            realm("r.example.com", "https://tokens.example.com/t"),
+            user("realm-user")
+        );
+        assert_eq!(realm(DOCKER_HUB_API, "https://auth.docker.io/token"), ours);
+        assert_eq!(
+            realm("r.example.com", "http://r.example.com/token"),
+            None,
+            "plain HTTP"
+        );
+        assert_eq!(realm("127.0.0.1:5000", "http://127.0.0.1:5000/token"), ours);
+    }
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge("Basic realm=\"Registry Realm\"").unwrap(),
+            Challenge::Basic
+        );
+        let bearer = parse_challenge(
+            "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/x:pull\"",
+        )
+        .unwrap();
+        assert_eq!(
+            bearer,
+            Challenge::Bearer {
+                realm: reqwest::Url::parse("https://auth.docker.io/token").unwrap(),
+                service: Some("registry.docker.io".into()),
+            }
+        );
+        assert!(parse_challenge("Bearer service=\"x\"").is_err());
+        assert!(parse_challenge("Bearer realm=\"file:///etc/passwd\"").is_err());
+        assert!(parse_challenge("Negotiate abc").is_err());
+    }
+}
