@@ -11,64 +11,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::gpg::{simple_signing, write_lookaside, Gpg, Key};
+use common::gpg::Signed;
 use common::proxy::Proxy;
 use common::*;
 use xtask::oci::archive::OciArchive;
 use xtask::oci::auth::Role;
 use xtask::oci::reference::ImageRef;
 use xtask::oci::registry::{self, Registry};
-
-/// Two trusted maintainers and a signature store for some digests.
-struct Signed {
-    gpg: Gpg,
-    keys: Vec<Key>,
-    store: tempfile::TempDir,
-}
-
-impl Signed {
-    fn new() -> Signed {
-        let gpg = Gpg::new();
-        let keys = vec![gpg.key("alice", "ed25519"), gpg.key("bob", "rsa3072")];
-        for key in &keys {
-            gpg.trust(key);
-        }
-        Signed {
-            gpg,
-            keys,
-            store: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// `signers` of the two keys sign `stagex/<package>@sha256:<hex>`.
-    fn sign(&self, package: &str, tag: Option<&str>, hex: &str, signers: usize) {
-        let reference = match tag {
-            Some(tag) => format!("stagex/{package}:{tag}"),
-            None => format!("stagex/{package}"),
-        };
-        let signatures: Vec<Vec<u8>> = self.keys[..signers]
-            .iter()
-            .map(|key| self.gpg.sign(key, &simple_signing(&reference, hex), &[]))
-            .collect();
-        write_lookaside(
-            self.store.path(),
-            &format!("stagex/{package}"),
-            hex,
-            &signatures,
-        );
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--lookaside".into(),
-            format!("file://{}", self.store.path().display()),
-            "--keyring".into(),
-            self.gpg.keyring.path().display().to_string(),
-            "--threshold".into(),
-            "2".into(),
-        ]
-    }
-}
 
 fn reference(package: &str, tag: &Option<String>, hex: &str) -> String {
     match tag {

@@ -121,3 +121,55 @@ pub fn write_lookaside(
     }
     format!("file://{}", base.display())
 }
+
+/// Two trusted maintainers and a signature store for some digests.
+pub struct Signed {
+    pub gpg: Gpg,
+    pub keys: Vec<Key>,
+    pub store: tempfile::TempDir,
+}
+
+impl Signed {
+    pub fn new() -> Signed {
+        let gpg = Gpg::new();
+        let keys = vec![gpg.key("alice", "ed25519"), gpg.key("bob", "rsa3072")];
+        for key in &keys {
+            gpg.trust(key);
+        }
+        Signed {
+            gpg,
+            keys,
+            store: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `signers` of the two keys sign `stagex/<package>@sha256:<hex>`.
+    pub fn sign(&self, package: &str, tag: Option<&str>, hex: &str, signers: usize) {
+        let reference = match tag {
+            Some(tag) => format!("stagex/{package}:{tag}"),
+            None => format!("stagex/{package}"),
+        };
+        let signatures: Vec<Vec<u8>> = self.keys[..signers]
+            .iter()
+            .map(|key| self.gpg.sign(key, &simple_signing(&reference, hex), &[]))
+            .collect();
+        write_lookaside(
+            self.store.path(),
+            &format!("stagex/{package}"),
+            hex,
+            &signatures,
+        );
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--lookaside".into(),
+            format!("file://{}", self.store.path().display()),
+            "--keyring".into(),
+            self.gpg.keyring.path().display().to_string(),
+            "--threshold".into(),
+            "2".into(),
+        ]
+    }
+}
+

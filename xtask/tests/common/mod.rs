@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod gpg;
+pub mod naive_registry;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,275 @@
+//! Registries and inputs that lie: each test is a stub that misbehaves exactly
+//! one way, and the rule that holds against it.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+use common::gpg::Signed;
+use common::naive_registry::NaiveRegistry;
+use common::proxy::{Answer, Proxy};
+use common::*;
+use xtask::oci::archive::OciArchive;
+use xtask::oci::auth::Role;
+use xtask::oci::reference::ImageRef;
+use xtask::oci::registry::{self, Registry};
+
+fn push_archive(archive: &Path, reference: &str) -> String {
+    let archive = OciArchive::open(archive).unwrap();
+    let target = ImageRef::parse(reference).unwrap();
+    registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap()
+    .unwrap()
+    .digest
+}
+
+/// `cargo xtask ARGS` with extra environment.
+fn xtask_env(args: &[String], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+fn mirror_args(source: &str, target: &str, signed: &Signed, reference: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "mirror".into(),
+        "--registry".into(),
+        source.into(),
+        "--to-prefix".into(),
+        target.into(),
+    ];
+    args.extend(signed.args());
+    args.push(reference.into());
+    args
+}
+
+/// The target's credentials go to the target only: not to the source, not
+/// to the token server the source sends us to. The target demands them (Basic),
+/// the source demands a token from a realm on a third port.
+#[test]
+fn credentials_go_only_to_the_registry_they_are_for() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let digest = push_archive(
+        &standin_archive("core-musl"),
+        &format!("{registry}/creds-source-{id}/core-cred:1"),
+    );
+    let signed = Signed::new();
+    signed.sign("core-cred", Some("1"), digest.trim_start_matches("sha256:"), 2);
+
+    let (user, secret) = ("mirror-bot", "target-secret-5150");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    );
+    let target = Proxy::start(&registry);
+    target.challenge("", &basic, "Basic realm=\"target\"");
+    let tokens = Proxy::start(&registry);
+    tokens.answer(
+        "/token",
+        Answer {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: br#"{"token":"source-token","expires_in":300}"#.to_vec(),
+        },
+    );
+    let source = Proxy::start(&registry);
+    source.challenge(
+        "/v2/",
+        "Bearer source-token",
+        &format!(
+            "Bearer realm=\"http://{}/token\",service=\"source\"",
+            tokens.address
+        ),
+    );
+    let reference = format!("stagex/core-cred:1@{digest}");
+    let args = mirror_args(
+        &format!("{}/creds-source-{id}", source.address),
+        &format!("{}/creds-target-{id}", target.address),
+        &signed,
+        &reference,
+    );
+    let empty_config = tempfile::tempdir().unwrap();
+    let output = xtask_env(
+        &args,
+        &[
+            ("XTASK_REGISTRY_USERNAME", user),
+            ("XTASK_REGISTRY_PASSWORD", secret),
+            ("DOCKER_CONFIG", empty_config.path().to_str().unwrap()),
+        ],
+    );
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    let encoded = basic.trim_start_matches("Basic ");
+    for (who, proxy) in [("the source", &source), ("the token server", &tokens)] {
+        for head in proxy.heads() {
+            assert!(
+                !head.contains(secret) && !head.contains(encoded),
+                "{who} received the target's secret:\n{head}"
+            );
+        }
+    }
+    assert!(
+        tokens
+            .heads()
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("authorization:")),
+        "the realm is on another host and nothing was configured for it: {:?}",
+        tokens.heads()
+    );
+    assert!(
+        source.heads().iter().any(|h| h.contains("Bearer source-token")),
+        "the source was read with its token"
+    );
+    assert!(
+        target.heads().iter().any(|h| h.contains(&basic)),
+        "the target got its credentials"
+    );
+    assert!(!log.contains(secret), "{log}");
+}
+
+/// A target that commits whatever it is sent, and bytes that are not the
+/// blob: the upload session is cancelled, never committed, and no manifest
+/// follows. Once for `push` (a corrupt archive whose record was forged to
+/// match), once for `mirror` (a proxy flips a byte of the source's blob).
+#[test]
+fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
+    let registry = require_engine();
+    let id = std::process::id();
+
+    // push
+    let checkout = demo_checkout();
+    let root = checkout.path();
+    let output = xtask_in(root, &["build", "base-static"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let archive_path = root.join("out/base-static.tar");
+    let archive = OciArchive::open(&archive_path).unwrap();
+    let layer = archive.manifest.layers[0].clone();
+    let location = archive.blob_location(&layer.digest).unwrap();
+    let mut bytes = std::fs::read(&archive_path).unwrap();
+    bytes[(location.offset + location.size / 2) as usize] ^= 0xff;
+    std::fs::write(&archive_path, &bytes).unwrap();
+    let mut forged = record(root, "base-static");
+    forged.archive_sha256 = sha256_hex(&bytes);
+    forged.save(root).unwrap();
+    let naive = NaiveRegistry::start();
+    let to = format!("{}/pushed/base-static:1", naive.address);
+    let output = xtask_in(root, &["push", "base-static", "--to", &to]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(log.contains("not uploading it"), "{log}");
+    let events = naive.events();
+    assert!(!naive.has_blob(&layer.digest), "{events:?}");
+    assert!(events.iter().any(|e| e.starts_with("cancel")), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with(&format!("commit {}", layer.digest))),
+        "{events:?}"
+    );
+    assert_eq!(naive.manifests(), 0, "{events:?}");
+
+    // mirror
+    let standin = standin_archive("core-busybox");
+    let digest = push_archive(&standin, &format!("{registry}/corrupt-source-{id}/core-flip:1"));
+    let blob = OciArchive::open(&standin).unwrap().manifest.layers[0].digest.clone();
+    let signed = Signed::new();
+    signed.sign("core-flip", Some("1"), digest.trim_start_matches("sha256:"), 2);
+    let source = Proxy::start(&registry);
+    source.corrupt(&format!("/blobs/{blob}"));
+    let naive = NaiveRegistry::start();
+    let args = mirror_args(
+        &format!("{}/corrupt-source-{id}", source.address),
+        &format!("{}/mirrored", naive.address),
+        &signed,
+        &format!("stagex/core-flip:1@{digest}"),
+    );
+    let output = xtask_env(&args, &[]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(log.contains("reads as sha256:"), "{log}");
+    assert!(!log.contains("retrying"), "a wrong digest is not retried: {log}");
+    let events = naive.events();
+    assert!(!naive.has_blob(&blob), "{events:?}");
+    assert!(events.iter().any(|e| e.starts_with("cancel")), "{events:?}");
+    assert_eq!(naive.manifests(), 0, "{events:?}");
+}
+
+/// A manifest whose media type carries a control character, from an archive
+/// and from a registry: refused with a message, never a panic (exit 101).
+#[test]
+fn hostile_manifests_are_refused_not_panicked_on() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let bad = "application/vnd.oci.image.manifest.v1+json\\u0007";
+    let checkout = demo_checkout();
+    let root = checkout.path();
+    let output = xtask_in(root, &["build", "base-static"]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // Through push: the archive's manifest, rewritten, and a record to match.
+    let archive_path = root.join("out/base-static.tar");
+    let archive = OciArchive::open(&archive_path).unwrap();
+    let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
+    let hostile = manifest.replacen(
+        "\"mediaType\": \"application/vnd.oci.image.manifest.v1+json\"",
+        &format!("\"mediaType\": \"{bad}\""),
+        1,
+    );
+    assert_ne!(hostile, manifest, "{manifest}");
+    let unpacked = tempfile::tempdir().unwrap();
+    run_ok(Command::new("tar").arg("-xf").arg(&archive_path).arg("-C").arg(unpacked.path()));
+    let blobs = unpacked.path().join("blobs/sha256");
+    let hostile_hex = sha256_hex(hostile.as_bytes());
+    std::fs::write(blobs.join(&hostile_hex), &hostile).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{hostile_hex}"),
+            "size": hostile.len(),
+        }],
+    });
+    std::fs::write(unpacked.path().join("index.json"), index.to_string()).unwrap();
+    run_ok(Command::new("tar").arg("-cf").arg(&archive_path).arg("-C").arg(unpacked.path()).arg("."));
+    let mut forged = record(root, "base-static");
+    forged.archive_sha256 = sha256_file(&archive_path);
+    forged.manifest_digest = format!("sha256:{hostile_hex}");
+    forged.save(root).unwrap();
+    let to = format!("{registry}/hostile-{id}/base-static:1");
+    let output = xtask_in(root, &["push", "base-static", "--to", &to]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("is not a media type"), "{}", text(&output));
+
+    // Through mirror: a source that serves it under the digest that was signed.
+    let signed = Signed::new();
+    signed.sign("core-bad", Some("1"), &hostile_hex, 2);
+    let source = Proxy::start(&registry);
+    source.answer(
+        "/manifests/",
+        Answer {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: hostile.clone().into_bytes(),
+        },
+    );
+    let args = mirror_args(
+        &format!("{}/whatever", source.address),
+        &format!("{registry}/hostile-target-{id}"),
+        &signed,
+        &format!("stagex/core-bad:1@sha256:{hostile_hex}"),
+    );
+    let output = xtask_env(&args, &[]);
+    assert_ne!(output.status.code(), Some(101), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("is not a media type"), "{}", text(&output));
+}
