@@ -63,7 +63,12 @@ fn credentials_go_only_to_the_registry_they_are_for() {
         &format!("{registry}/creds-source-{id}/core-cred:1"),
     );
     let signed = Signed::new();
-    signed.sign("core-cred", Some("1"), digest.trim_start_matches("sha256:"), 2);
+    signed.sign(
+        "core-cred",
+        Some("1"),
+        digest.trim_start_matches("sha256:"),
+        2,
+    );
 
     let (user, secret) = ("mirror-bot", "target-secret-5150");
     let basic = format!(
@@ -126,7 +131,10 @@ fn credentials_go_only_to_the_registry_they_are_for() {
         tokens.heads()
     );
     assert!(
-        source.heads().iter().any(|h| h.contains("Bearer source-token")),
+        source
+            .heads()
+            .iter()
+            .any(|h| h.contains("Bearer source-token")),
         "the source was read with its token"
     );
     assert!(
@@ -170,17 +178,29 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     assert!(!naive.has_blob(&layer.digest), "{events:?}");
     assert!(events.iter().any(|e| e.starts_with("cancel")), "{events:?}");
     assert!(
-        !events.iter().any(|e| e.starts_with(&format!("commit {}", layer.digest))),
+        !events
+            .iter()
+            .any(|e| e.starts_with(&format!("commit {}", layer.digest))),
         "{events:?}"
     );
     assert_eq!(naive.manifests(), 0, "{events:?}");
 
     // mirror
     let standin = standin_archive("core-busybox");
-    let digest = push_archive(&standin, &format!("{registry}/corrupt-source-{id}/core-flip:1"));
-    let blob = OciArchive::open(&standin).unwrap().manifest.layers[0].digest.clone();
+    let digest = push_archive(
+        &standin,
+        &format!("{registry}/corrupt-source-{id}/core-flip:1"),
+    );
+    let blob = OciArchive::open(&standin).unwrap().manifest.layers[0]
+        .digest
+        .clone();
     let signed = Signed::new();
-    signed.sign("core-flip", Some("1"), digest.trim_start_matches("sha256:"), 2);
+    signed.sign(
+        "core-flip",
+        Some("1"),
+        digest.trim_start_matches("sha256:"),
+        2,
+    );
     let source = Proxy::start(&registry);
     source.corrupt(&format!("/blobs/{blob}"));
     let naive = NaiveRegistry::start();
@@ -194,7 +214,10 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(log.contains("reads as sha256:"), "{log}");
-    assert!(!log.contains("retrying"), "a wrong digest is not retried: {log}");
+    assert!(
+        !log.contains("retrying"),
+        "a wrong digest is not retried: {log}"
+    );
     let events = naive.events();
     assert!(!naive.has_blob(&blob), "{events:?}");
     assert!(events.iter().any(|e| e.starts_with("cancel")), "{events:?}");
@@ -224,7 +247,13 @@ fn hostile_manifests_are_refused_not_panicked_on() {
     );
     assert_ne!(hostile, manifest, "{manifest}");
     let unpacked = tempfile::tempdir().unwrap();
-    run_ok(Command::new("tar").arg("-xf").arg(&archive_path).arg("-C").arg(unpacked.path()));
+    run_ok(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive_path)
+            .arg("-C")
+            .arg(unpacked.path()),
+    );
     let blobs = unpacked.path().join("blobs/sha256");
     let hostile_hex = sha256_hex(hostile.as_bytes());
     std::fs::write(blobs.join(&hostile_hex), &hostile).unwrap();
@@ -237,7 +266,14 @@ fn hostile_manifests_are_refused_not_panicked_on() {
         }],
     });
     std::fs::write(unpacked.path().join("index.json"), index.to_string()).unwrap();
-    run_ok(Command::new("tar").arg("-cf").arg(&archive_path).arg("-C").arg(unpacked.path()).arg("."));
+    run_ok(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&archive_path)
+            .arg("-C")
+            .arg(unpacked.path())
+            .arg("."),
+    );
     let mut forged = record(root, "base-static");
     forged.archive_sha256 = sha256_file(&archive_path);
     forged.manifest_digest = format!("sha256:{hostile_hex}");
@@ -245,7 +281,11 @@ fn hostile_manifests_are_refused_not_panicked_on() {
     let to = format!("{registry}/hostile-{id}/base-static:1");
     let output = xtask_in(root, &["push", "base-static", "--to", &to]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("is not a media type"), "{}", text(&output));
+    assert!(
+        text(&output).contains("is not a media type"),
+        "{}",
+        text(&output)
+    );
 
     // Through mirror: a source that serves it under the digest that was signed.
     let signed = Signed::new();
@@ -271,5 +311,9 @@ fn hostile_manifests_are_refused_not_panicked_on() {
     let output = xtask_env(&args, &[]);
     assert_ne!(output.status.code(), Some(101), "{}", text(&output));
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("is not a media type"), "{}", text(&output));
+    assert!(
+        text(&output).contains("is not a media type"),
+        "{}",
+        text(&output)
+    );
 }

@@ -66,6 +66,7 @@ fn exit_codes_are_the_readme_table() {
     let keys = repo_root().join("keys");
     let keys = keys.to_str().unwrap();
     let digest = format!("stagex/core-musl@sha256:{}", "a".repeat(64));
+    let climbing = format!("stagex/../../../outside/x@sha256:{}", "a".repeat(64));
     let cases: &[(&[&str], i32, &str)] = &[
         (&["--version"], 0, ""),
         (&["--root", root, "lint"], 0, "follow every rule"),
@@ -130,6 +131,32 @@ fn exit_codes_are_the_readme_table() {
             &["signatures", "verify", &digest, "--threshold", "0"],
             2,
             "--threshold 0",
+        ),
+        (
+            &[
+                "signatures",
+                "verify",
+                &climbing,
+                "--lookaside",
+                &lookaside,
+                "--keyring",
+                keys,
+            ],
+            2,
+            "not a valid repository path component",
+        ),
+        (
+            &[
+                "signatures",
+                "verify",
+                &digest,
+                "--lookaside",
+                "http://sigs.example.com",
+                "--keyring",
+                keys,
+            ],
+            2,
+            "--insecure-lookaside",
         ),
         (
             &[

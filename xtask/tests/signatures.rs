@@ -152,7 +152,12 @@ fn each_way_a_signature_fails_is_named() {
         (
             "not JSON",
             gpg.sign(&other, "hello", &[]),
-            Some("payload: the signed payload is not JSON"),
+            Some("payload: the signed payload is neither a JSON object nor an array"),
+        ),
+        (
+            "cleartext-signed",
+            gpg.sign(&other, &payload, &["--clearsign"]),
+            Some("a cleartext-signed message"),
         ),
     ];
     let store = tempfile::tempdir().unwrap();

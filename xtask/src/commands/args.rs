@@ -7,6 +7,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::model::settings;
+use crate::pgp::lookaside::Lookaside;
 use crate::pgp::verify::Keyring;
 
 /// `[IMAGE…|--all]`: naming no image means every image, as `--all` does.
@@ -83,9 +84,12 @@ impl JsonArg {
 /// Where signatures and keys come from, shared with `mirror`.
 #[derive(Debug, Args, Clone)]
 pub struct TrustArgs {
-    /// Signature store: https://…, http://… or file://… (default: StageX's).
+    /// Signature store: https://…, file://… or http://… on loopback (default: StageX's).
     #[arg(long, value_name = "URL")]
     pub lookaside: Option<String>,
+    /// Accept a plain http:// signature store off loopback (printed when used).
+    #[arg(long)]
+    pub insecure_lookaside: bool,
     /// Folder of maintainer public keys (default: keys/).
     #[arg(long, value_name = "DIR")]
     pub keyring: Option<PathBuf>,
@@ -99,6 +103,10 @@ impl TrustArgs {
         self.lookaside
             .as_deref()
             .unwrap_or(settings::UPSTREAM_LOOKASIDE)
+    }
+
+    pub fn lookaside_store(&self) -> Result<Lookaside> {
+        Lookaside::new(self.lookaside(), self.insecure_lookaside)
     }
 
     pub fn keyring(&self, root: &std::path::Path) -> Result<Keyring> {

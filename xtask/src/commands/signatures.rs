@@ -10,7 +10,6 @@ use super::args::{JsonArg, TrustArgs};
 use crate::error::fail;
 use crate::oci::reference::ImageRef;
 use crate::oci::registry;
-use crate::pgp::lookaside::Lookaside;
 use crate::pgp::verify::{self, QuorumReport};
 
 /// Verify StageX signatures of an image digest against the maintainer keys.
@@ -42,7 +41,7 @@ impl Signatures {
         let (repository, digest_hex) = split_reference(&args.reference)?;
         let keyring = args.trust.keyring(root)?;
         let threshold = args.trust.threshold()?;
-        let lookaside = Lookaside::new(args.trust.lookaside())?;
+        let lookaside = args.trust.lookaside_store()?;
         let files = registry::block_on(lookaside.fetch_all(&repository, &digest_hex))??;
         let report = verify::verify_quorum(&files, &keyring, &repository, &digest_hex, threshold);
         eprint!("{}", render(&report, args.trust.lookaside()));

@@ -120,14 +120,25 @@ impl OciArchive {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
         self.blob_reader(digest)?.read_to_end(&mut bytes)?;
-        let actual = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
+        self.check_digest(digest, &crate::hash::hex_sha256(&bytes))?;
+        Ok(bytes)
+    }
+
+    /// Hash a blob as it streams and compare with its name.
+    pub fn verify_blob(&self, digest: &str) -> Result<()> {
+        let hex = crate::hash::reader_sha256(self.blob_reader(digest)?)?;
+        self.check_digest(digest, &hex)
+    }
+
+    fn check_digest(&self, digest: &str, hex: &str) -> Result<()> {
+        let actual = format!("sha256:{hex}");
         if actual != digest {
             bail!(
                 "{}: blob {digest} holds content with digest {actual}: the archive is corrupt",
                 self.path.display()
             );
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// A reader over one blob (unchecked: callers that stream verify as they go).
@@ -145,6 +156,8 @@ impl OciArchive {
 
     /// Every file of one layer, with what makes it reproducible or not.
     pub fn layer_files(&self, layer: &Descriptor) -> Result<BTreeMap<String, FileEntry>> {
+        // Only bytes that are the layer are worth explaining.
+        self.verify_blob(&layer.digest)?;
         let reader = self.blob_reader(&layer.digest)?;
         let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
             Box::new(flate2::read::GzDecoder::new(reader))
@@ -213,5 +226,72 @@ fn kind_name(kind: tar::EntryType) -> &'static str {
         tar::EntryType::Block => "block device",
         tar::EntryType::Fifo => "fifo",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An OCI archive of one layer, written by hand; `tamper` changes the
+    /// layer's bytes after its digest was taken.
+    fn archive(dir: &Path, tamper: bool) -> PathBuf {
+        let mut layer = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        layer
+            .append_data(&mut header, "hello.txt", &b"hello"[..])
+            .unwrap();
+        let mut layer = layer.into_inner().unwrap();
+        let layer_hex = crate::hash::hex_sha256(&layer);
+        if tamper {
+            let at = layer.windows(5).position(|w| w == b"hello").unwrap();
+            layer[at] = b'j';
+        }
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let config_hex = crate::hash::hex_sha256(config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config_hex}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{layer_hex}","size":{}}}]}}"#,
+            config.len(),
+            layer.len()
+        );
+        let manifest_hex = crate::hash::hex_sha256(manifest.as_bytes());
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{}}}]}}"#,
+            manifest.len()
+        );
+        let path = dir.join("image.tar");
+        let mut out = tar::Builder::new(File::create(&path).unwrap());
+        for (name, bytes) in [
+            (format!("blobs/sha256/{layer_hex}"), layer.as_slice()),
+            (format!("blobs/sha256/{config_hex}"), &config[..]),
+            (format!("blobs/sha256/{manifest_hex}"), manifest.as_bytes()),
+            ("index.json".to_string(), index.as_bytes()),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            out.append_data(&mut header, name, bytes).unwrap();
+        }
+        out.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn layers_are_read_only_when_they_are_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = OciArchive::open(&archive(dir.path(), false)).unwrap();
+        let files = good.layer_files(&good.manifest.layers[0]).unwrap();
+        assert_eq!(files["hello.txt"].sha256, crate::hash::hex_sha256(b"hello"));
+
+        let bad = OciArchive::open(&archive(dir.path(), true)).unwrap();
+        let error = bad.layer_files(&bad.manifest.layers[0]).unwrap_err();
+        assert!(
+            error.to_string().contains("the archive is corrupt"),
+            "{error}"
+        );
     }
 }

@@ -1,14 +1,29 @@
 //! Signature lookaside stores: `<base>/<repo>@sha256=<hex>/signature-N`,
 //! N = 1, 2, … until one is missing (there is no listing). Bases may be
-//! `https://`, `http://` (loopback tests) or `file://`.
+//! `https://`, `file://`, or `http://` on loopback (elsewhere only when the
+//! user says `--insecure-lookaside`).
+//!
+//! A store may lie or stall: a signature larger than 1 MiB is refused (StageX's
+//! are under 2 KiB), `file://` reads regular files only, every request has a
+//! deadline and all the signatures of one digest share one.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::oci::reference::{is_sha256_hex, ImageRef};
+use crate::oci::registry::{is_loopback, read_bounded, retrying, Transient};
+
 /// More signatures than this for one digest is not a lookaside we trust.
 const MAX_SIGNATURES: usize = 64;
+/// A signature larger than this is not a signature.
+pub const MAX_SIGNATURE_BYTES: usize = 1 << 20;
+/// How long one request may take.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(20);
+/// How long all the signatures of one digest may take together.
+pub const DIGEST_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureFile {
@@ -33,19 +48,32 @@ pub fn signature_url(base: &str, repository: &str, digest_hex: &str, number: usi
 pub struct Lookaside {
     base: String,
     http: &'static reqwest::Client,
+    deadline: Duration,
 }
 
 impl Lookaside {
-    pub fn new(base: &str) -> Result<Lookaside> {
-        if !(base.starts_with("https://")
-            || base.starts_with("http://")
-            || base.starts_with("file://"))
-        {
+    /// A store at `base`; plain `http://` off loopback only when `insecure`.
+    pub fn new(base: &str, insecure: bool) -> Result<Lookaside> {
+        Lookaside::with_deadline(base, insecure, DIGEST_DEADLINE)
+    }
+
+    pub fn with_deadline(base: &str, insecure: bool, deadline: Duration) -> Result<Lookaside> {
+        let base = base.trim_end_matches('/').to_string();
+        if let Some(rest) = base.strip_prefix("http://") {
+            let host = rest.split('/').next().unwrap_or(rest);
+            if !is_loopback(host) {
+                if !insecure {
+                    bail!("lookaside `{base}`: plain http:// is accepted on loopback only; use https://, or --insecure-lookaside if you must");
+                }
+                eprintln!("warning: reading signatures over plain HTTP from {host} (--insecure-lookaside)");
+            }
+        } else if !(base.starts_with("https://") || base.starts_with("file://")) {
             bail!("lookaside `{base}`: use an https://, http:// or file:// URL");
         }
         Ok(Lookaside {
-            base: base.trim_end_matches('/').to_string(),
+            base,
             http: crate::http::client()?,
+            deadline,
         })
     }
 
@@ -59,6 +87,23 @@ impl Lookaside {
         repository: &str,
         digest_hex: &str,
     ) -> Result<Vec<SignatureFile>> {
+        // Both become part of a path or URL: only what the grammar allows.
+        ImageRef::parse(repository)?;
+        if !is_sha256_hex(digest_hex) {
+            bail!("`{digest_hex}` is not a sha256 digest");
+        }
+        let first = signature_url(&self.base, repository, digest_hex, 1);
+        tokio::time::timeout(self.deadline, self.fetch_each(repository, digest_hex))
+            .await
+            .unwrap_or_else(|_| {
+                bail!(
+                    "{first}: the signatures of one digest took longer than {:?}, the limit",
+                    self.deadline
+                )
+            })
+    }
+
+    async fn fetch_each(&self, repository: &str, digest_hex: &str) -> Result<Vec<SignatureFile>> {
         let mut files = Vec::new();
         for number in 1..=MAX_SIGNATURES + 1 {
             if number > MAX_SIGNATURES {
@@ -81,42 +126,49 @@ impl Lookaside {
 
     async fn fetch_one(&self, url: &str) -> Result<Option<Vec<u8>>> {
         if let Some(path) = url.strip_prefix("file://") {
-            return match std::fs::read(path) {
-                Ok(bytes) => Ok(Some(bytes)),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(error) => Err(error).with_context(|| format!("reading {path}")),
-            };
+            return read_signature_file(Path::new(path));
         }
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1.. {
-            let response = self
-                .http
-                .get(url)
-                .timeout(Duration::from_secs(60))
-                .send()
-                .await;
-            match response {
-                Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
-                    return Ok(None)
-                }
-                Ok(response) if response.status().is_success() => {
-                    return Ok(Some(response.bytes().await?.to_vec()));
-                }
-                Ok(response)
-                    if attempt < 5
-                        && (response.status().is_server_error()
-                            || response.status().as_u16() == 429) => {}
-                Ok(response) => bail!("GET {url}: HTTP {}", response.status()),
-                Err(error)
-                    if attempt < 5
-                        && (error.is_connect() || error.is_timeout() || error.is_request()) => {}
-                Err(error) => return Err(error).with_context(|| format!("GET {url}")),
+        retrying(&format!("GET {url}"), || async {
+            let response = self.http.get(url).timeout(REQUEST_DEADLINE).send().await?;
+            let status = response.status();
+            if status == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
             }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-        }
-        unreachable!("the loop returns")
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                return Err(Transient(format!("HTTP {status}")).into());
+            }
+            if !status.is_success() {
+                bail!("HTTP {status}");
+            }
+            let bytes = read_bounded(response, MAX_SIGNATURE_BYTES)
+                .await
+                .context("a signature is at most 1 MiB")?;
+            Ok(Some(bytes.to_vec()))
+        })
+        .await
     }
+}
+
+/// A signature file: a regular file (a link is followed to one), at most
+/// [`MAX_SIGNATURE_BYTES`]; `None` when there is none.
+fn read_signature_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    if !metadata.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SIGNATURE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() > MAX_SIGNATURE_BYTES {
+        bail!("{}: larger than 1 MiB: not a signature", path.display());
+    }
+    Ok(Some(bytes))
 }
 
 /// Save signatures in lookaside layout under `dir`, each file whole or not at all.
@@ -145,28 +197,118 @@ mod tests {
         );
     }
 
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        crate::oci::registry::block_on(future).unwrap()
+    }
+
     #[test]
     fn file_bases_read_until_the_first_gap() {
+        let hex = "f".repeat(64);
         let dir = tempfile::tempdir().unwrap();
-        let folder = dir.path().join("stagex/x@sha256=ff");
+        let folder = dir.path().join(format!("stagex/x@sha256={hex}"));
         std::fs::create_dir_all(&folder).unwrap();
         for name in ["signature-1", "signature-2", "signature-4"] {
             std::fs::write(folder.join(name), name).unwrap();
         }
-        let lookaside = Lookaside::new(&format!("file://{}", dir.path().display())).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let files = runtime
-            .block_on(lookaside.fetch_all("stagex/x", "ff"))
-            .unwrap();
+        let lookaside = Lookaside::new(&format!("file://{}", dir.path().display()), false).unwrap();
+        let files = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["signature-1", "signature-2"]);
-        assert!(runtime
-            .block_on(lookaside.fetch_all("stagex/y", "ff"))
+        assert!(block_on(lookaside.fetch_all("stagex/y", &hex))
             .unwrap()
             .is_empty());
-        assert!(Lookaside::new("ftp://x").is_err());
+        assert!(Lookaside::new("ftp://x", false).is_err());
+    }
+
+    /// A link to /dev/zero, a file past the limit, a name that climbs out:
+    /// each refused, saying why.
+    #[test]
+    fn hostile_files_are_refused() {
+        let hex = "a".repeat(64);
+        let dir = tempfile::tempdir().unwrap();
+        let lookaside = Lookaside::new(&format!("file://{}", dir.path().display()), false).unwrap();
+        let folder = dir.path().join(format!("stagex/zero@sha256={hex}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", folder.join("signature-1")).unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/zero", &hex)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("not a regular file"),
+            "{error:#}"
+        );
+
+        let folder = dir.path().join(format!("stagex/big@sha256={hex}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join("signature-1"),
+            vec![0u8; MAX_SIGNATURE_BYTES + 1],
+        )
+        .unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/big", &hex)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("larger than 1 MiB"),
+            "{error:#}"
+        );
+
+        for bad in ["stagex/../../../outside/x", "Stagex/x"] {
+            assert!(block_on(lookaside.fetch_all(bad, &hex)).is_err(), "{bad}");
+        }
+        assert!(block_on(lookaside.fetch_all("stagex/x", "../../x")).is_err());
+    }
+
+    /// A server that sends too much, and one that never answers.
+    #[test]
+    fn hostile_servers_hit_a_limit_that_is_named() {
+        use std::io::Write;
+        let hex = "b".repeat(64);
+        let big = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let big_address = big.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in big.incoming().flatten() {
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                let chunk = vec![b'x'; 1 << 16];
+                for _ in 0..64 {
+                    if stream.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let lookaside = Lookaside::new(&format!("http://{big_address}"), false).unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap_err();
+        assert!(format!("{error:#}").contains("at most 1 MiB"), "{error:#}");
+
+        // Accepts, reads, never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_address = silent.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        let lookaside = Lookaside::with_deadline(
+            &format!("http://{silent_address}"),
+            false,
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("took longer than 300ms, the limit"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_insisted() {
+        assert!(Lookaside::new("http://127.0.0.1:8080/sigs", false).is_ok());
+        let error = Lookaside::new("http://sigs.example.com", false)
+            .err()
+            .unwrap();
+        assert!(
+            error.to_string().contains("--insecure-lookaside"),
+            "{error}"
+        );
+        assert!(Lookaside::new("http://sigs.example.com", true).is_ok());
     }
 }

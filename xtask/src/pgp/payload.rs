@@ -2,9 +2,9 @@
 //! forms StageX has published.
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::oci::reference::ImageRef;
+use crate::oci::reference::{is_sha256_hex, ImageRef};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -37,53 +37,95 @@ pub struct Payload {
     pub digest_hex: String,
 }
 
+/// The signed JSON, read as containers/image reads it: exactly the known
+/// keys in `critical` and its sections (an unknown or repeated key is an
+/// error, not ignored), `optional` free-form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Signed {
+    critical: Critical,
+    #[serde(default)]
+    #[allow(dead_code)] // read so that a repeated `optional` is refused too
+    optional: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Critical {
+    #[serde(rename = "type")]
+    kind: String,
+    image: Image,
+    identity: Identity,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Image {
+    #[serde(rename = "docker-manifest-digest")]
+    digest: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    reference: String,
+}
+
 pub fn parse(bytes: &[u8]) -> Result<Payload> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).context("the signed payload is not JSON")?;
-    let (object, form) = match &value {
-        serde_json::Value::Object(_) => (&value, PayloadForm::SimpleSigning),
-        serde_json::Value::Array(items) if items.len() == 1 => {
-            (&items[0], PayloadForm::StagexLegacy)
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    // Deserialised straight from the bytes: a map in between would keep the
+    // last of two equal keys without a word.
+    let (signed, form) = match first {
+        Some(b'{') => (
+            serde_json::from_slice::<Signed>(bytes).context("the signed payload")?,
+            PayloadForm::SimpleSigning,
+        ),
+        Some(b'[') => {
+            let mut items: Vec<Signed> =
+                serde_json::from_slice(bytes).context("the signed payload")?;
+            if items.len() != 1 {
+                bail!(
+                    "the signed payload is an array of {} objects; expected one",
+                    items.len()
+                );
+            }
+            (items.remove(0), PayloadForm::StagexLegacy)
         }
-        serde_json::Value::Array(items) => {
-            bail!(
-                "the signed payload is an array of {} objects; expected one",
-                items.len()
-            )
-        }
-        _ => bail!("the signed payload is neither an object nor an array"),
+        _ => bail!("the signed payload is neither a JSON object nor an array"),
     };
-    let critical = object
-        .get("critical")
-        .context("the signed payload has no `critical` section")?;
-    let kind = critical["type"].as_str().unwrap_or_default();
+    let critical = signed.critical;
     let expected_kind = match form {
         PayloadForm::SimpleSigning => "atomic container signature",
         PayloadForm::StagexLegacy => "pgp container image signature",
     };
-    if kind != expected_kind {
-        bail!("payload type `{kind}` does not belong to its form (expected `{expected_kind}`)");
+    if critical.kind != expected_kind {
+        bail!(
+            "payload type `{}` does not belong to its form (expected `{expected_kind}`)",
+            critical.kind
+        );
     }
-    let reference = critical["identity"]["docker-reference"]
-        .as_str()
-        .context("the signed payload has no critical.identity.docker-reference")?
-        .to_string();
-    let digest = critical["image"]["docker-manifest-digest"]
-        .as_str()
-        .context("the signed payload has no critical.image.docker-manifest-digest")?;
+    let digest = critical.image.digest;
     let digest_hex = match form {
         PayloadForm::SimpleSigning => digest
             .strip_prefix("sha256:")
             .with_context(|| format!("digest `{digest}` is not `sha256:<hex>`"))?,
-        PayloadForm::StagexLegacy => digest.strip_prefix("sha256:").unwrap_or(digest),
+        PayloadForm::StagexLegacy => digest.strip_prefix("sha256:").unwrap_or(&digest),
     }
-    .to_ascii_lowercase();
-    if digest_hex.len() != 64 || !digest_hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("digest `{digest}` is not a sha256 digest");
+    .to_string();
+    if !is_sha256_hex(&digest_hex) {
+        bail!("digest `{digest}` is not a sha256 digest (64 lowercase hex characters)");
+    }
+    let reference = critical.identity.reference;
+    let named = ImageRef::parse(&reference)?;
+    if let Some(pinned) = named.digest_hex() {
+        if pinned != digest_hex {
+            bail!("docker-reference `{reference}` names another digest than the signed one");
+        }
     }
     Ok(Payload {
         form,
-        repository: repository_of(&reference)?,
+        repository: named.signed_repository(),
         reference,
         digest_hex,
     })
@@ -123,6 +165,43 @@ mod tests {
             payload.digest_hex,
             "589465adc0125128c21534eb560299c335a41935e0ce182a632f4b739bf25c60"
         );
+    }
+
+    /// What containers/image refuses, refused here too.
+    #[test]
+    fn laxities_are_refused() {
+        let good = format!(
+            r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x:1"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}},"optional":{{"creator":"x"}}}}"#
+        );
+        assert!(parse(good.as_bytes()).is_ok());
+        let cases = [
+            // the digest repeated, the second one wins in a map
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}","docker-manifest-digest":"sha256:{}"}},"type":"atomic container signature"}}}}"#,
+                "b".repeat(64)
+            ),
+            // an unknown key inside critical
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature","extra":1}}}}"#
+            ),
+            // an unknown top-level key
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}},"surprise":true}}"#
+            ),
+            // uppercase hex
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{}"}},"type":"atomic container signature"}}}}"#,
+                HEX.to_ascii_uppercase()
+            ),
+            // a reference that pins another digest
+            format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x@sha256:{}"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}}}}"#,
+                "c".repeat(64)
+            ),
+        ];
+        for case in cases {
+            assert!(parse(case.as_bytes()).is_err(), "accepted: {case}");
+        }
     }
 
     #[test]

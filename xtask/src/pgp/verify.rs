@@ -154,6 +154,17 @@ pub fn verify_one(
     repository: &str,
     digest_hex: &str,
 ) -> Verdict {
+    // StageX signs inline (`gpg --sign`); sequoia would also read the
+    // cleartext framework, whose text is not what was signed byte for byte.
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+        return refused(
+            "a cleartext-signed message: StageX signatures are inline signed messages".into(),
+        );
+    }
     let helper = Helper {
         certs: &keyring.certs,
         outcome: None,

@@ -81,9 +81,16 @@ impl Gpg {
         let input = dir.path().join("payload.json");
         let output = dir.path().join("signature");
         std::fs::write(&input, payload).unwrap();
+        // `--clearsign` in `options` replaces the inline `--sign`.
+        let command = if options.contains(&"--clearsign") {
+            None
+        } else {
+            Some("--sign")
+        };
         run_ok(
             self.gpg()
-                .args(["--local-user", &key.primary, "--sign"])
+                .args(["--local-user", &key.primary])
+                .args(command)
                 .args(options)
                 .arg("--output")
                 .arg(&output)
@@ -172,4 +179,3 @@ impl Signed {
         ]
     }
 }
-

@@ -111,18 +111,36 @@ fn serve(mut client: TcpStream, store: &Mutex<Store>) {
                         let digest = format!("sha256:{}", xtask::hash::hex_sha256(&bytes));
                         let headers = [
                             ("Docker-Content-Digest", digest),
-                            ("Content-Type", "application/vnd.oci.image.manifest.v1+json".into()),
+                            (
+                                "Content-Type",
+                                "application/vnd.oci.image.manifest.v1+json".into(),
+                            ),
                         ];
                         let shown: &[u8] = if method == "HEAD" { b"" } else { &bytes };
                         reply(&mut client, 200, &headers, shown)
                     }
-                    None => reply(&mut client, 404, &json, br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#),
+                    None => reply(
+                        &mut client,
+                        404,
+                        &json,
+                        br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#,
+                    ),
                 },
             }
         }
         ("HEAD" | "GET", [.., "blobs", digest]) => match store.blobs.get(*digest).cloned() {
-            Some(bytes) => reply(&mut client, 200, &[], if method == "HEAD" { b"" } else { &bytes }),
-            None => reply(&mut client, 404, &json, br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#),
+            Some(bytes) => reply(
+                &mut client,
+                200,
+                &[],
+                if method == "HEAD" { b"" } else { &bytes },
+            ),
+            None => reply(
+                &mut client,
+                404,
+                &json,
+                br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#,
+            ),
         },
         ("POST", [name @ .., "blobs", "uploads", ""]) => {
             store.next += 1;

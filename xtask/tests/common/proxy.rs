@@ -206,7 +206,10 @@ fn serve(mut client: TcpStream, upstream: &str, state: &(Mutex<State>, Condvar))
     while rules.held.iter().any(|p| request_line.contains(p.as_str())) {
         rules = wake.wait(rules).unwrap();
     }
-    let corrupt = rules.corrupt.iter().any(|p| request_line.contains(p.as_str()));
+    let corrupt = rules
+        .corrupt
+        .iter()
+        .any(|p| request_line.contains(p.as_str()));
     drop(rules);
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;

@@ -92,7 +92,7 @@ impl Mirror {
         }
         let keyring = self.trust.keyring(root)?;
         let threshold = self.trust.threshold()?;
-        let lookaside = Lookaside::new(self.trust.lookaside())?;
+        let lookaside = self.trust.lookaside_store()?;
         let started = Instant::now();
         let run = Run {
             keyring: &keyring,
