@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{all, build, digests, doctor, lint, mirror, push, reproduce, signatures};
+use crate::commands::{
+    all, build, digests, doctor, keys, lint, mirror, push, reproduce, signatures,
+};
 use crate::dev::{bench, demo, test_env, test_suite};
 
 #[derive(Debug, Parser)]
@@ -39,6 +41,7 @@ pub enum Command {
     Push(push::Push),
     Signatures(signatures::Signatures),
     Mirror(mirror::Mirror),
+    Keys(keys::Keys),
     Doctor(doctor::Doctor),
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -83,6 +86,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Push(cmd) => cmd.run(root),
         Command::Signatures(cmd) => cmd.run(root),
         Command::Mirror(cmd) => cmd.run(root),
+        Command::Keys(cmd) => cmd.run(root),
         Command::Doctor(cmd) => cmd.run(root),
         Command::Completions { shell } => {
             let mut command = Cli::command();

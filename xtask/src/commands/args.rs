@@ -114,7 +114,11 @@ impl TrustArgs {
             .keyring
             .clone()
             .unwrap_or_else(|| root.join(settings::KEYS_DIR));
-        Keyring::load(&dir)
+        let keyring = Keyring::load(&dir)?;
+        for note in &keyring.notes {
+            eprintln!("note: {note}");
+        }
+        Ok(keyring)
     }
 
     pub fn threshold(&self) -> Result<usize> {

@@ -5,6 +5,7 @@ pub mod args;
 pub mod build;
 pub mod digests;
 pub mod doctor;
+pub mod keys;
 pub mod lint;
 pub mod mirror;
 pub mod push;

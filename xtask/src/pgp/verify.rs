@@ -24,12 +24,24 @@ use super::payload::{self, PayloadForm};
 /// The maintainer certificates we trust, from a folder of key files.
 pub struct Keyring {
     pub certs: Vec<Cert>,
+    /// What was left out and why, for people to read.
+    pub notes: Vec<String>,
 }
 
 impl Keyring {
     /// Every `*.asc`, `*.pgp`, `*.gpg` and `*.key` file in `dir` (armored or binary,
-    /// one or more certificates each).
+    /// one or more certificates each) whose primary fingerprint is on the
+    /// folder's trust list (`fingerprints.tsv`); without a list, every one.
     pub fn load(dir: &Path) -> Result<Keyring> {
+        let pins = super::keys::load_pins(dir)?;
+        let mut notes = Vec::new();
+        if pins.is_none() {
+            notes.push(format!(
+                "no {} in {}: every key file there is trusted",
+                super::keys::TRUST_LIST,
+                dir.display()
+            ));
+        }
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("reading the keyring folder {}", dir.display()))?
             .map(|e| e.map(|e| e.path()))
@@ -46,6 +58,17 @@ impl Keyring {
             {
                 let cert = cert
                     .with_context(|| format!("{}: a certificate does not parse", path.display()))?;
+                let fingerprint = cert.fingerprint().to_hex();
+                if let Some(pins) = &pins {
+                    if !pins.iter().any(|pin| pin.fingerprint == fingerprint) {
+                        notes.push(format!(
+                            "ignored {}: key {fingerprint} is not in {}",
+                            path.display(),
+                            super::keys::TRUST_LIST
+                        ));
+                        continue;
+                    }
+                }
                 if cert.is_tsk() {
                     bail!(
                         "{} holds secret key material: the keyring takes public keys only (gpg --export, not --export-secret-keys)",
@@ -62,9 +85,13 @@ impl Keyring {
             }
         }
         if certs.is_empty() {
-            bail!("no public keys (*.asc, *.pgp, *.gpg) in {}", dir.display());
+            bail!(
+                "no trusted public keys (*.asc, *.pgp, *.gpg) in {}{}",
+                dir.display(),
+                notes.iter().map(|n| format!("; {n}")).collect::<String>()
+            );
         }
-        Ok(Keyring { certs })
+        Ok(Keyring { certs, notes })
     }
 }
 
@@ -438,7 +465,10 @@ mod tests {
     fn an_empty_keyring_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let error = Keyring::load(dir.path()).err().unwrap();
-        assert!(error.to_string().contains("no public keys"), "{error}");
+        assert!(
+            error.to_string().contains("no trusted public keys"),
+            "{error}"
+        );
     }
 
     #[test]
