@@ -154,9 +154,8 @@ impl OciArchive {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
-    /// Every file of one layer, with what makes it reproducible or not.
-    pub fn layer_files(&self, layer: &Descriptor) -> Result<BTreeMap<String, FileEntry>> {
-        // Only bytes that are the layer are worth explaining.
+    /// One layer as a tar stream, after its bytes were proven to be the layer.
+    pub fn layer_tar(&self, layer: &Descriptor) -> Result<tar::Archive<Box<dyn Read>>> {
         self.verify_blob(&layer.digest)?;
         let reader = self.blob_reader(&layer.digest)?;
         let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
@@ -165,13 +164,18 @@ impl OciArchive {
             Box::new(reader)
         } else {
             bail!(
-                "layer {} has media type {}: only tar and tar+gzip layers can be compared",
+                "layer {} has media type {}: only tar and tar+gzip layers are read",
                 layer.digest,
                 layer.media_type
             );
         };
+        Ok(tar::Archive::new(reader))
+    }
+
+    /// Every file of one layer, with what makes it reproducible or not.
+    pub fn layer_files(&self, layer: &Descriptor) -> Result<BTreeMap<String, FileEntry>> {
         let mut files = BTreeMap::new();
-        let mut archive = tar::Archive::new(reader);
+        let mut archive = self.layer_tar(layer)?;
         for entry in archive.entries()? {
             let mut entry = entry?;
             let path = entry
@@ -216,7 +220,7 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
-fn kind_name(kind: tar::EntryType) -> &'static str {
+pub fn kind_name(kind: tar::EntryType) -> &'static str {
     match kind {
         tar::EntryType::Regular | tar::EntryType::Continuous => "file",
         tar::EntryType::Directory => "directory",

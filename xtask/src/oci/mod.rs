@@ -7,4 +7,5 @@ pub mod layout;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod transfer;

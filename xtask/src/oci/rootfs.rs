@@ -1,0 +1,477 @@
+//! An image's final filesystem, read natively from its OCI archive: layers
+//! applied in order, whiteouts (`.wh.<name>`) and opaque directories
+//! (`.wh..wh..opq`) honoured, hard links and symlinks kept as links.
+//!
+//! Layers come from outside: a path that is absolute, climbs with `..`, or
+//! would be written through a symlink (of any layer) is refused with the layer
+//! and path named. [`extract`] writes the final filesystem under a folder,
+//! links last, so nothing it writes can land outside that folder.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+
+use anyhow::{bail, Context, Result};
+
+use super::archive::OciArchive;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Directory,
+    Symlink,
+    Hardlink,
+    /// Devices and fifos: listed, never created by [`extract`].
+    Special(&'static str),
+}
+
+/// One path of the final filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    /// Content hash of regular files (and hard links, of their target).
+    pub sha256: Option<String>,
+    /// Symlink target as written, or the hard link's target path.
+    pub link: Option<String>,
+    /// The layer (0-based) that left this entry.
+    pub layer: usize,
+    /// Its position in that layer's tar stream.
+    ordinal: usize,
+}
+
+/// Path (relative, `/`-separated, no `./`) → entry.
+#[derive(Debug, Default, Clone)]
+pub struct Rootfs {
+    pub entries: BTreeMap<String, Entry>,
+}
+
+impl Rootfs {
+    /// Regular files, with their contents' sha256.
+    pub fn files(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| entry.kind == Kind::File)
+    }
+}
+
+/// A tar path made safe: relative, no `..`, no empty name.
+fn clean(layer: usize, raw: &Path) -> Result<Option<String>> {
+    let mut parts = Vec::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                bail!(
+                    "layer {}: `{}` is an absolute path: layers hold relative paths only",
+                    layer + 1,
+                    raw.display()
+                )
+            }
+            Component::ParentDir => bail!(
+                "layer {}: `{}` climbs out with `..`",
+                layer + 1,
+                raw.display()
+            ),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("/")))
+}
+
+/// Parents of a path, shortest first: `a/b/c` → `a`, `a/b`.
+fn parents(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('/').map(move |(at, _)| &path[..at])
+}
+
+/// The final filesystem of `archive`'s image.
+pub fn read(archive: &OciArchive) -> Result<Rootfs> {
+    let mut rootfs = Rootfs::default();
+    for (index, layer) in archive.manifest.layers.iter().enumerate() {
+        let mut tar = archive.layer_tar(layer)?;
+        let mut added: Vec<(String, Entry)> = Vec::new();
+        let mut whiteouts: Vec<String> = Vec::new();
+        let mut opaque: Vec<String> = Vec::new();
+        for (ordinal, entry) in tar
+            .entries()
+            .with_context(|| format!("layer {}: not a tar stream", index + 1))?
+            .enumerate()
+        {
+            let mut entry =
+                entry.with_context(|| format!("layer {}: a broken tar entry", index + 1))?;
+            let raw = entry.path()?.into_owned();
+            let Some(path) = clean(index, &raw)? else {
+                continue;
+            };
+            let (dir, name) = match path.rsplit_once('/') {
+                Some((dir, name)) => (Some(dir), name),
+                None => (None, path.as_str()),
+            };
+            if name == ".wh..wh..opq" {
+                opaque.push(dir.unwrap_or("").to_string());
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                whiteouts.push(match dir {
+                    Some(dir) => format!("{dir}/{hidden}"),
+                    None => hidden.to_string(),
+                });
+                continue;
+            }
+            let header = entry.header().clone();
+            let link = entry
+                .link_name()?
+                .map(|target| target.to_string_lossy().into_owned());
+            let kind = match header.entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+                tar::EntryType::Directory => Kind::Directory,
+                tar::EntryType::Symlink => Kind::Symlink,
+                tar::EntryType::Link => Kind::Hardlink,
+                other => Kind::Special(super::archive::kind_name(other)),
+            };
+            let (sha256, link) = match kind {
+                Kind::File => (Some(crate::hash::reader_sha256(&mut entry)?), None),
+                Kind::Hardlink => {
+                    let target = link
+                        .as_deref()
+                        .map(|target| clean(index, Path::new(target)))
+                        .transpose()?
+                        .flatten()
+                        .with_context(|| {
+                            format!("layer {}: hard link `{path}` has no target", index + 1)
+                        })?;
+                    let sha = added
+                        .iter()
+                        .rev()
+                        .find(|(p, _)| *p == target)
+                        .map(|(_, e)| e)
+                        .or_else(|| rootfs.entries.get(&target))
+                        .and_then(|e| e.sha256.clone());
+                    (sha, Some(target))
+                }
+                _ => (None, link),
+            };
+            added.push((
+                path,
+                Entry {
+                    kind,
+                    mode: header.mode().unwrap_or(0),
+                    uid: header.uid().unwrap_or(0),
+                    gid: header.gid().unwrap_or(0),
+                    size: header.size().unwrap_or(0),
+                    sha256,
+                    link,
+                    layer: index,
+                    ordinal,
+                },
+            ));
+        }
+        // Whiteouts hide what lower layers left; then this layer's entries land.
+        for dir in opaque {
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            rootfs
+                .entries
+                .retain(|path, _| !path.starts_with(&prefix) || path == &dir);
+        }
+        for hidden in whiteouts {
+            let prefix = format!("{hidden}/");
+            rootfs
+                .entries
+                .retain(|path, _| path != &hidden && !path.starts_with(&prefix));
+        }
+        for (path, entry) in added {
+            // Writing `a/b` where `a` is a symlink would write wherever it points.
+            for parent in parents(&path) {
+                let through = rootfs
+                    .entries
+                    .get(parent)
+                    .filter(|e| e.kind == Kind::Symlink);
+                if let Some(link) = through {
+                    bail!(
+                        "layer {}: `{path}` would be written through the symlink `{parent}` (→ {}): refused",
+                        index + 1,
+                        link.link.as_deref().unwrap_or("?")
+                    );
+                }
+            }
+            if entry.kind == Kind::Directory {
+                // A directory over a directory keeps what is inside.
+                rootfs.entries.insert(path, entry);
+            } else {
+                let prefix = format!("{path}/");
+                rootfs.entries.retain(|p, _| !p.starts_with(&prefix));
+                rootfs.entries.insert(path, entry);
+            }
+        }
+    }
+    Ok(rootfs)
+}
+
+/// Write the final filesystem of `archive` under `dest` (an empty folder):
+/// directories, then files and hard links, then symlinks; devices and fifos
+/// are skipped; set-id bits are dropped. Returns what was read.
+pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
+    use std::os::unix::fs::PermissionsExt;
+    let rootfs = read(archive)?;
+    let target = |path: &str| dest.join(path);
+    for (path, entry) in &rootfs.entries {
+        if entry.kind == Kind::Directory {
+            std::fs::create_dir_all(target(path))?;
+        }
+    }
+    // Regular files, layer by layer, each from the entry that left it.
+    for (index, layer) in archive.manifest.layers.iter().enumerate() {
+        let wanted: BTreeMap<usize, &str> = rootfs
+            .entries
+            .iter()
+            .filter(|(_, e)| e.layer == index && e.kind == Kind::File)
+            .map(|(path, e)| (e.ordinal, path.as_str()))
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut tar = archive.layer_tar(layer)?;
+        for (ordinal, entry) in tar.entries()?.enumerate() {
+            let mut entry = entry?;
+            let Some(path) = wanted.get(&ordinal) else {
+                continue;
+            };
+            let destination = target(path);
+            if let Some(parent) = destination.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = std::fs::File::create(&destination)
+                .with_context(|| format!("writing {}", destination.display()))?;
+            std::io::copy(&mut entry, &mut file)?;
+            let mode = rootfs.entries[*path].mode & 0o777;
+            std::fs::set_permissions(&destination, std::fs::Permissions::from_mode(mode | 0o600))?;
+        }
+    }
+    for (path, entry) in &rootfs.entries {
+        let destination = target(path);
+        match entry.kind {
+            Kind::Hardlink => {
+                let Some(source) = entry.link.as_deref() else {
+                    continue;
+                };
+                if let Some(parent) = destination.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                // A link to something the image does not hold is left out.
+                if rootfs
+                    .entries
+                    .get(source)
+                    .is_some_and(|e| e.kind == Kind::File)
+                {
+                    std::fs::hard_link(target(source), &destination)?;
+                }
+            }
+            Kind::Directory => {
+                let mode = entry.mode & 0o777;
+                std::fs::set_permissions(
+                    &destination,
+                    std::fs::Permissions::from_mode(mode | 0o700),
+                )?;
+            }
+            _ => {}
+        }
+    }
+    for (path, entry) in &rootfs.entries {
+        if entry.kind == Kind::Symlink {
+            let destination = target(path);
+            if let Some(parent) = destination.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(""), &destination)?;
+        }
+    }
+    Ok(rootfs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A tar entry made by hand, path bytes as given (the tar crate refuses to
+    /// write `..` and absolute names; hostile layers have them).
+    enum Item<'a> {
+        File(&'a str, &'a [u8]),
+        Dir(&'a str),
+        Symlink(&'a str, &'a str),
+        Hardlink(&'a str, &'a str),
+    }
+
+    fn layer(items: &[Item]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_old();
+            let (name, kind, data, link): (&str, tar::EntryType, &[u8], Option<&str>) = match item {
+                Item::File(name, data) => (name, tar::EntryType::Regular, data, None),
+                Item::Dir(name) => (name, tar::EntryType::Directory, b"", None),
+                Item::Symlink(name, to) => (name, tar::EntryType::Symlink, b"", Some(to)),
+                Item::Hardlink(name, to) => (name, tar::EntryType::Link, b"", Some(to)),
+            };
+            let old = header.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(link) = link {
+                old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    /// An OCI archive of these layers (uncompressed).
+    fn archive(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
+        let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut descriptors = Vec::new();
+        for bytes in layers {
+            let hex = crate::hash::hex_sha256(bytes);
+            descriptors.push(format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{hex}","size":{}}}"#,
+                bytes.len()
+            ));
+            blobs.push((hex, bytes.clone()));
+        }
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let config_hex = crate::hash::hex_sha256(&config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config_hex}","size":{}}},"layers":[{}]}}"#,
+            config.len(),
+            descriptors.join(",")
+        );
+        let manifest_hex = crate::hash::hex_sha256(manifest.as_bytes());
+        blobs.push((config_hex, config));
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{}}}]}}"#,
+            manifest.len()
+        );
+        blobs.push((manifest_hex, manifest.into_bytes()));
+        let path = dir.join("image.tar");
+        let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
+        for (hex, bytes) in &blobs {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            out.append_data(&mut header, format!("blobs/sha256/{hex}"), bytes.as_slice())
+                .unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(index.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        out.append_data(&mut header, "index.json", index.as_bytes())
+            .unwrap();
+        out.finish().unwrap();
+        path
+    }
+
+    fn open(dir: &Path, layers: &[Vec<u8>]) -> OciArchive {
+        OciArchive::open(&archive(dir, layers)).unwrap()
+    }
+
+    #[test]
+    fn layers_apply_with_whiteouts_opaque_dirs_and_links() {
+        let work = tempfile::tempdir().unwrap();
+        let image = open(
+            work.path(),
+            &[
+                layer(&[
+                    Item::Dir("etc/"),
+                    Item::File("etc/keep", b"keep"),
+                    Item::File("etc/gone", b"gone"),
+                    Item::Dir("var/"),
+                    Item::File("var/old", b"old"),
+                    Item::File("bin/app", b"binary"),
+                ]),
+                layer(&[
+                    Item::File("etc/.wh.gone", b""),
+                    Item::Dir("var/"),
+                    Item::File("var/.wh..wh..opq", b""),
+                    Item::File("var/new", b"new"),
+                    Item::Hardlink("bin/same", "bin/app"),
+                    Item::Symlink("bin/sh", "app"),
+                ]),
+            ],
+        );
+        let rootfs = read(&image).unwrap();
+        let paths: Vec<&str> = rootfs.entries.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            ["bin/app", "bin/same", "bin/sh", "etc", "etc/keep", "var", "var/new"]
+        );
+        assert_eq!(
+            rootfs.entries["bin/same"].sha256,
+            rootfs.entries["bin/app"].sha256
+        );
+        assert_eq!(rootfs.entries["var/new"].layer, 1);
+
+        let dest = work.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        extract(&image, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("etc/keep")).unwrap(), b"keep");
+        assert!(!dest.join("etc/gone").exists());
+        assert!(!dest.join("var/old").exists());
+        assert_eq!(std::fs::read(dest.join("bin/same")).unwrap(), b"binary");
+        assert_eq!(
+            std::fs::read_link(dest.join("bin/sh")).unwrap(),
+            Path::new("app")
+        );
+    }
+
+    /// `..`, absolute names and writes through a symlink are refused, and an
+    /// extraction that is refused writes nothing, inside or out.
+    #[test]
+    fn hostile_layers_are_refused_with_nothing_written() {
+        let work = tempfile::tempdir().unwrap();
+        let outside = work.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let cases: Vec<(Vec<Vec<u8>>, &str)> = vec![
+            (
+                vec![layer(&[Item::File("../outside/x", b"x")])],
+                "climbs out",
+            ),
+            (
+                vec![layer(&[Item::File("/tmp/abs", b"x")])],
+                "is an absolute path",
+            ),
+            (
+                vec![
+                    layer(&[Item::Symlink("evil", "../outside")]),
+                    layer(&[Item::File("evil/payload", b"x")]),
+                ],
+                "written through the symlink `evil`",
+            ),
+            (
+                vec![layer(&[
+                    Item::Symlink("abs", "/etc"),
+                    Item::File("abs/passwd", b"x"),
+                ])],
+                "written through the symlink `abs`",
+            ),
+        ];
+        for (index, (layers, says)) in cases.into_iter().enumerate() {
+            let dir = work.path().join(format!("case-{index}"));
+            std::fs::create_dir(&dir).unwrap();
+            let image = open(&dir, &layers);
+            let dest = dir.join("root");
+            std::fs::create_dir(&dest).unwrap();
+            let error = extract(&image, &dest).unwrap_err();
+            assert!(error.to_string().contains(says), "case {index}: {error}");
+            assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0, "case {index}");
+        }
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    }
+}
