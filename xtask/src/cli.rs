@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    all, build, digests, doctor, keys, lint, mirror, push, reproduce, signatures,
+    all, build, digests, doctor, keys, lint, malcontent, mirror, push, reproduce, sbom, scan,
+    signatures,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -20,7 +21,7 @@ use crate::dev::{bench, demo, test_env, test_suite};
     about = "Build, verify and publish StageX base images",
     after_help = "Development: `test` runs the whole suite against the services `test-env up|down|env` \
                   provisions under target/; `demo` runs the pipeline offline on stand-in images; \
-                  `bench build|mirror` prints the README's figures. Exit codes: 0 ok, 1 a check \
+                  `bench build|mirror|sbom` prints the README's figures. Exit codes: 0 ok, 1 a check \
                   failed, 2 the tool could not run (see the README)."
 )]
 pub struct Cli {
@@ -38,6 +39,9 @@ pub enum Command {
     Digests(digests::Digests),
     Build(build::Build),
     VerifyReproducible(reproduce::VerifyReproducible),
+    Sbom(sbom::Sbom),
+    Scan(scan::Scan),
+    Malcontent(malcontent::Malcontent),
     Push(push::Push),
     Signatures(signatures::Signatures),
     Mirror(mirror::Mirror),
@@ -83,6 +87,9 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Digests(cmd) => cmd.run(root),
         Command::Build(cmd) => cmd.run(root),
         Command::VerifyReproducible(cmd) => cmd.run(root),
+        Command::Sbom(cmd) => cmd.run(root),
+        Command::Scan(cmd) => cmd.run(root),
+        Command::Malcontent(cmd) => cmd.run(root),
         Command::Push(cmd) => cmd.run(root),
         Command::Signatures(cmd) => cmd.run(root),
         Command::Mirror(cmd) => cmd.run(root),

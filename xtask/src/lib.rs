@@ -15,4 +15,5 @@ pub mod pgp;
 pub mod pipeline;
 pub mod records;
 pub mod report;
+pub mod time;
 pub mod tools;

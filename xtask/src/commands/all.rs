@@ -10,7 +10,10 @@ use clap::Args;
 
 use super::args::{EngineArgs, JobsArg, JsonArg};
 use super::build::{self, plan::BuildOptions, run::run_builds};
-use super::{digests, lint, push, reproduce};
+use super::malcontent::{self, Risk};
+use super::scan::{self, GateArgs};
+use super::{digests, lint, push, reproduce, sbom};
+use crate::error::fail;
 use crate::files::Mode;
 use crate::model::catalog::Catalog;
 use crate::oci::transfer::Pushed;
@@ -19,7 +22,8 @@ use crate::records::build::BuildRecord;
 use crate::report::{self, Outcome, StepReport};
 use crate::tools::{self, process::Env};
 
-/// Run the pipeline: lint → digests check → build → verify-reproducible → push.
+/// Run the pipeline: lint → digests, cpes checks → build → verify-reproducible
+/// → sbom → scan → malcontent → push.
 #[derive(Debug, Args)]
 pub struct All {
     /// Leave a step out (repeatable).
@@ -33,6 +37,11 @@ pub struct All {
     #[arg(long, value_name = "PREFIX")]
     pub push_prefix: Option<String>,
     #[command(flatten)]
+    pub scan: GateArgs,
+    /// malcontent: fail when a file's risk is this level or above.
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Risk::High)]
+    pub fail_on_risk: Risk,
+    #[command(flatten)]
     pub json: JsonArg,
 }
 
@@ -45,11 +54,14 @@ impl All {
             jobs: self.jobs.get(),
             env: Env::new(),
             push_prefix: self.push_prefix,
+            scan: self.scan,
+            fail_on_risk: self.fail_on_risk,
         };
         let run = run_pipeline(root, &options)?;
         eprint!("\n{}", report::table(&run.reports));
         self.json.write(&run.reports)?;
-        report::fail_if_any(&run.reports, "all")
+        report::fail_if_any(&run.reports, "all")?;
+        run.complete()
     }
 }
 
@@ -65,6 +77,10 @@ pub struct PipelineOptions {
     pub env: Env,
     /// Where `push` sends each built image; without one it is skipped.
     pub push_prefix: Option<String>,
+    /// The scan gate: severity and ignore file.
+    pub scan: GateArgs,
+    /// The malcontent gate.
+    pub fail_on_risk: Risk,
 }
 
 /// What one run left: every report in pipeline order, the images built, and
@@ -73,6 +89,22 @@ pub struct PipelineRun {
     pub reports: Vec<StepReport>,
     pub built: BTreeMap<String, BuildRecord>,
     pub pushed: BTreeMap<String, Pushed>,
+    /// Gates skipped because their tool is not here, each with how to get it.
+    pub incomplete: Vec<String>,
+}
+
+impl PipelineRun {
+    /// A run with a gate left out for want of its tool did not prove what
+    /// `all` promises: a failed check (exit 1) unless that gate was `--skip`ped.
+    pub fn complete(&self) -> Result<()> {
+        if self.incomplete.is_empty() {
+            return Ok(());
+        }
+        fail(format!(
+            "the run is incomplete: {} (or --skip the step to accept that)",
+            self.incomplete.join("; ")
+        ))
+    }
 }
 
 impl PipelineOptions {
@@ -103,8 +135,6 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
         builder: options.engine.builder.clone(),
         ..BuildOptions::new(root, epoch)
     };
-    // The images later steps work on: what built, or with `--skip build`
-    // every image (from its earlier build record).
     // (A catalog that does not load fails `lint`, which says why.)
     let every_image: Vec<String> = Catalog::load(root)
         .map(|catalog| catalog.images.iter().map(|i| i.name.clone()).collect())
@@ -113,8 +143,19 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
         reports: Vec::new(),
         built: BTreeMap::new(),
         pushed: BTreeMap::new(),
+        incomplete: Vec::new(),
     };
-    let mut build_ran = false;
+    // The images later steps work on: after a build only what built (what
+    // failed to build has nothing to check), else every image from its
+    // earlier build record.
+    let build_runs = steps.contains(&Step::Build);
+    let later = |run: &PipelineRun| -> Vec<String> {
+        if build_runs {
+            run.built.keys().cloned().collect()
+        } else {
+            every_image.clone()
+        }
+    };
     for &step in Step::ALL {
         if !steps.contains(&step) {
             let why = if options.skip.contains(&step) {
@@ -141,23 +182,18 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
             Step::Digests => run
                 .reports
                 .push(whole(digests::ensure(root, Mode::Check).map(drop))),
-            Step::Build => {
-                build_ran = true;
-                match build_all(root, &build_options, options) {
-                    Ok(built) => {
-                        run.reports.extend(built.reports);
-                        run.built = built.built;
-                    }
-                    Err(error) => run.reports.push(whole(Err(error))),
+            Step::Build => match build_all(root, &build_options, options) {
+                Ok(built) => {
+                    run.reports.extend(built.reports);
+                    run.built = built.built;
                 }
-            }
+                Err(error) => run.reports.push(whole(Err(error))),
+            },
+            Step::Cpes => run
+                .reports
+                .push(whole(sbom::ensure_cpes(root, Mode::Check).map(drop))),
             Step::VerifyReproducible => {
-                // After a build, only what built is worth verifying.
-                let images: Vec<String> = if build_ran {
-                    run.built.keys().cloned().collect()
-                } else {
-                    every_image.clone()
-                };
+                let images = later(&run);
                 if images.is_empty() {
                     run.reports.push(skipped(step, "no image built".into()));
                     continue;
@@ -170,22 +206,62 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     Err(error) => run.reports.push(whole(Err(error))),
                 }
             }
+            Step::Sbom | Step::Scan | Step::Malcontent => {
+                let images = later(&run);
+                if images.is_empty() {
+                    run.reports.push(skipped(step, "no image built".into()));
+                    continue;
+                }
+                if let Some(missing) = missing_tool(step, &options.env) {
+                    eprintln!("{step} skipped: {missing}");
+                    run.incomplete.push(format!("{step} skipped: {missing}"));
+                    run.reports.push(skipped(step, missing));
+                    continue;
+                }
+                let reports = Catalog::load(root).and_then(|catalog| match step {
+                    Step::Sbom => sbom::sbom_images(root, &catalog, &images, true, &options.env),
+                    Step::Scan => scan::scan_images(root, &images, &options.scan, &options.env)
+                        .map(|(reports, _)| reports),
+                    _ => malcontent::analyse_images(
+                        root,
+                        &images,
+                        options.fail_on_risk,
+                        &options.env,
+                    )
+                    .map(|(reports, _)| reports),
+                });
+                match reports {
+                    Ok(reports) => run.reports.extend(reports),
+                    Err(error) => run.reports.push(whole(Err(error))),
+                }
+            }
             Step::Push => {
                 let Some(prefix) = &options.push_prefix else {
                     continue;
                 };
-                let images: Vec<String> = if build_ran {
-                    run.built.keys().cloned().collect()
-                } else {
-                    every_image.clone()
-                };
+                let images = later(&run);
                 if images.is_empty() {
                     run.reports.push(skipped(step, "no image built".into()));
                 }
+                // Nothing ships from a run that left a gate out unasked.
+                if !run.incomplete.is_empty() {
+                    run.reports.push(skipped(
+                        step,
+                        format!("not cleared to ship: {}", run.incomplete.join("; ")),
+                    ));
+                    continue;
+                }
+                // Gates the caller chose to skip are waived, and push says so;
+                // a gate skipped for want of its tool is not.
+                let waived: Vec<Step> = Step::GATES
+                    .iter()
+                    .copied()
+                    .filter(|gate| options.skip.contains(gate))
+                    .collect();
                 for image in &images {
                     let started = Instant::now();
                     let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
-                    let report = match push::push_image(root, image, &to) {
+                    let report = match push::push_image(root, image, &to, &waived) {
                         Ok(pushed) => {
                             eprintln!("[{image}] pushed {}@{}", pushed.reference, pushed.digest);
                             let mut report = StepReport::new(
@@ -209,6 +285,18 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
         }
     }
     Ok(run)
+}
+
+/// Why `step` cannot run here (its tool is missing), with the fix.
+fn missing_tool(step: Step, env: &Env) -> Option<String> {
+    if !step.skipped_without_its_tool() {
+        return None;
+    }
+    step.optional_tools().iter().find_map(|tool| {
+        let check = tool.check(env);
+        (check.status != tools::Status::Ok)
+            .then(|| format!("{} not installed ({})", check.name, check.fix))
+    })
 }
 
 fn skipped(step: Step, why: String) -> StepReport {

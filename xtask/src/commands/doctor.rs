@@ -27,15 +27,14 @@ pub struct Diagnosis {
     pub needed_by: Vec<&'static str>,
     /// Whether `all` cannot run without it.
     pub required: bool,
+    /// Whether `all` runs without it but skips a gate and reports the run incomplete.
+    pub incomplete_without: bool,
 }
 
 /// Uses of tools outside the pipeline's steps.
 fn other_uses(tool: Tool) -> &'static [&'static str] {
     match tool {
         Tool::Cosign => &["sign", "verify"],
-        Tool::Syft => &["sbom"],
-        Tool::Grype => &["scan"],
-        Tool::Mal => &["malcontent"],
         Tool::Skopeo => &["interop tests", "mirror benchmark"],
         Tool::Hadolint => &["tests"],
         _ => &[],
@@ -68,16 +67,23 @@ pub fn diagnose(env: &Env) -> Vec<Diagnosis> {
     Tool::ALL
         .iter()
         .map(|&tool| {
-            let steps: Vec<&'static str> = Step::ALL
+            let required: Vec<&'static str> = Step::ALL
                 .iter()
                 .filter(|step| step.tools().contains(&tool))
                 .map(|step| step.name())
                 .collect();
+            let optional = Step::ALL
+                .iter()
+                .filter(|step| step.optional_tools().contains(&tool));
+            let incomplete = optional.clone().any(|step| step.skipped_without_its_tool());
             Diagnosis {
                 check: tool.check(env),
-                required: !steps.is_empty(),
-                needed_by: steps
-                    .into_iter()
+                required: !required.is_empty(),
+                incomplete_without: incomplete,
+                needed_by: required
+                    .iter()
+                    .copied()
+                    .chain(optional.map(|step| step.name()))
                     .chain(other_uses(tool).iter().copied())
                     .collect(),
             }
@@ -101,8 +107,10 @@ pub fn render(diagnoses: &[Diagnosis]) -> String {
             diagnosis.needed_by.join(", "),
             if diagnosis.required {
                 ""
+            } else if diagnosis.incomplete_without {
+                " (without it `all` skips that gate and is incomplete)"
             } else {
-                " (optional today)"
+                " (optional)"
             }
         ));
         if check.status != Status::Ok {

@@ -14,9 +14,12 @@ use crate::oci::auth::Role;
 use crate::oci::reference::ImageRef;
 use crate::oci::registry::{self, Registry};
 use crate::oci::transfer::{self, Pushed};
+use crate::pipeline::Step;
 use crate::records::build::BuildRecord;
+use crate::records::steps::unmet_gates;
 
-/// Push out/<image>.tar to a registry byte for byte (digest unchanged).
+/// Push out/<image>/image.tar to a registry byte for byte (digest unchanged),
+/// once its sbom, scan and malcontent gates passed for these bytes.
 #[derive(Debug, Args)]
 pub struct Push {
     /// The image (its build record names the archive).
@@ -24,6 +27,9 @@ pub struct Push {
     /// Destination `registry/repository[:tag]` (tag defaults to `latest`).
     #[arg(long, value_name = "REPO[:TAG]")]
     pub to: String,
+    /// Push even when a gate (sbom, scan, malcontent) did not pass for these bytes; says which.
+    #[arg(long)]
+    pub allow_ungated: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -31,7 +37,8 @@ pub struct Push {
 impl Push {
     pub fn run(self, root: &Path) -> Result<()> {
         let started = Instant::now();
-        let pushed = push_image(root, &self.image, &self.to)?;
+        let waived = if self.allow_ungated { Step::GATES } else { &[] };
+        let pushed = push_image(root, &self.image, &self.to, waived)?;
         eprintln!(
             "pushed {} as {}@{} in {:.1}s: {} blob(s) uploaded ({}), {} already there",
             self.image,
@@ -47,14 +54,15 @@ impl Push {
 }
 
 /// Push the recorded archive of `image` to `to`, after proving the archive is
-/// the one that was built.
-pub fn push_image(root: &Path, image: &str, to: &str) -> Result<Pushed> {
+/// the one that was built and that every gate but `waived` passed for it.
+pub fn push_image(root: &Path, image: &str, to: &str, waived: &[Step]) -> Result<Pushed> {
     let target = ImageRef::parse(to)?;
     if target.digest.is_some() {
         bail!("--to {to}: name a tag, not a digest; the digest is the archive's");
     }
     let record = BuildRecord::load(root, image)?;
     let archive_path = record.verified_archive(root)?;
+    check_gates(root, &record, waived)?;
     let archive = OciArchive::open(&archive_path)?;
     if archive.manifest_digest() != record.manifest_digest {
         return fail(format!(
@@ -68,4 +76,27 @@ pub fn push_image(root: &Path, image: &str, to: &str) -> Result<Pushed> {
         let registry = Registry::connect_to(&target, Role::Target).await?;
         transfer::push_archive(&registry, &archive, &target).await
     })?
+}
+
+/// Refuse unless every gate passed for `record`'s bytes; a waived gate that
+/// did not is said out loud, never silently let through.
+pub fn check_gates(root: &Path, record: &BuildRecord, waived: &[Step]) -> Result<()> {
+    let required: Vec<&str> = Step::GATES
+        .iter()
+        .filter(|gate| !waived.contains(gate))
+        .map(|gate| gate.name())
+        .collect();
+    let unmet = unmet_gates(root, record, &required)?;
+    if !unmet.is_empty() {
+        return fail(format!(
+            "{} is not cleared to ship: {} (or pass --allow-ungated to ship it anyway)",
+            record.image,
+            unmet.join("; ")
+        ));
+    }
+    let waived: Vec<&str> = waived.iter().map(|gate| gate.name()).collect();
+    for unmet in unmet_gates(root, record, &waived)? {
+        eprintln!("warning: {} ships ungated: {unmet}", record.image);
+    }
+    Ok(())
 }

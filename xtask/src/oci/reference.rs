@@ -99,6 +99,16 @@ impl ImageRef {
             .and_then(|d| d.strip_prefix("sha256:"))
     }
 
+    /// `registry/repository`, Docker Hub spelled `docker.io`: where the image
+    /// lives, as purls' `repository_url` writes it.
+    pub fn repository_url(&self) -> String {
+        let registry = match self.registry.as_deref() {
+            Some(registry) if !DOCKER_HUB.contains(&registry) => registry,
+            _ => "docker.io",
+        };
+        format!("{registry}/{}", self.repository)
+    }
+
     /// The repository as signatures name it: Docker Hub's spellings are one
     /// registry and left out (`docker.io/stagex/x` → `stagex/x`), any other
     /// registry stays (`quay.io/stagex/x`).
@@ -358,6 +368,19 @@ mod tests {
         assert_eq!(
             signed("quay.io/stagex/core-musl"),
             "quay.io/stagex/core-musl"
+        );
+        let url = |text: &str| ImageRef::parse(text).unwrap().repository_url();
+        assert_eq!(url("stagex/core-musl:1"), "docker.io/stagex/core-musl");
+        assert_eq!(
+            url("index.docker.io/stagex/core-musl"),
+            "docker.io/stagex/core-musl"
+        );
+        assert_eq!(
+            url("127.0.0.1:5000/stagex/core-musl@sha256:"
+                .to_string()
+                .as_str()
+                .trim_end_matches("@sha256:")),
+            "127.0.0.1:5000/stagex/core-musl"
         );
     }
 }

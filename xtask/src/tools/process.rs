@@ -177,6 +177,23 @@ impl Cmd {
         self.mask(&words.join(" "))
     }
 
+    /// The command line with the environment it sets (secrets masked): a
+    /// plan as a person would type it.
+    pub fn plan(&self) -> String {
+        let mut words: Vec<String> = self
+            .env
+            .iter()
+            .map(|(name, value)| format!("{name}={}", quote(value)))
+            .chain(
+                self.secrets
+                    .iter()
+                    .map(|(name, _)| format!("{name}={MASK}")),
+            )
+            .collect();
+        words.push(self.display());
+        words.join(" ")
+    }
+
     /// Replace every secret value in `text`, as written and as quoted.
     fn mask(&self, text: &str) -> String {
         let mut masked = text.to_string();

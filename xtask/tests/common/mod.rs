@@ -44,6 +44,8 @@ pub fn copy_checkout() -> tempfile::TempDir {
         let entry = entry.unwrap();
         let name = entry.file_name().to_string_lossy().into_owned();
         let keep = name == "DIGESTS.md"
+            || name == "cpes.txt"
+            || name == "sbom"
             || name == "stagex-release"
             || name == "examples"
             || entry.path().join("Containerfile").is_file();
@@ -185,14 +187,36 @@ pub fn demo_checkout() -> tempfile::TempDir {
     copy
 }
 
-/// The stand-ins' own archives (out/<package>.tar of the stand-in builds).
+/// Add an image (its Containerfile) to a checkout.
+pub fn add_image(checkout: &Path, dir: &str, containerfile: &str) {
+    std::fs::create_dir_all(checkout.join(dir)).unwrap();
+    std::fs::write(checkout.join(dir).join("Containerfile"), containerfile).unwrap();
+}
+
+/// A Containerfile like the fixture's images: its `ARG`s, its pinned
+/// stand-in busybox, and exec-form RUNs on a scratch image holding it.
+pub fn busybox_image(checkout: &Path, runs: &[&str]) -> String {
+    let base = std::fs::read_to_string(checkout.join("base/Containerfile")).unwrap();
+    let header: String = base
+        .lines()
+        .filter(|l| l.starts_with("ARG"))
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let busybox = base.lines().find(|l| l.contains("core-busybox")).unwrap();
+    let runs: String = runs.iter().map(|run| format!("RUN {run}\n")).collect();
+    format!("{header}{busybox}\nFROM scratch\nCOPY --from=busybox . /\n{runs}")
+}
+
+/// The stand-ins' own archives (out/<package>/image.tar of the stand-in builds).
 pub fn standin_archive(package: &str) -> PathBuf {
     demo_checkout();
     repo_root()
         .join("target/test-demo")
         .join(format!("{}", std::process::id()))
         .join("standins/out")
-        .join(format!("{package}.tar"))
+        .join(package)
+        .join("image.tar")
 }
 
 /// The build record of `image` in `root`, typed.

@@ -118,12 +118,24 @@ impl ImageBuild {
         self.options.root.join(&self.dir).join("Containerfile")
     }
 
+    /// The folder this build writes in (the archive's).
+    fn folder(&self) -> PathBuf {
+        self.archive
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
     pub fn metadata_file(&self) -> PathBuf {
-        self.archive.with_extension("metadata.json")
+        self.folder().join("buildx-metadata.json")
     }
 
     pub fn partial_archive(&self) -> PathBuf {
-        self.archive.with_extension("tar.partial")
+        self.folder().join("image.tar.partial")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.folder().join("build.log")
     }
 
     pub fn source_dir(&self, context: &settings::BuildContext) -> PathBuf {
@@ -301,15 +313,17 @@ mod tests {
             network: false,
             sources: vec![],
             stagex_inputs: vec![],
-            archive: root.join("out/app.tar"),
+            archive: crate::records::archive_path(root, "app"),
             options: options(root),
         };
         let argv = build.argv(&BTreeMap::from([("base".into(), "sha256:abc".into())]));
-        assert!(argv
-            .contains(&"--build-context=base=oci-layout:///r/out/base.oci@sha256:abc".to_string()));
+        assert!(argv.contains(
+            &"--build-context=base=oci-layout:///r/out/base/image.oci@sha256:abc".to_string()
+        ));
         assert!(argv.contains(&"--network=none".to_string()));
         assert!(argv.contains(
-            &"--output=type=oci,dest=/r/out/app.tar.partial,rewrite-timestamp=true".to_string()
+            &"--output=type=oci,dest=/r/out/app/image.tar.partial,rewrite-timestamp=true"
+                .to_string()
         ));
     }
 }

@@ -131,8 +131,9 @@ pub fn build_once(
     digests: &BTreeMap<String, String>,
     env: &Env,
 ) -> Result<BuildRecord> {
-    let root = &build.options.root;
-    std::fs::create_dir_all(root.join(records::OUT_DIR))?;
+    if let Some(folder) = build.archive.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
     let mut sources = Vec::new();
     for source in &build.sources {
         sources.push(fetch_source(build, source, env)?);
@@ -140,7 +141,7 @@ pub fn build_once(
     let argv = build.argv(digests);
     let partial = build.partial_archive();
     let _ = std::fs::remove_file(&partial);
-    let log = build.archive.with_extension("log");
+    let log = build.log_file();
     let image = &build.image;
     let built = docker::buildx_build(&argv, env, &log, |seconds, step| {
         eprintln!("[{image}] {seconds:>5.1}s {step}");

@@ -110,11 +110,9 @@ fn verify_one(target: &ImageBuild, env: &Env) -> Result<Verdict> {
         }
         digests.insert(dependency.clone(), record.manifest_digest);
     }
-    let dir = records::reproduce_dir(root);
-    std::fs::create_dir_all(&dir)?;
     let mut archives = Vec::new();
     for run in ["first", "second"] {
-        let build = target.with_archive(dir.join(format!("{}.{run}.tar", target.image)));
+        let build = target.with_archive(records::rebuild_archive(root, &target.image, run));
         eprintln!("[{}] {run} build (--no-cache)", target.image);
         build_once(&build, &digests, env)
             .with_context(|| format!("{run} build of `{}`", target.image))?;

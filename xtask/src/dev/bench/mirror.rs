@@ -15,6 +15,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sequoia_openpgp as openpgp;
 
 use super::super::test_env::{self, which, Layout};
+use super::peak_rss;
 use crate::oci::archive::OciArchive;
 use crate::oci::auth::Role;
 use crate::oci::manifest::MANIFEST_TYPES;
@@ -384,33 +385,6 @@ fn timed(command: &Cmd) -> Result<f64> {
     let started = Instant::now();
     command.output()?;
     Ok(started.elapsed().as_secs_f64())
-}
-
-/// Run a command and sample its peak resident set (VmHWM, KiB) until it exits.
-fn peak_rss(command: &Cmd) -> Result<(f64, u64)> {
-    let started = Instant::now();
-    let handle = command.start_quiet()?;
-    let pid = handle.pids().first().copied().context("no pid")?;
-    let mut peak = 0;
-    loop {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
-        }
-        if let Some(output) = handle.try_wait()? {
-            if !output.status.success() {
-                bail!("`{}` failed", command.display());
-            }
-            return Ok((started.elapsed().as_secs_f64(), peak));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Write an OCI archive with random layers, push it as `<prefix>/<name>:1`,

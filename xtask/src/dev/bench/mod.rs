@@ -3,11 +3,12 @@
 //! benchmark prints is the line the README quotes.
 
 mod mirror;
+mod sbom;
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use super::standins::{self, Prepared};
@@ -16,6 +17,7 @@ use crate::commands::args::default_jobs;
 use crate::commands::build::{plan, run::run_builds};
 use crate::model::catalog::Catalog;
 use crate::model::settings;
+use crate::tools::process::Cmd;
 
 /// Benchmarks that print ratios measured in one run.
 #[derive(Debug, Args)]
@@ -38,6 +40,9 @@ enum What {
     /// `mirror` against `skopeo copy` and an unchecked copier on the same images;
     /// no-op re-mirror; peak memory.
     Mirror(mirror::MirrorBench),
+    /// `sbom` on an image of many files, against syft on the same archive:
+    /// time and peak memory.
+    Sbom(sbom::SbomBench),
     /// The limit `bench mirror` compares against, run as its own process as
     /// `mirror` is: copy SOURCE/NAME:1 to TARGET/unchecked/NAME:1, no checks.
     #[command(hide = true)]
@@ -53,6 +58,7 @@ impl Bench {
         match self.what {
             What::Build { images, work } => bench_build(root, images, work),
             What::Mirror(bench) => bench.run(root),
+            What::Sbom(bench) => bench.run(root),
             What::CopyUnchecked {
                 source,
                 target,
@@ -121,4 +127,61 @@ fn write_independent_images(
         )?;
     }
     Ok(())
+}
+
+/// Run a command and sample its peak resident memory (KiB) until it exits:
+/// the sum of the peaks (VmHWM) of it and every process under it, so a
+/// wrapper that runs the real program as a child (PyPI's syft) is counted
+/// whole.
+fn peak_rss(command: &Cmd) -> Result<(f64, u64)> {
+    let started = Instant::now();
+    let handle = command.start_quiet()?;
+    let pid = handle.pids().first().copied().context("no pid")?;
+    let mut peaks: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+    loop {
+        for process in process_tree(pid) {
+            if let Some(kib) = std::fs::read_to_string(format!("/proc/{process}/status"))
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.split_whitespace().next())
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+            {
+                let peak = peaks.entry(process).or_default();
+                *peak = (*peak).max(kib);
+            }
+        }
+        if let Some(output) = handle.try_wait()? {
+            if !output.status.success() {
+                bail!("`{}` failed", command.display());
+            }
+            return Ok((started.elapsed().as_secs_f64(), peaks.values().sum()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `pid` and every process below it, from /proc's children lists.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut tree = vec![pid];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) {
+            for task in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(task.path().join("children")) {
+                    tree.extend(
+                        children
+                            .split_whitespace()
+                            .filter_map(|c| c.parse::<u32>().ok()),
+                    );
+                }
+            }
+        }
+        index += 1;
+    }
+    tree
 }
