@@ -399,8 +399,8 @@ fn extraction_matches_the_engines_own_filesystem() {
     let mut containerfile = busybox_image(
         root,
         &[
-            r#"["/usr/bin/busybox", "sh", "-c", "B=/usr/bin/busybox; $B mkdir -p /data/keep /data/gone /data/opaque && echo a > /data/keep/a && echo b > /data/gone/b && echo c > /data/opaque/c && echo old > /data/replaced && $B ln /data/keep/a /data/keep/a-hard && $B ln /data/keep/a /data/keep/a-hard2 && $B ln -s ../keep/a /data/link && $B ln -s /data/keep /data/abs-link"]"#,
-            r#"["/usr/bin/busybox", "sh", "-c", "B=/usr/bin/busybox; $B rm -rf /data/gone && $B rm /data/keep/a-hard /data/opaque/c && echo d > /data/opaque/d && echo new > /data/replaced"]"#,
+            r#"["/usr/bin/busybox", "sh", "-c", "B=/usr/bin/busybox; $B mkdir -p /data/keep /data/gone /data/opaque && echo a > /data/keep/a && echo b > /data/gone/b && echo c > /data/opaque/c && echo old > /data/replaced && $B ln /data/keep/a /data/keep/a-hard && $B ln /data/keep/a /data/keep/a-hard2 && $B ln -s ../keep/a /data/link && $B ln -s /data/keep /data/abs-link && echo EVIL > /data/evil && $B ln /data/evil /data/innocent"]"#,
+            r#"["/usr/bin/busybox", "sh", "-c", "B=/usr/bin/busybox; $B rm -rf /data/gone && $B rm /data/keep/a-hard /data/opaque/c /data/evil && echo d > /data/opaque/d && echo new > /data/replaced"]"#,
         ],
     );
     // BuildKit writes single whiteouts, never an opaque marker: a COPY of a
@@ -453,6 +453,9 @@ fn extraction_matches_the_engines_own_filesystem() {
         file("data/abs-link"),
         Some(Node::Symlink("/data/keep".into()))
     );
+    // A hard link outlives the name it was made from, content and all.
+    assert_eq!(file("data/evil"), None);
+    assert_eq!(file("data/innocent"), content("EVIL\n"));
     let inode = |path: &str| std::fs::metadata(dest.path().join(path)).unwrap().ino();
     assert_eq!(
         inode("data/keep/a"),
@@ -470,4 +473,26 @@ fn extraction_matches_the_engines_own_filesystem() {
         .filter(|(path, _)| !engine_added(path))
         .collect();
     assert_eq!(ours, engine);
+
+    // The SBOM lists the same regular files, hard links included.
+    let output = xtask_in(root, &["sbom", "layers", "--no-syft"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let spdx: Value =
+        serde_json::from_slice(&std::fs::read(root.join("out/layers/sbom.spdx.json")).unwrap())
+            .unwrap();
+    let listed: BTreeMap<String, Node> = spdx["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| {
+            let sha256 = file["checksums"][1]["checksumValue"].as_str().unwrap();
+            let path = file["fileName"].as_str().unwrap().trim_start_matches("./");
+            (path.to_string(), Node::File(sha256.to_string()))
+        })
+        .collect();
+    let engine_files: BTreeMap<String, Node> = engine
+        .into_iter()
+        .filter(|(_, node)| matches!(node, Node::File(_)))
+        .collect();
+    assert_eq!(listed, engine_files);
 }

@@ -159,7 +159,11 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
     for &step in Step::ALL {
         if !steps.contains(&step) {
             let why = if options.skip.contains(&step) {
-                format!("--skip {step}")
+                // Said when the step could not have run anyway (the demo).
+                match missing_tool(step, &options.env) {
+                    Some(missing) => format!("--skip {step} ({missing})"),
+                    None => format!("--skip {step}"),
+                }
             } else {
                 "no --push-prefix to push to".to_string()
             };
@@ -215,7 +219,13 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                 if let Some(missing) = missing_tool(step, &options.env) {
                     eprintln!("{step} skipped: {missing}");
                     run.incomplete.push(format!("{step} skipped: {missing}"));
-                    run.reports.push(skipped(step, missing));
+                    if step == Step::Malcontent {
+                        // The extraction (and its refusals) needs no tool.
+                        run.reports
+                            .extend(malcontent::extract_only(root, &images, &missing));
+                    } else {
+                        run.reports.push(skipped(step, missing));
+                    }
                     continue;
                 }
                 let reports = Catalog::load(root).and_then(|catalog| match step {

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde::Serialize;
 
+use crate::model::catalog::Catalog;
 use crate::model::settings;
 use crate::pgp::lookaside::Lookaside;
 use crate::pgp::verify::Keyring;
@@ -29,6 +30,16 @@ impl ImageArgs {
         } else {
             &self.images
         }
+    }
+
+    /// The selected images' names, in the catalog's order; an unknown name
+    /// is a usage error.
+    pub fn select(&self, catalog: &Catalog) -> Result<Vec<String>> {
+        Ok(catalog
+            .select(self.names())?
+            .iter()
+            .map(|image| image.name.clone())
+            .collect())
     }
 }
 

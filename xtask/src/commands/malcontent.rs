@@ -4,7 +4,7 @@
 //! does not reflect what it found).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -12,15 +12,16 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::args::{ImageArgs, JsonArg};
+use crate::error::fail;
 use crate::files::write_atomically;
 use crate::model::catalog::Catalog;
 use crate::oci::archive::OciArchive;
 use crate::pipeline::Step;
 use crate::records::build::BuildRecord;
 use crate::records::image_dir;
-use crate::records::steps::StepRecord;
+use crate::records::steps::{leave_record, StepRecord};
 use crate::report::{self, Outcome, StepReport};
-use crate::tools::{process::Env, Status, Tool};
+use crate::tools::{process::Env, Tool};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
@@ -65,6 +66,9 @@ pub struct FileRisk {
     pub risk: Risk,
     /// The behaviours at that file's highest risk.
     pub behaviours: Vec<String>,
+    /// Why mal could not analyse it: a file nobody looked at is not clean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One image's analysis, for `--json`.
@@ -75,11 +79,19 @@ pub struct Analysed {
     pub files: Vec<FileRisk>,
 }
 
+/// mal's report: only the keys it writes (an error object or another
+/// program's JSON is refused, not read as clean); no `Files`: nothing found.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct Report {
     #[serde(default)]
     files: BTreeMap<String, FileReport>,
+    #[serde(default, rename = "Stats")]
+    _stats: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "Diff")]
+    _diff: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "Filter")]
+    _filter: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +99,9 @@ struct Report {
 struct FileReport {
     #[serde(default)]
     risk_score: u8,
+    /// Why mal could not analyse the file.
+    #[serde(default)]
+    error: String,
     #[serde(default)]
     behaviors: Vec<Behavior>,
 }
@@ -132,6 +147,7 @@ pub fn parse_mal(bytes: &[u8], root: &str) -> Result<Vec<FileRisk>> {
                 path,
                 risk: Risk::from_score(file.risk_score),
                 behaviours,
+                error: (!file.error.is_empty()).then_some(file.error),
             }
         })
         .collect();
@@ -142,16 +158,9 @@ pub fn parse_mal(bytes: &[u8], root: &str) -> Result<Vec<FileRisk>> {
 impl Malcontent {
     pub fn run(self, root: &Path) -> Result<()> {
         let catalog = Catalog::load(root)?;
-        let images: Vec<String> = catalog
-            .select(self.images.names())?
-            .iter()
-            .map(|i| i.name.clone())
-            .collect();
+        let images = self.images.select(&catalog)?;
         let env = Env::new();
-        let mal = Tool::Mal.check(&env);
-        if mal.status != Status::Ok {
-            bail!("malcontent needs mal, which is {}: {}", mal.found, mal.fix);
-        }
+        crate::tools::require(&[Tool::Mal], &env, "malcontent")?;
         let (reports, found) = analyse_images(root, &images, self.fail_on_risk, &env)?;
         eprint!("\n{}", report::table(&reports));
         self.json.write(&found)?;
@@ -171,7 +180,9 @@ pub fn analyse_images(
     for image in images {
         let started = Instant::now();
         let step = Step::Malcontent.name();
-        match analyse_one(root, image, threshold, env) {
+        match leave_record(root, image, step, || {
+            analyse_one(root, image, threshold, env)
+        }) {
             Ok((outcome, files)) => {
                 reports.push(StepReport::new(image, step, outcome, started.elapsed()));
                 found.push(Analysed {
@@ -193,18 +204,30 @@ pub fn analyse_images(
     Ok((reports, found))
 }
 
+/// The image's final filesystem, written under a scratch folder that goes
+/// away with the returned guard. A layer that cannot be applied safely is a
+/// failed check of the image (exit 1), not a tool that could not run.
+fn extracted(root: &Path, image: &str) -> Result<(BuildRecord, tempfile::TempDir, PathBuf)> {
+    let record = BuildRecord::load(root, image)?;
+    let archive = OciArchive::open(&record.verified_archive(root)?)?;
+    let scratch = tempfile::tempdir()?;
+    let rootfs = scratch.path().join("rootfs");
+    std::fs::create_dir(&rootfs)?;
+    if let Err(error) = crate::oci::rootfs::extract(&archive, &rootfs) {
+        return fail(format!(
+            "its filesystem cannot be extracted safely: {error:#}"
+        ));
+    }
+    Ok((record, scratch, rootfs))
+}
+
 fn analyse_one(
     root: &Path,
     image: &str,
     threshold: Risk,
     env: &Env,
 ) -> Result<(Outcome, Vec<FileRisk>)> {
-    let record = BuildRecord::load(root, image)?;
-    let archive = OciArchive::open(&record.verified_archive(root)?)?;
-    let scratch = tempfile::tempdir()?;
-    let rootfs = scratch.path().join("rootfs");
-    std::fs::create_dir(&rootfs)?;
-    crate::oci::rootfs::extract(&archive, &rootfs)?;
+    let (record, _scratch, rootfs) = extracted(root, image)?;
     let mut command = crate::tools::mal::analyze(&rootfs);
     command.envs(env);
     let output = command.output()?;
@@ -214,14 +237,39 @@ fn analyse_one(
     Ok((gate(root, &record, &files, threshold)?, files))
 }
 
+/// Without mal (`why` says how to get it): each image's filesystem is still
+/// extracted, so a hostile layer fails here too; the rest is reported skipped.
+pub fn extract_only(root: &Path, images: &[String], why: &str) -> Vec<StepReport> {
+    let step = Step::Malcontent.name();
+    images
+        .iter()
+        .map(|image| {
+            let started = Instant::now();
+            let checked = leave_record(root, image, step, || extracted(root, image).map(drop));
+            match checked {
+                Ok(()) => StepReport::new(
+                    image,
+                    step,
+                    Outcome::Skipped(format!("{why}; its filesystem extracted cleanly")),
+                    started.elapsed(),
+                ),
+                Err(error) => {
+                    eprintln!("[{image}] malcontent FAILED: {error:#}");
+                    StepReport::from_error(image, step, &error, started.elapsed())
+                }
+            }
+        })
+        .collect()
+}
+
 /// Record the verdict on `files` for `record`'s archive.
 fn gate(root: &Path, record: &BuildRecord, files: &[FileRisk], threshold: Risk) -> Result<Outcome> {
     let highest = files.first().map(|f| f.risk).unwrap_or(Risk::None);
     let risky: Vec<&FileRisk> = files.iter().filter(|f| f.risk >= threshold).collect();
-    let outcome = if risky.is_empty() {
-        Outcome::Passed
-    } else {
-        Outcome::Failed(format!(
+    let unread: Vec<&FileRisk> = files.iter().filter(|f| f.error.is_some()).collect();
+    let mut why = Vec::new();
+    if !risky.is_empty() {
+        why.push(format!(
             "{} file(s) at risk {threshold:?} or above: {}",
             risky.len(),
             risky
@@ -230,7 +278,24 @@ fn gate(root: &Path, record: &BuildRecord, files: &[FileRisk], threshold: Risk) 
                 .map(|f| format!("{} {:?} ({})", f.path, f.risk, f.behaviours.join("; ")))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        ));
+    }
+    if !unread.is_empty() {
+        why.push(format!(
+            "{} file(s) malcontent could not analyse: {}",
+            unread.len(),
+            unread
+                .iter()
+                .take(3)
+                .map(|f| format!("{} ({})", f.path, f.error.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let outcome = if why.is_empty() {
+        Outcome::Passed
+    } else {
+        Outcome::Failed(why.join("; "))
     };
     let mut step = StepRecord::new(
         record,
@@ -286,26 +351,15 @@ mod tests {
             Risk::Critical
         );
         assert!(parse_mal(b"[]", "/x").is_err());
+        // Nothing found: no `Files`. Another object is not a report.
+        assert!(parse_mal(b"{}", "/x").unwrap().is_empty());
+        assert!(parse_mal(br#"{"error": "rules failed to compile"}"#, "/x").is_err());
     }
 
     #[test]
     fn the_gate_is_the_highest_file_risk() {
         let dir = tempfile::tempdir().unwrap();
-        let record = BuildRecord {
-            image: "x".into(),
-            containerfile: "x/Containerfile".into(),
-            containerfile_sha256: String::new(),
-            manifest_digest: "sha256:00".into(),
-            archive: "out/x/image.tar".into(),
-            archive_sha256: "ab".into(),
-            archive_size: 0,
-            source_date_epoch: 0,
-            registry_prefix: "stagex".into(),
-            network: false,
-            stagex_inputs: vec![],
-            built_on: vec![],
-            sources: vec![],
-        };
+        let record = BuildRecord::example("x", "ab");
         let medium = parse_mal(&fixture("mal-analyze-trino-launcher-clean.json"), "/x").unwrap();
         assert_eq!(
             gate(dir.path(), &record, &medium, Risk::High).unwrap(),
@@ -322,6 +376,17 @@ mod tests {
             gate(dir.path(), &record, &critical, Risk::High).unwrap(),
             Outcome::Failed(_)
         ));
+        let unread = [FileRisk {
+            path: "/usr/bin/odd".into(),
+            risk: Risk::None,
+            behaviours: vec![],
+            error: Some("yara: scan timed out".into()),
+        }];
+        let failed = gate(dir.path(), &record, &unread, Risk::High).unwrap();
+        assert!(
+            matches!(failed, Outcome::Failed(ref why) if why.contains("could not analyse: /usr/bin/odd (yara: scan timed out)")),
+            "{failed:?}"
+        );
         let saved = StepRecord::load(dir.path(), "x", "malcontent")
             .unwrap()
             .unwrap();

@@ -7,7 +7,7 @@
 //! and path named. [`extract`] writes the final filesystem under a folder,
 //! links last, so nothing it writes can land outside that folder.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path};
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +41,10 @@ pub struct Entry {
     pub layer: usize,
     /// Its position in that layer's tar stream.
     ordinal: usize,
+    /// Where the bytes of a file or hard link are: (layer, position) of the
+    /// tar entry that carried them. A hard link keeps its content when the
+    /// path it was linked to is later removed or replaced.
+    content: Option<(usize, usize)>,
 }
 
 /// Path (relative, `/`-separated, no `./`) → entry.
@@ -50,20 +54,29 @@ pub struct Rootfs {
 }
 
 impl Rootfs {
-    /// Regular files, with their contents' sha256.
+    /// Regular files, hard links included (each a name of a regular file),
+    /// with their contents' hashes.
     pub fn files(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.entries
             .iter()
-            .filter(|(_, entry)| entry.kind == Kind::File)
+            .filter(|(_, entry)| matches!(entry.kind, Kind::File | Kind::Hardlink))
     }
 }
 
-/// A tar path made safe: relative, no `..`, no empty name.
+/// A tar path made safe: relative, no `..`, no empty name, UTF-8 (a name
+/// that is not could only be shown altered, and two would become one).
 fn clean(layer: usize, raw: &Path) -> Result<Option<String>> {
     let mut parts = Vec::new();
     for component in raw.components() {
         match component {
-            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::Normal(part) => match part.to_str() {
+                Some(part) => parts.push(part.to_string()),
+                None => bail!(
+                    "layer {}: `{}` is not UTF-8: refused (paths in SBOMs and reports are UTF-8)",
+                    layer + 1,
+                    raw.display()
+                ),
+            },
             Component::CurDir => {}
             Component::RootDir | Component::Prefix(_) => {
                 bail!(
@@ -106,6 +119,8 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
     for (index, layer) in archive.manifest.layers.iter().enumerate() {
         let mut tar = archive.layer_tar(layer)?;
         let mut added: Vec<(String, Entry)> = Vec::new();
+        // The latest entry of this layer for a path, to resolve hard links.
+        let mut latest: HashMap<String, usize> = HashMap::new();
         let mut whiteouts: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
         for (ordinal, entry) in tar
@@ -135,9 +150,20 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                 continue;
             }
             let header = entry.header().clone();
-            let link = entry
-                .link_name()?
-                .map(|target| target.to_string_lossy().into_owned());
+            let link = match entry.link_name()? {
+                Some(target) => Some(
+                    target
+                        .to_str()
+                        .with_context(|| {
+                            format!(
+                                "layer {}: the link `{path}` points to a name that is not UTF-8: refused",
+                                index + 1
+                            )
+                        })?
+                        .to_string(),
+                ),
+                None => None,
+            };
             let kind = match header.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
                 tar::EntryType::Directory => Kind::Directory,
@@ -145,13 +171,30 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                 tar::EntryType::Link => Kind::Hardlink,
                 other => Kind::Special(super::archive::kind_name(other)),
             };
-            let (hashes, link) = match kind {
+            let mut record = Entry {
+                kind: kind.clone(),
+                mode: header.mode().unwrap_or(0),
+                uid: header.uid().unwrap_or(0),
+                gid: header.gid().unwrap_or(0),
+                size: header.size().unwrap_or(0),
+                sha256: None,
+                sha1: None,
+                link,
+                layer: index,
+                ordinal,
+                content: None,
+            };
+            match kind {
                 Kind::File => {
-                    let (sha256, sha1) = crate::hash::reader_sha256_and_sha1(&mut entry)?;
-                    (Some((sha256, sha1)), None)
+                    let (sha256, sha1) = crate::hash::reader_sha256_and_sha1(&mut entry)
+                        .with_context(|| format!("layer {}: reading `{path}`", index + 1))?;
+                    record.sha256 = Some(sha256);
+                    record.sha1 = Some(sha1);
+                    record.content = Some((index, ordinal));
                 }
                 Kind::Hardlink => {
-                    let target = link
+                    let target = record
+                        .link
                         .as_deref()
                         .map(|target| clean(index, Path::new(target)))
                         .transpose()?
@@ -159,32 +202,28 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
                         .with_context(|| {
                             format!("layer {}: hard link `{path}` has no target", index + 1)
                         })?;
-                    let hashes = added
-                        .iter()
-                        .rev()
-                        .find(|(p, _)| *p == target)
-                        .map(|(_, e)| e)
+                    // The target as it is at this point of the layer.
+                    let linked = latest
+                        .get(&target)
+                        .map(|&at| &added[at].1)
                         .or_else(|| rootfs.entries.get(&target))
-                        .and_then(|e| e.sha256.clone().zip(e.sha1.clone()));
-                    (hashes, Some(target))
+                        .filter(|e| matches!(e.kind, Kind::File | Kind::Hardlink))
+                        .with_context(|| {
+                            format!(
+                                "layer {}: hard link `{path}` points to `{target}`, which is not a regular file of the image: refused",
+                                index + 1
+                            )
+                        })?;
+                    record.sha256 = linked.sha256.clone();
+                    record.sha1 = linked.sha1.clone();
+                    record.size = linked.size;
+                    record.content = linked.content;
+                    record.link = Some(target);
                 }
-                _ => (None, link),
-            };
-            added.push((
-                path,
-                Entry {
-                    kind,
-                    mode: header.mode().unwrap_or(0),
-                    uid: header.uid().unwrap_or(0),
-                    gid: header.gid().unwrap_or(0),
-                    size: header.size().unwrap_or(0),
-                    sha256: hashes.as_ref().map(|h| h.0.clone()),
-                    sha1: hashes.map(|h| h.1),
-                    link,
-                    layer: index,
-                    ordinal,
-                },
-            ));
+                _ => {}
+            }
+            latest.insert(path.clone(), added.len());
+            added.push((path, record));
         }
         // Whiteouts hide what lower layers left; then this layer's entries land.
         for dir in opaque {
@@ -199,18 +238,20 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
             remove_under(&mut rootfs.entries, &hidden);
         }
         for (path, entry) in added {
-            // Writing `a/b` where `a` is a symlink would write wherever it points.
+            // Writing `a/b` where `a` is a symlink would write wherever it
+            // points; where `a` is a file, nothing could be written at all.
             for parent in parents(&path) {
-                let through = rootfs
-                    .entries
-                    .get(parent)
-                    .filter(|e| e.kind == Kind::Symlink);
-                if let Some(link) = through {
-                    bail!(
+                match rootfs.entries.get(parent) {
+                    Some(above) if above.kind == Kind::Symlink => bail!(
                         "layer {}: `{path}` would be written through the symlink `{parent}` (→ {}): refused",
                         index + 1,
-                        link.link.as_deref().unwrap_or("?")
-                    );
+                        above.link.as_deref().unwrap_or("?")
+                    ),
+                    Some(above) if above.kind != Kind::Directory => bail!(
+                        "layer {}: `{path}` would be written under `{parent}`, which is not a folder: refused",
+                        index + 1
+                    ),
+                    _ => {}
                 }
             }
             if entry.kind == Kind::Directory {
@@ -226,24 +267,34 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
 }
 
 /// Write the final filesystem of `archive` under `dest` (an empty folder):
-/// directories, then files and hard links, then symlinks; devices and fifos
-/// are skipped; set-id bits are dropped. Returns what was read.
+/// directories, then files (names that share content as hard links; a hard
+/// link whose target is gone gets its own copy), then symlinks; devices and
+/// fifos are skipped; set-id bits are dropped. Returns what was read.
 pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
     use std::os::unix::fs::PermissionsExt;
     let rootfs = read(archive)?;
     let target = |path: &str| dest.join(path);
+    let writing = |path: &Path| format!("writing {}", path.display());
     for (path, entry) in &rootfs.entries {
         if entry.kind == Kind::Directory {
-            std::fs::create_dir_all(target(path))?;
+            std::fs::create_dir_all(target(path)).with_context(|| writing(&target(path)))?;
         }
     }
-    // Regular files, layer by layer, each from the entry that left it.
+    // Every name of each content: regular files first, then by path.
+    let mut names: BTreeMap<(usize, usize), Vec<(&str, &Entry)>> = BTreeMap::new();
+    for (path, entry) in rootfs.files() {
+        if let Some(origin) = entry.content {
+            names.entry(origin).or_default().push((path, entry));
+        }
+    }
+    for paths in names.values_mut() {
+        paths.sort_by_key(|(path, entry)| (entry.kind != Kind::File, *path));
+    }
     for (index, layer) in archive.manifest.layers.iter().enumerate() {
-        let wanted: BTreeMap<usize, &str> = rootfs
-            .entries
+        let wanted: BTreeMap<usize, &Vec<(&str, &Entry)>> = names
             .iter()
-            .filter(|(_, e)| e.layer == index && e.kind == Kind::File)
-            .map(|(path, e)| (e.ordinal, path.as_str()))
+            .filter(|((layer, _), _)| *layer == index)
+            .map(|((_, ordinal), paths)| (*ordinal, paths))
             .collect();
         if wanted.is_empty() {
             continue;
@@ -251,56 +302,46 @@ pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
         let mut tar = archive.layer_tar(layer)?;
         for (ordinal, entry) in tar.entries()?.enumerate() {
             let mut entry = entry?;
-            let Some(path) = wanted.get(&ordinal) else {
+            let Some(paths) = wanted.get(&ordinal) else {
                 continue;
             };
-            let destination = target(path);
+            let Some(((first, first_entry), others)) = paths.split_first() else {
+                continue;
+            };
+            let destination = target(first);
             if let Some(parent) = destination.parent() {
-                std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(parent).with_context(|| writing(parent))?;
             }
-            let mut file = std::fs::File::create(&destination)
-                .with_context(|| format!("writing {}", destination.display()))?;
-            std::io::copy(&mut entry, &mut file)?;
-            let mode = rootfs.entries[*path].mode & 0o777;
-            std::fs::set_permissions(&destination, std::fs::Permissions::from_mode(mode | 0o600))?;
+            let mut file =
+                std::fs::File::create(&destination).with_context(|| writing(&destination))?;
+            std::io::copy(&mut entry, &mut file).with_context(|| writing(&destination))?;
+            let mode = first_entry.mode & 0o777;
+            std::fs::set_permissions(&destination, std::fs::Permissions::from_mode(mode | 0o600))
+                .with_context(|| writing(&destination))?;
+            for (other, _) in others {
+                let link = target(other);
+                if let Some(parent) = link.parent() {
+                    std::fs::create_dir_all(parent).with_context(|| writing(parent))?;
+                }
+                std::fs::hard_link(&destination, &link).with_context(|| writing(&link))?;
+            }
         }
     }
     for (path, entry) in &rootfs.entries {
-        let destination = target(path);
-        match entry.kind {
-            Kind::Hardlink => {
-                let Some(source) = entry.link.as_deref() else {
-                    continue;
-                };
-                if let Some(parent) = destination.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                // A link to something the image does not hold is left out.
-                if rootfs
-                    .entries
-                    .get(source)
-                    .is_some_and(|e| e.kind == Kind::File)
-                {
-                    std::fs::hard_link(target(source), &destination)?;
-                }
-            }
-            Kind::Directory => {
-                let mode = entry.mode & 0o777;
-                std::fs::set_permissions(
-                    &destination,
-                    std::fs::Permissions::from_mode(mode | 0o700),
-                )?;
-            }
-            _ => {}
+        if entry.kind == Kind::Directory {
+            let mode = entry.mode & 0o777;
+            std::fs::set_permissions(target(path), std::fs::Permissions::from_mode(mode | 0o700))
+                .with_context(|| writing(&target(path)))?;
         }
     }
     for (path, entry) in &rootfs.entries {
         if entry.kind == Kind::Symlink {
             let destination = target(path);
             if let Some(parent) = destination.parent() {
-                std::fs::create_dir_all(parent)?;
+                std::fs::create_dir_all(parent).with_context(|| writing(parent))?;
             }
-            std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(""), &destination)?;
+            std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(""), &destination)
+                .with_context(|| writing(&destination))?;
         }
     }
     Ok(rootfs)
@@ -441,6 +482,110 @@ mod tests {
             std::fs::read_link(dest.join("bin/sh")).unwrap(),
             Path::new("app")
         );
+    }
+
+    /// A hard link is a name of its content: listed as a file, kept when the
+    /// name it was linked to is removed or replaced, through chains of links.
+    #[test]
+    fn hard_links_keep_their_content() {
+        use std::os::unix::fs::MetadataExt;
+        let work = tempfile::tempdir().unwrap();
+        let image = open(
+            work.path(),
+            &[
+                layer(&[
+                    Item::File("evil", b"EVIL"),
+                    Item::Hardlink("innocent", "evil"),
+                    Item::File("a", b"old a"),
+                    Item::Hardlink("b", "a"),
+                    Item::Hardlink("c", "b"),
+                    Item::File("kept", b"kept"),
+                    Item::Hardlink("kept-too", "kept"),
+                ]),
+                layer(&[Item::File(".wh.evil", b""), Item::File("a", b"new a")]),
+            ],
+        );
+        let rootfs = read(&image).unwrap();
+        let files: Vec<(&str, &str)> = rootfs
+            .files()
+            .map(|(path, entry)| (path.as_str(), entry.sha256.as_deref().unwrap()))
+            .collect();
+        let sha = |text: &[u8]| crate::hash::hex_sha256(text);
+        let (old_a, new_a, evil, kept) = (sha(b"old a"), sha(b"new a"), sha(b"EVIL"), sha(b"kept"));
+        assert_eq!(
+            files,
+            [
+                ("a", new_a.as_str()),
+                ("b", old_a.as_str()),
+                ("c", old_a.as_str()),
+                ("innocent", evil.as_str()),
+                ("kept", kept.as_str()),
+                ("kept-too", kept.as_str()),
+            ]
+        );
+        assert_eq!(rootfs.entries["innocent"].size, 4);
+        let dest = work.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        extract(&image, &dest).unwrap();
+        let read = |path: &str| std::fs::read(dest.join(path)).unwrap();
+        assert_eq!(read("innocent"), b"EVIL", "what malcontent must see");
+        assert!(!dest.join("evil").exists());
+        assert_eq!(read("a"), b"new a");
+        assert_eq!(read("b"), b"old a");
+        assert_eq!(read("c"), b"old a");
+        let inode = |path: &str| std::fs::metadata(dest.join(path)).unwrap().ino();
+        assert_eq!(inode("b"), inode("c"));
+        assert_eq!(inode("kept"), inode("kept-too"));
+        assert_ne!(inode("a"), inode("b"));
+    }
+
+    /// Layers no engine could apply are refused, naming the layer and path.
+    #[test]
+    fn impossible_layers_are_refused() {
+        let work = tempfile::tempdir().unwrap();
+        let mut not_utf8 = layer(&[Item::File("a-x", b"EVIL")]);
+        // The name's `-` becomes a byte that is not UTF-8 (checksum redone).
+        let position = not_utf8.windows(3).position(|w| w == b"a-x").unwrap();
+        not_utf8[position + 1] = 0xff;
+        let mut header = tar::Header::from_byte_slice(&not_utf8[..512]).clone();
+        header.set_cksum();
+        not_utf8[..512].copy_from_slice(header.as_bytes());
+        let cases: Vec<(Vec<Vec<u8>>, &str)> = vec![
+            (vec![not_utf8], "is not UTF-8"),
+            (
+                vec![layer(&[Item::File("a", b"file"), Item::File("a/y", b"y")])],
+                "layer 1: `a/y` would be written under `a`, which is not a folder",
+            ),
+            (
+                vec![
+                    layer(&[Item::Dir("a/"), Item::File("a/x", b"x")]),
+                    layer(&[Item::File("a", b"now a file")]),
+                    layer(&[Item::File("a/y", b"y")]),
+                ],
+                "layer 3: `a/y` would be written under `a`",
+            ),
+            (
+                vec![layer(&[Item::Hardlink("b", "nowhere")])],
+                "hard link `b` points to `nowhere`, which is not a regular file",
+            ),
+            (
+                vec![layer(&[Item::Hardlink("b", "../outside")])],
+                "climbs out",
+            ),
+            (
+                vec![layer(&[Item::Dir("d/"), Item::Hardlink("b", "d")])],
+                "not a regular file",
+            ),
+        ];
+        for (index, (layers, says)) in cases.into_iter().enumerate() {
+            let dir = work.path().join(format!("case-{index}"));
+            std::fs::create_dir(&dir).unwrap();
+            let error = read(&open(&dir, &layers)).unwrap_err();
+            assert!(
+                format!("{error:#}").contains(says),
+                "case {index}: {error:#}"
+            );
+        }
     }
 
     /// `..`, absolute names and writes through a symlink are refused, and an

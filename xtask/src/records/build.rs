@@ -1,4 +1,4 @@
-//! Build records (`out/<image>.json`): what `build` made, read by every later
+//! Build records (`out/<image>/build.json`): what `build` made, read by every later
 //! step, which refuses an archive whose bytes no longer match.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ pub struct BuildRecord {
     pub containerfile_sha256: String,
     /// `sha256:<hex>` of the image manifest: what a registry will report.
     pub manifest_digest: String,
-    /// Relative to the checkout: `out/<image>.tar`.
+    /// Relative to the checkout: `out/<image>/image.tar`.
     pub archive: String,
     pub archive_sha256: String,
     pub archive_size: u64,
@@ -68,6 +68,40 @@ impl BuildRecord {
         let mut text = serde_json::to_string_pretty(self)?;
         text.push('\n');
         write_atomically(&record_path(root, &self.image), text.as_bytes())
+    }
+
+    /// A record for unit tests: `image` built into an archive of `sha256`.
+    #[cfg(test)]
+    pub fn example(image: &str, sha256: &str) -> BuildRecord {
+        BuildRecord {
+            image: image.into(),
+            containerfile: format!("{image}/Containerfile"),
+            containerfile_sha256: String::new(),
+            manifest_digest: format!("sha256:{}", "0".repeat(64)),
+            archive: format!("out/{image}/image.tar"),
+            archive_sha256: sha256.into(),
+            archive_size: 0,
+            source_date_epoch: 0,
+            registry_prefix: "stagex".into(),
+            network: false,
+            stagex_inputs: vec![],
+            built_on: vec![],
+            sources: vec![],
+        }
+    }
+
+    /// Refuse when the Containerfile is not the one this image was built
+    /// from: what is read from it (inputs, stages) would describe other bytes.
+    pub fn check_containerfile(&self, root: &Path) -> Result<()> {
+        let path = root.join(&self.containerfile);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if crate::hash::hex_sha256(&bytes) != self.containerfile_sha256 {
+            return fail(format!(
+                "{} changed after {} was built from it: rebuild it with `cargo xtask build {}`",
+                self.containerfile, self.archive, self.image
+            ));
+        }
+        Ok(())
     }
 
     /// The archive path, after checking its bytes are the ones this record describes.

@@ -25,6 +25,10 @@ pub struct StepRecord {
     pub summary: String,
     /// What the step wrote, relative to the checkout.
     pub artefacts: Vec<String>,
+    /// The last day (`YYYY-MM-DD`, UTC) a pass holds, when it rests on
+    /// something that expires (scan's ignore entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
 }
 
 pub fn step_record_path(root: &Path, image: &str, step: &str) -> PathBuf {
@@ -41,6 +45,7 @@ impl StepRecord {
             outcome,
             summary,
             artefacts: Vec::new(),
+            valid_until: None,
         }
     }
 
@@ -68,9 +73,40 @@ impl StepRecord {
     }
 }
 
+/// Run one step for `image` and leave its record whatever happens: `run`
+/// saves its own; when it fails, a failed record for the archive (or, without
+/// a build record, none at all) replaces what an earlier run left, so an
+/// older passing record never outlives a run that did not pass.
+pub fn leave_record<T>(
+    root: &Path,
+    image: &str,
+    step: &str,
+    run: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let result = run();
+    if let Err(error) = &result {
+        match BuildRecord::load(root, image) {
+            Ok(build) => StepRecord::new(
+                &build,
+                step,
+                Outcome::Failed(format!("{error:#}")),
+                "did not finish".into(),
+            )
+            .save(root)?,
+            Err(_) => match std::fs::remove_file(step_record_path(root, image, step)) {
+                Err(gone) if gone.kind() == std::io::ErrorKind::NotFound => {}
+                removed => removed
+                    .with_context(|| format!("removing the stale {step} record of `{image}`"))?,
+            },
+        }
+    }
+    result
+}
+
 /// What keeps each of `gates` from letting `build`'s archive through: a gate
 /// that did not run, ran on other bytes, or did not pass. Empty: all passed.
 pub fn unmet_gates(root: &Path, build: &BuildRecord, gates: &[&str]) -> Result<Vec<String>> {
+    let today = crate::time::today();
     let mut unmet = Vec::new();
     for gate in gates {
         match StepRecord::load(root, &build.image, gate)? {
@@ -83,7 +119,17 @@ pub fn unmet_gates(root: &Path, build: &BuildRecord, gates: &[&str]) -> Result<V
                 build.image
             )),
             Some(record) => match record.outcome {
-                Outcome::Passed => {}
+                Outcome::Passed => {
+                    if let Some(until) = record
+                        .valid_until
+                        .as_ref()
+                        .filter(|until| until.as_str() < today.as_str())
+                    {
+                        unmet.push(format!(
+                            "{gate} passed on ignore entries that expired after {until}: run it again"
+                        ));
+                    }
+                }
                 Outcome::Failed(why) => unmet.push(format!("{gate} failed: {why}")),
                 Outcome::Skipped(why) => unmet.push(format!("{gate} was skipped: {why}")),
             },
@@ -97,21 +143,7 @@ mod tests {
     use super::*;
 
     fn build(sha256: &str) -> BuildRecord {
-        BuildRecord {
-            image: "base".into(),
-            containerfile: "base/Containerfile".into(),
-            containerfile_sha256: String::new(),
-            manifest_digest: "sha256:00".into(),
-            archive: "out/base/image.tar".into(),
-            archive_sha256: sha256.into(),
-            archive_size: 0,
-            source_date_epoch: 0,
-            registry_prefix: "stagex".into(),
-            network: false,
-            stagex_inputs: vec![],
-            built_on: vec![],
-            sources: vec![],
-        }
+        BuildRecord::example("base", sha256)
     }
 
     #[test]
@@ -158,6 +190,28 @@ mod tests {
             ["scan was skipped: no"]
         );
         assert!(unmet_gates(root, &current, &["sbom"]).unwrap().is_empty());
+        // A pass resting on ignore entries ends with them.
+        let mut scan = StepRecord::new(&current, "scan", Outcome::Passed, String::new());
+        scan.valid_until = Some("2000-01-01".into());
+        scan.save(root).unwrap();
+        assert_eq!(
+            unmet_gates(root, &current, &["scan"]).unwrap(),
+            ["scan passed on ignore entries that expired after 2000-01-01: run it again"]
+        );
+        scan.valid_until = Some("9999-12-31".into());
+        scan.save(root).unwrap();
+        assert!(unmet_gates(root, &current, &["scan"]).unwrap().is_empty());
+        // A run that does not finish replaces the passing record with a
+        // failed one (a build record is there to tie it to).
+        current.save(root).unwrap();
+        let error = leave_record(root, "base", "sbom", || -> Result<()> {
+            anyhow::bail!("syft crashed")
+        });
+        assert!(error.is_err());
+        assert_eq!(
+            unmet_gates(root, &current, &["sbom"]).unwrap(),
+            ["sbom failed: syft crashed"]
+        );
         // A record that is not one is an error, not a gate passed.
         std::fs::write(step_record_path(root, "base", "sbom"), "{}").unwrap();
         assert!(unmet_gates(root, &current, &["sbom"]).is_err());

@@ -245,6 +245,33 @@ pub fn xtask_in(root: &Path, args: &[&str]) -> Output {
         .expect("the xtask binary runs")
 }
 
+/// [`xtask_in`] with more environment (e.g. a PATH with stub programs first).
+pub fn xtask_in_env(root: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the xtask binary runs")
+}
+
+/// This PATH without the folders that hold any of `programs`: a machine
+/// where they are not installed.
+pub fn path_without(programs: &[&str]) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|dir| !programs.iter().any(|p| dir.join(p).exists()))
+        .collect();
+    std::env::join_paths(kept)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),

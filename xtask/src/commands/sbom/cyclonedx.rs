@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use super::document::{Document, File, PackageKind};
 
-/// A UUID (version 5 layout) from the image digest: the same image, the same serial.
-fn serial(document: &Document) -> String {
-    let hash = crate::hash::hex_sha256(format!("cyclonedx {}", document.digest).as_bytes());
+/// A UUID (version 5 layout) from the document's content hash: the same
+/// document, the same serial; any change, a new one.
+fn serial(hash: &str) -> String {
     let mut hex: Vec<char> = hash[..32].chars().collect();
     hex[12] = '5';
     hex[16] = match hex[16] {
@@ -82,11 +82,11 @@ pub fn render(document: &Document) -> Value {
         components.push(component);
     }
     components.extend(loose);
-    json!({
+    let mut bom = json!({
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
-        "serialNumber": serial(document),
+        "serialNumber": "",
         "version": 1,
         "metadata": {
             "timestamp": crate::time::rfc3339(document.created),
@@ -105,5 +105,7 @@ pub fn render(document: &Document) -> Value {
         },
         "components": components,
         "dependencies": [{"ref": "image", "dependsOn": depends}],
-    })
+    });
+    bom["serialNumber"] = json!(serial(&super::document::content_hash(&bom)));
+    bom
 }

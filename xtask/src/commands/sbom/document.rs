@@ -3,9 +3,9 @@
 //! from, and every regular file of its final filesystem with the package that
 //! put it there. Pure: the same inputs give the same document.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use super::attribution::Source;
+use super::attribution::{FinalStage, Source};
 use crate::model::catalog::Image;
 use crate::model::cpes::CpeMap;
 use crate::oci::reference::ImageRef;
@@ -109,13 +109,11 @@ pub fn document(inputs: &Inputs) -> Document {
         .filter_map(|text| ImageRef::parse(text).ok())
         .map(|reference| (reference.name().to_string(), reference.repository_url()))
         .collect();
-    let contained: BTreeSet<&str> = layers
-        .iter()
-        .filter_map(|source| match source {
-            Source::Package(package) => Some(package.as_str()),
-            _ => None,
-        })
-        .collect();
+    // Contained: the final stage starts from it or copies from it, read from
+    // the Containerfile (not from how well the history matched). When the
+    // final stage cannot be read, every input counts as contained: a package
+    // is never left out of a scan on a guess.
+    let contained = FinalStage::of(image).map(|stage| stage.packages());
     let mut packages: BTreeMap<String, Package> = BTreeMap::new();
     for (input, package) in image.stagex_inputs() {
         let Some(digest) = input.reference.digest.clone() else {
@@ -127,10 +125,9 @@ pub fn document(inputs: &Inputs) -> Document {
             .clone()
             .filter(|tag| tag != "latest")
             .or_else(|| versions.get(package).cloned());
-        let kind = if contained.contains(package) {
-            PackageKind::Contained
-        } else {
-            PackageKind::BuildTool
+        let kind = match &contained {
+            Some(contained) if !contained.contains(package) => PackageKind::BuildTool,
+            _ => PackageKind::Contained,
         };
         packages.insert(
             package.to_string(),
@@ -193,6 +190,12 @@ pub fn document(inputs: &Inputs) -> Document {
         packages: packages.into_values().collect(),
         files,
     }
+}
+
+/// The sha256 of a rendered document (compact JSON, keys sorted): what its
+/// namespace or serial number is derived from, before either is set.
+pub fn content_hash(value: &serde_json::Value) -> String {
+    crate::hash::hex_sha256(&serde_json::to_vec(value).unwrap_or_default())
 }
 
 impl Document {

@@ -12,7 +12,7 @@ fn package_id(name: &str) -> String {
     format!("SPDXRef-Package-{name}")
 }
 
-/// `SPDXRef-File-<12 hex of the path's sha256>`: stable, and valid whatever
+/// `SPDXRef-File-<16 hex of the path's sha256>`: stable, and valid whatever
 /// characters the path holds.
 fn file_id(path: &str) -> String {
     format!(
@@ -131,16 +131,12 @@ pub fn render(document: &Document) -> Value {
             }));
         }
     }
-    json!({
+    let mut spdx = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": format!("{}@{}", document.image, document.digest),
-        "documentNamespace": format!(
-            "https://stagex-base-images.invalid/spdx/{}/{}",
-            document.image,
-            document.digest_hex()
-        ),
+        "documentNamespace": "",
         "creationInfo": {
             "created": crate::time::rfc3339(document.created),
             "creators": [format!("Tool: cargo-xtask-{}", document.tool_version)],
@@ -148,5 +144,14 @@ pub fn render(document: &Document) -> Value {
         "packages": packages,
         "files": files,
         "relationships": relationships,
-    })
+    });
+    // Unique per document, as SPDX asks: the image, and the content's hash.
+    let hash = super::document::content_hash(&spdx);
+    spdx["documentNamespace"] = json!(format!(
+        "https://stagex-base-images.invalid/spdx/{}/{}/{}",
+        document.image,
+        document.digest_hex(),
+        &hash[..16]
+    ));
+    spdx
 }

@@ -21,7 +21,7 @@ pub enum Severity {
 
 impl Severity {
     fn parse(text: &str) -> Severity {
-        match text.to_ascii_lowercase().as_str() {
+        match text.trim().to_ascii_lowercase().as_str() {
             "negligible" => Severity::Negligible,
             "low" => Severity::Low,
             "medium" => Severity::Medium,
@@ -240,17 +240,10 @@ pub fn load_ignores(path: &Path) -> Result<Vec<Ignore>> {
         )
     })?;
     for ignore in &ignores {
-        let valid = ignore.expires.len() == 10
-            && ignore.expires.chars().enumerate().all(|(i, c)| {
-                if i == 4 || i == 7 {
-                    c == '-'
-                } else {
-                    c.is_ascii_digit()
-                }
-            });
+        let valid = crate::time::is_date(&ignore.expires);
         if !valid {
             bail!(
-                "{}: `{}` for {} is not a date (YYYY-MM-DD)",
+                "{}: `{}` for {} is not a date (YYYY-MM-DD, a real one)",
                 path.display(),
                 ignore.expires,
                 ignore.id
@@ -276,6 +269,9 @@ pub struct Verdict {
     pub excused: Vec<Finding>,
     /// Entries that would excuse a finding but expired (the finding fails).
     pub expired: Vec<Ignore>,
+    /// The last day the verdict holds: the earliest expiry of the entries
+    /// that excused a finding (none: it holds until the findings change).
+    pub valid_until: Option<String>,
 }
 
 impl Verdict {
@@ -290,6 +286,7 @@ pub fn gate(findings: &[Finding], threshold: Severity, ignores: &[Ignore], today
         failing: Vec::new(),
         excused: Vec::new(),
         expired: Vec::new(),
+        valid_until: None,
     };
     for finding in findings.iter().filter(|f| f.severity >= threshold) {
         let entry = ignores
@@ -298,7 +295,14 @@ pub fn gate(findings: &[Finding], threshold: Severity, ignores: &[Ignore], today
         match entry {
             // ISO dates compare as text; the entry holds through its last day.
             Some(ignore) if ignore.expires.as_str() >= today => {
-                verdict.excused.push(finding.clone())
+                verdict.excused.push(finding.clone());
+                if verdict
+                    .valid_until
+                    .as_ref()
+                    .is_none_or(|until| ignore.expires < *until)
+                {
+                    verdict.valid_until = Some(ignore.expires.clone());
+                }
             }
             Some(ignore) => {
                 verdict.expired.push(ignore.clone());
@@ -460,13 +464,21 @@ mod tests {
         let findings = parse_grype(&fixture("grype-json-image.golden.json")).unwrap();
         let high = gate(&findings, Severity::High, &[], "2026-11-25");
         assert_eq!(high.failing.len(), 1, "the critical one");
-        assert!(gate(
+        let excused = gate(
             &findings,
-            Severity::Critical,
-            &[ignore("CVE-1999-0002", "package-2", "2026-11-25")],
-            "2026-11-25"
-        )
-        .passed());
+            Severity::Low,
+            &[
+                ignore("CVE-1999-0002", "package-2", "2026-11-25"),
+                ignore("CVE-1999-0001", "package-1", "2027-01-01"),
+            ],
+            "2026-11-25",
+        );
+        assert!(excused.passed());
+        assert_eq!(
+            excused.valid_until.as_deref(),
+            Some("2026-11-25"),
+            "the earliest entry used"
+        );
         let other_package = gate(
             &findings,
             Severity::High,
@@ -505,6 +517,8 @@ mod tests {
         assert_eq!(load_ignores(&path).unwrap().len(), 1);
         for bad in [
             "- id: CVE-1\n  package: x\n  reason: r\n  expires: soon\n  by: a\n",
+            "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2026-13-45\n  by: a\n",
+            "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2026-13-45\n  by: a\n",
             "- id: CVE-1\n  package: x\n  reason: \"\"\n  expires: 2027-01-01\n  by: a\n",
             "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2027-01-01\n  by: a\n  extra: 1\n",
         ] {

@@ -6,9 +6,9 @@
 pub mod findings;
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -19,9 +19,9 @@ use crate::model::catalog::Catalog;
 use crate::pipeline::Step;
 use crate::records::build::BuildRecord;
 use crate::records::image_dir;
-use crate::records::steps::{unmet_gates, StepRecord};
+use crate::records::steps::{leave_record, unmet_gates, StepRecord};
 use crate::report::{self, Outcome, StepReport};
-use crate::tools::{process::Env, Status, Tool};
+use crate::tools::{process::Env, Tool};
 use findings::{Finding, Ignore, Severity, Verdict};
 
 /// Scan each image's SBOM with grype and gate on severity (and an ignore file).
@@ -66,29 +66,14 @@ pub struct Scanned {
 impl Scan {
     pub fn run(self, root: &Path) -> Result<()> {
         let catalog = Catalog::load(root)?;
-        let images: Vec<String> = catalog
-            .select(self.images.names())?
-            .iter()
-            .map(|i| i.name.clone())
-            .collect();
+        let images = self.images.select(&catalog)?;
         let env = Env::new();
-        let grype = Tool::Grype.check(&env);
-        if grype.status != Status::Ok {
-            bail!("scan needs grype, which is {}: {}", grype.found, grype.fix);
-        }
+        crate::tools::require(&[Tool::Grype], &env, "scan")?;
         let (reports, scanned) = scan_images(root, &images, &self.gate, &env)?;
         eprint!("\n{}", report::table(&reports));
         self.json.write(&scanned)?;
         report::fail_if_any(&reports, Step::Scan.name())
     }
-}
-
-fn today() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    crate::time::date(now)
 }
 
 /// Scan `images` (grype must be installed), one report each.
@@ -102,13 +87,16 @@ pub fn scan_images(
         Some(path) => findings::load_ignores(path)?,
         None => Vec::new(),
     };
-    let today = today();
+    let today = crate::time::today();
     let mut reports = Vec::new();
     let mut all = Vec::new();
     for image in images {
         let started = Instant::now();
         let step = Step::Scan.name();
-        match scan_one(root, image, gate.fail_on, &ignores, &today, env) {
+        let scanned = leave_record(root, image, step, || {
+            scan_one(root, image, gate.fail_on, &ignores, &today, env)
+        });
+        match scanned {
             Ok(scanned) => {
                 let outcome = if scanned.verdict.passed() {
                     Outcome::Passed
@@ -163,14 +151,20 @@ fn scan_one(
     let verdict = findings::gate(&found, threshold, ignores, today);
     // Advisory: each package's CPE on its own, reported, never gating.
     let mut advisory = Vec::new();
+    let mut advisory_failed = 0;
     for cpe in package_cpes(&sbom)? {
         let mut command = crate::tools::grype::scan_cpe(&cpe);
         command.envs(env);
-        match command.output() {
-            Ok(output) => {
-                advisory.extend(findings::parse_grype(&output.stdout).unwrap_or_default())
+        // Advisory: a failure is said, counted, and never gates.
+        let found = command
+            .output()
+            .and_then(|output| findings::parse_grype(&output.stdout));
+        match found {
+            Ok(found) => advisory.extend(found),
+            Err(error) => {
+                advisory_failed += 1;
+                eprintln!("[{image}] advisory scan of {cpe} failed: {error:#}");
             }
-            Err(error) => eprintln!("[{image}] advisory scan of {cpe}: {error:#}"),
         }
     }
     let summary = findings::markdown(image, &found, &verdict, threshold, &advisory);
@@ -189,12 +183,14 @@ fn scan_one(
         Step::Scan.name(),
         outcome,
         format!(
-            "{} finding(s), {} failing at {threshold}+, {} advisory",
+            "{} finding(s), {} failing at {threshold}+, {} advisory ({advisory_failed} advisory scan(s) failed)",
             found.len(),
             verdict.failing.len(),
             advisory.len()
         ),
     );
+    // A pass that rests on ignore entries lasts as long as they do.
+    step.valid_until = verdict.valid_until.clone();
     step.artefacts = ["grype.json", "scan.md"]
         .iter()
         .map(|f| format!("{}/{image}/{f}", crate::records::OUT_DIR))
