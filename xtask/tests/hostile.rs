@@ -12,7 +12,7 @@ use common::naive_registry::NaiveRegistry;
 use common::proxy::{Answer, Proxy};
 use common::*;
 use xtask::oci::archive::OciArchive;
-use xtask::oci::auth::Role;
+use xtask::oci::auth::{CredentialSource, Role};
 use xtask::oci::reference::ImageRef;
 use xtask::oci::registry::{self, Registry};
 
@@ -321,5 +321,203 @@ fn hostile_manifests_are_refused_not_panicked_on() {
         text(&output).contains("is not a media type"),
         "{}",
         text(&output)
+    );
+}
+
+/// No credentials from the environment, and a docker config that holds
+/// `auths` (JSON) only.
+fn docker_config(dir: &Path, auths: serde_json::Value) -> CredentialSource {
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::json!({ "auths": auths }).to_string()).unwrap();
+    CredentialSource {
+        target: None,
+        source: None,
+        docker_config: path,
+    }
+}
+
+/// A token answer with this body.
+fn token_answer(body: &str) -> Answer {
+    Answer {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Registry A (a proxy on one port) sends us for tokens to a realm on
+/// another port, and the docker config holds credentials for that realm's
+/// host:port (as it would for ghcr.io when A names ghcr.io's realm). The
+/// realm is asked anonymously, so A never gets a token minted with them.
+#[test]
+fn a_realm_elsewhere_never_gets_the_credentials_of_its_own_host() {
+    let registry = require_engine();
+    let realm = Proxy::start(&registry);
+    let (user, secret) = ("realm-user", "realm-secret-8086");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+    // Anonymous requests get an anonymous token; any other request a token
+    // minted with whatever it carried.
+    realm.answer_unless(
+        "/token",
+        "Basic",
+        token_answer(r#"{"token":"anonymous-token","expires_in":300}"#),
+    );
+    realm.answer(
+        "/token",
+        token_answer(r#"{"token":"minted-with-credentials","expires_in":300}"#),
+    );
+    let a = Proxy::start(&registry);
+    a.challenge(
+        "",
+        "Bearer ",
+        &format!(
+            "Bearer realm=\"http://{}/token\",service=\"{}\"",
+            realm.address, realm.address
+        ),
+    );
+    let config = tempfile::tempdir().unwrap();
+    let source = docker_config(
+        config.path(),
+        serde_json::json!({ realm.address.clone(): { "auth": basic } }),
+    );
+    let reference = ImageRef::parse(&format!("{}/realm-test/x:1", a.address)).unwrap();
+    let found = registry::block_on(async {
+        let client = Registry::connect(&a.address, Role::Source, &source).await?;
+        client.manifest_digest(&reference).await
+    })
+    .unwrap();
+    assert_eq!(found.unwrap(), None, "asked, and there is no such image");
+    let realm_heads = realm.heads();
+    assert!(!realm_heads.is_empty(), "a token was asked for");
+    for head in &realm_heads {
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization:"),
+            "the realm received credentials:\n{head}"
+        );
+    }
+    let a_heads = a.heads();
+    assert!(
+        a_heads.iter().any(|h| h.contains("Bearer anonymous-token")),
+        "{a_heads:?}"
+    );
+    assert!(
+        a_heads
+            .iter()
+            .all(|h| !h.contains("minted-with-credentials")),
+        "registry A got a token minted with the realm host's credentials: {a_heads:?}"
+    );
+}
+
+/// A realm that says its token lives u64::MAX seconds, or 0: no overflow,
+/// no panic; the token is used, and asked again when it may have expired.
+#[test]
+fn token_lifetimes_a_realm_makes_up_are_clamped() {
+    let registry = require_engine();
+    for expires_in in ["18446744073709551615", "0"] {
+        let realm = Proxy::start(&registry);
+        realm.answer(
+            "/token",
+            token_answer(&format!(r#"{{"token":"t","expires_in":{expires_in}}}"#)),
+        );
+        let a = Proxy::start(&registry);
+        a.challenge(
+            "",
+            "Bearer t",
+            &format!("Bearer realm=\"http://{}/token\"", realm.address),
+        );
+        let config = tempfile::tempdir().unwrap();
+        let source = docker_config(config.path(), serde_json::json!({}));
+        let reference = ImageRef::parse(&format!("{}/lifetime/x:1", a.address)).unwrap();
+        let found = registry::block_on(async {
+            let client = Registry::connect(&a.address, Role::Source, &source).await?;
+            // Twice: the second from the cache the lifetime went into.
+            client.manifest_digest(&reference).await?;
+            client.manifest_digest(&reference).await
+        })
+        .unwrap();
+        assert_eq!(found.unwrap(), None, "expires_in {expires_in}");
+        assert_eq!(
+            realm.heads().len(),
+            1,
+            "expires_in {expires_in}: one token, used twice"
+        );
+    }
+}
+
+/// Stubs that hold forever get a tiny idle limit: the outcome does not
+/// depend on how fast anything is.
+const TINY_IDLE: (&str, &str) = ("XTASK_HTTP_IDLE_TIMEOUT", "1");
+
+/// A source that answers a blob's GET with its head and one byte, then
+/// nothing, ever; and a target that never answers the upload's PATCH. Each
+/// time the mirror says the transfer stalled, tries again within its budget,
+/// fails (exit 2) and commits nothing.
+#[test]
+fn stalled_transfers_end_and_commit_nothing() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let standin = standin_archive("core-busybox");
+    let digest = push_archive(
+        &standin,
+        &format!("{registry}/stall-source-{id}/core-stall:1"),
+    );
+    let blobs: Vec<String> = OciArchive::open(&standin)
+        .unwrap()
+        .manifest
+        .blobs()
+        .map(|b| b.digest.clone())
+        .collect();
+    let signed = Signed::new();
+    signed.sign(
+        "core-stall",
+        Some("1"),
+        digest.trim_start_matches("sha256:"),
+        2,
+    );
+    let reference = format!("stagex/core-stall:1@{digest}");
+    let check = |output: &Output, naive: &NaiveRegistry, expected: &str| {
+        let log = text(output);
+        assert_eq!(output.status.code(), Some(2), "{log}");
+        assert!(log.contains(expected), "{log}");
+        assert!(log.contains("retrying"), "{log}");
+        let events = naive.events();
+        for blob in &blobs {
+            assert!(!naive.has_blob(blob), "{blob} committed: {events:?}");
+        }
+        assert!(
+            !events.iter().any(|e| e.starts_with("commit")),
+            "{events:?}"
+        );
+        assert_eq!(naive.manifests(), 0, "{events:?}");
+    };
+
+    // The source stalls in the middle of every blob.
+    let source = Proxy::start(&registry);
+    source.stall("/blobs/");
+    let naive = NaiveRegistry::start();
+    let args = mirror_args(
+        &format!("{}/stall-source-{id}", source.address),
+        &format!("{}/mirrored", naive.address),
+        &signed,
+        &reference,
+    );
+    let output = xtask_env(&args, &[TINY_IDLE]);
+    check(&output, &naive, "stalled: no byte for 1s");
+
+    // The target takes the PATCH's head and then neither reads nor answers.
+    let naive = NaiveRegistry::start();
+    let target = Proxy::start(&naive.address);
+    target.hold("PATCH ");
+    let args = mirror_args(
+        &format!("{registry}/stall-source-{id}"),
+        &format!("{}/mirrored", target.address),
+        &signed,
+        &reference,
+    );
+    let output = xtask_env(&args, &[TINY_IDLE]);
+    check(
+        &output,
+        &naive,
+        "stalled: the registry took no byte and gave no answer for 1s",
     );
 }

@@ -218,3 +218,139 @@ fn keys_are_accepted_only_under_their_fingerprint_and_changes_are_named() {
         "{log}"
     );
 }
+
+/// A trust list naming `cert`, in a fresh keyring folder.
+fn trusting(cert: &Cert) -> tempfile::TempDir {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(
+        keys.path().join("fingerprints.tsv"),
+        format!("Alice\t{}\ttest\n", fingerprint(cert)),
+    )
+    .unwrap();
+    keys
+}
+
+/// The keyserver sends Alice's certificate with Mallory's subkey and
+/// Mallory's own binding signature appended: the subkey is not Alice's, so it
+/// is neither stored nor reported as new.
+#[test]
+fn a_foreign_subkey_appended_to_a_key_is_dropped() {
+    let (alice, _) = generate("alice", 1);
+    let (mallory, _) = generate("mallory", 1);
+    let mallory = mallory.strip_secret_key_material();
+    let foreign = mallory.keys().subkeys().next().unwrap();
+    let foreign_fingerprint = foreign.key().fingerprint().to_hex();
+    let mut bytes = alice.clone().strip_secret_key_material().to_vec().unwrap();
+    bytes.extend(Packet::from(foreign.key().clone()).to_vec().unwrap());
+    for binding in foreign.bundle().self_signatures() {
+        bytes.extend(Packet::from(binding.clone()).to_vec().unwrap());
+    }
+    // As served, the subkey is part of Alice's certificate.
+    let offered = Cert::from_bytes(&bytes).unwrap();
+    assert!(offered
+        .keys()
+        .subkeys()
+        .any(|k| k.key().fingerprint().to_hex() == foreign_fingerprint));
+
+    let keys = trusting(&alice);
+    let keyserver = tempfile::tempdir().unwrap();
+    let dir = keyserver.path().join("vks/v1/by-fingerprint");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(fingerprint(&alice)), &bytes).unwrap();
+    let url = serve_files(keyserver.path());
+    let json = keys.path().join("fetch.json");
+    let output = xtask(&[
+        "keys",
+        "fetch",
+        "--keyserver",
+        &url,
+        "--dir",
+        keys.path().to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    let row = &read_json(&json)[0];
+    assert_eq!(row["outcome"], "new", "{log}");
+    assert!(
+        row["details"].to_string().contains("new key, 1 subkey(s)"),
+        "{log}"
+    );
+    assert!(!log.contains(&foreign_fingerprint), "{log}");
+    let written = read_key(&keys.path().join(format!("{}.asc", fingerprint(&alice))));
+    let subkeys: Vec<String> = written
+        .keys()
+        .subkeys()
+        .map(|k| k.key().fingerprint().to_hex())
+        .collect();
+    assert_eq!(subkeys.len(), 1, "{subkeys:?}");
+    assert!(!subkeys.contains(&foreign_fingerprint), "{subkeys:?}");
+}
+
+/// Plain HTTP off loopback, however the scheme is spelt, from the command
+/// line or through a redirect, for the keyserver and for WKD: refused,
+/// naming the URL (192.0.2.2 is TEST-NET: never reached).
+#[test]
+fn keys_never_come_over_plain_http_off_loopback() {
+    let (alice, _) = generate("alice", 1);
+    let keys = trusting(&alice);
+    let dir = keys.path().to_str().unwrap();
+    let fetch = |extra: &[&str]| {
+        let mut args = vec!["keys", "fetch", "--dir", dir];
+        args.extend(extra);
+        xtask(&args)
+    };
+
+    for keyserver in [
+        "HTTP://192.0.2.2:9",
+        "Http://192.0.2.2:9/",
+        "http://192.0.2.2",
+    ] {
+        let output = fetch(&["--keyserver", keyserver]);
+        let log = text(&output);
+        assert_eq!(output.status.code(), Some(2), "{keyserver}: {log}");
+        assert!(
+            log.contains("--keyserver") && log.contains("keys are fetched over https://"),
+            "{keyserver}: {log}"
+        );
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let local = serve_files(empty.path());
+    let output = fetch(&[
+        "--keyserver",
+        &local,
+        "--wkd",
+        "--wkd-base",
+        "HTTP://192.0.2.2:9/{domain}",
+    ]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(
+        log.contains("--wkd-base") && log.contains("keys are fetched over https://"),
+        "{log}"
+    );
+
+    let redirecting = serve_redirect("http://192.0.2.2:9");
+    let json = keys.path().join("fetch.json");
+    let output = fetch(&[
+        "--keyserver",
+        &redirecting,
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    let row = &read_json(&json)[0];
+    assert_eq!(row["outcome"], "unavailable", "{log}");
+    let expected = format!(
+        "redirected to http://192.0.2.2:9/vks/v1/by-fingerprint/{}: refused",
+        fingerprint(&alice)
+    );
+    assert!(row["details"].to_string().contains(&expected), "{log}");
+    assert!(!keys
+        .path()
+        .join(format!("{}.asc", fingerprint(&alice)))
+        .exists());
+}

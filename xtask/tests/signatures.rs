@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Read;
+
 use common::gpg::{simple_signing, stagex_legacy, write_lookaside, Gpg};
 use common::*;
 
@@ -159,6 +161,29 @@ fn each_way_a_signature_fails_is_named() {
             gpg.sign(&other, &payload, &["--clearsign"]),
             Some("a cleartext-signed message"),
         ),
+        (
+            "cleartext-signed after a junk line",
+            [
+                b"junk line\n".to_vec(),
+                gpg.sign(&other, &payload, &["--clearsign"]),
+            ]
+            .concat(),
+            Some("a cleartext-signed message"),
+        ),
+        (
+            "cleartext-signed after a byte that looks binary",
+            [
+                b"\xff\n".to_vec(),
+                gpg.sign(&other, &payload, &["--clearsign"]),
+            ]
+            .concat(),
+            Some("a cleartext-signed message"),
+        ),
+        (
+            "a detached signature",
+            gpg.sign(&other, &payload, &["--detach-sign", "--armor"]),
+            Some("an armored signature block"),
+        ),
     ];
     let store = tempfile::tempdir().unwrap();
     let signatures: Vec<Vec<u8>> = cases.iter().map(|(_, bytes, _)| bytes.clone()).collect();
@@ -208,4 +233,33 @@ fn no_signatures_is_no_quorum() {
     let (code, json, report) = verify(&gpg, &lookaside, &digest('d'), 1);
     assert_eq!(code, Some(1), "{report}");
     assert_eq!(json["verdicts"].as_array().unwrap().len(), 0);
+}
+
+/// A valid signature over 64 MiB of zeros, bzip2-compressed to a few KiB
+/// (the red team's was 3 GB in 3.7 KB): refused at the payload limit, read no
+/// further than that.
+#[test]
+fn a_compressed_bomb_is_refused_at_the_payload_limit() {
+    let gpg = Gpg::new();
+    let key = gpg.key("bomber", "ed25519");
+    gpg.trust(&key);
+    let zeros = std::io::repeat(0).take(64 << 20);
+    let bomb = gpg.sign_stream(
+        &key,
+        zeros,
+        &["--compress-algo", "bzip2", "--compress-level", "9"],
+    );
+    assert!(bomb.len() < 64 << 10, "compressed: {} bytes", bomb.len());
+    let hex = digest('e');
+    let store = tempfile::tempdir().unwrap();
+    let lookaside = write_lookaside(store.path(), REPOSITORY, &hex, &[bomb]);
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 1);
+    assert_eq!(code, Some(1), "{report}");
+    let verdict = &json["verdicts"][0];
+    assert_eq!(verdict["counted"], false, "{report}");
+    let reason = verdict["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the signed payload is larger than 65536 bytes: refused unread"),
+        "{reason}"
+    );
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::args::JsonArg;
 use crate::error::fail;
 use crate::model::settings;
-use crate::oci::registry::{is_loopback, read_bounded, retrying, Transient};
+use crate::oci::registry::{read_bounded, retrying, Transient};
 use crate::pgp::keys::{self, Pin};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
@@ -80,14 +80,14 @@ impl Keys {
                 keys::TRUST_LIST
             )
         })?;
-        for base in [fetch.keyserver.as_str(), fetch.wkd_base.as_str()] {
-            if let Some(rest) = base.strip_prefix("http://") {
-                if !is_loopback(rest.split('/').next().unwrap_or(rest)) {
-                    bail!(
-                        "`{base}`: keys are fetched over https:// (plain http:// on loopback only)"
-                    );
-                }
-            }
+        // A stand-in domain shows where the WKD base sends us; each real URL
+        // is checked again before it is asked, and every redirect too.
+        let wkd_sample = fetch.wkd_base.replace("{domain}", "example.org");
+        for (option, base) in [
+            ("--keyserver", fetch.keyserver.as_str()),
+            ("--wkd-base", wkd_sample.as_str()),
+        ] {
+            check_source(base).context(option)?;
         }
         let emails = maintainer_emails(&dir.join("MAINTAINERS.toml"));
         let results = crate::oci::registry::block_on(async {
@@ -183,8 +183,19 @@ impl Fetch {
     }
 }
 
+/// Keys come over https:// (plain http:// from loopback only), as parsed:
+/// `HTTP://` is plain HTTP too.
+fn check_source(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    if !crate::http::url_allowed(&parsed, false) {
+        bail!("`{url}`: keys are fetched over https:// (plain http:// on loopback only)");
+    }
+    Ok(())
+}
+
 /// A key file's bytes; `None` when the server has none (404).
 async fn download(url: &str) -> Result<Option<Vec<u8>>> {
+    check_source(url)?;
     retrying(&format!("GET {url}"), || async {
         let response = crate::http::client()?
             .get(url)

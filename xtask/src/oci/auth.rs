@@ -5,9 +5,13 @@
 //!   match them, or one pair of environment variables per role: the
 //!   `XTASK_REGISTRY_*` pair for the registry we push and mirror *to*, the
 //!   `XTASK_SOURCE_REGISTRY_*` pair for the one we mirror *from*.
-//! - A token realm on another host than its registry gets credentials only
-//!   when they were configured for the realm's host (Docker Hub's own realm,
-//!   auth.docker.io, counts as Docker Hub), never over plain HTTP off loopback.
+//! - A token realm is named by the registry, which also chooses the service
+//!   and scope the token is for: it gets the *registry's* credentials (never
+//!   those configured for the realm's own host, which would mint a token for
+//!   that host and hand it to the registry), and only when it is on the
+//!   registry's own host or is that registry's realm in [`TOKEN_REALMS`];
+//!   never over plain HTTP off loopback. Everywhere else tokens are asked for
+//!   anonymously.
 
 use std::path::{Path, PathBuf};
 
@@ -84,28 +88,35 @@ impl CredentialSource {
         }
         from_docker_config(&self.docker_config, host)
     }
+}
 
-    /// What a token realm may receive when `registry` (whose credentials are
-    /// `registry_credentials`) sends us to `realm`.
-    pub fn for_realm(
-        &self,
-        registry: &str,
-        registry_credentials: Option<&Credentials>,
-        realm: &reqwest::Url,
-    ) -> Result<Option<Credentials>> {
-        let Some(realm_host) = host_of(realm) else {
-            return Ok(None);
-        };
-        if realm.scheme() != "https" && !super::registry::is_loopback(&realm_host) {
-            return Ok(None);
-        }
-        let docker_hub = registry == DOCKER_HUB_API && realm_host == "auth.docker.io";
-        if realm_host == registry || docker_hub {
-            return Ok(registry_credentials.cloned());
-        }
-        // Another host: only what was configured for that host itself.
-        from_docker_config(&self.docker_config, &realm_host)
+/// Registries whose token realm is on another host, and that host: the only
+/// realms off a registry's own host that receive its credentials. (Docker
+/// Hub's registry sends clients to auth.docker.io; GitLab.com's to gitlab.com.)
+pub const TOKEN_REALMS: &[(&str, &str)] = &[
+    (DOCKER_HUB_API, "auth.docker.io"),
+    ("registry.gitlab.com", "gitlab.com"),
+];
+
+/// What the token realm `realm` may receive when `registry` (whose
+/// credentials are `registry_credentials`) sends us there: those credentials
+/// when the realm is on the registry's own `host[:port]` or is its realm in
+/// [`TOKEN_REALMS`], over https (or plain HTTP on loopback); otherwise
+/// nothing, and the token is asked for anonymously.
+pub fn for_realm(
+    registry: &str,
+    registry_credentials: Option<&Credentials>,
+    realm: &reqwest::Url,
+) -> Option<Credentials> {
+    let realm_host = host_of(realm)?;
+    if !crate::http::url_allowed(realm, false) {
+        return None;
     }
+    let its_realm = realm_host == registry
+        || TOKEN_REALMS
+            .iter()
+            .any(|&(r, h)| r == registry && h == realm_host);
+    its_realm.then(|| registry_credentials.cloned()).flatten()
 }
 
 /// `host[:port]` of a URL.
@@ -314,36 +325,47 @@ mod tests {
         );
     }
 
+    /// A realm gets the registry's own credentials on the registry's host or
+    /// as its listed realm, nothing elsewhere: not even credentials configured
+    /// for the realm's host, which would mint that host's token for the
+    /// registry that named the realm.
     #[test]
-    fn realms_elsewhere_get_only_their_own_credentials() {
-        let dir = tempfile::tempdir().unwrap();
-        let source = config(
-            dir.path(),
-            r#"{"auths":{"tokens.example.com":{"username":"realm-user","password":"pass"}}}"#,
-        );
+    fn realms_get_the_registrys_credentials_only_where_they_belong() {
         let ours = user("registry-user");
         let url = |u: &str| reqwest::Url::parse(u).unwrap();
-        let realm = |registry: &str, realm: &str| {
-            source
-                .for_realm(registry, ours.as_ref(), &url(realm))
-                .unwrap()
-        };
+        let realm = |registry: &str, realm: &str| for_realm(registry, ours.as_ref(), &url(realm));
         assert_eq!(realm("r.example.com", "https://r.example.com/token"), ours);
         assert_eq!(
             realm("r.example.com", "https://evil.example.com/token"),
             None
         );
-        assert_eq!(
-            realm("r.example.com", "https://tokens.example.com/t"),
-            user("realm-user")
-        );
+        assert_eq!(realm("evil.example.com", "https://ghcr.io/token"), None);
         assert_eq!(realm(DOCKER_HUB_API, "https://auth.docker.io/token"), ours);
+        assert_eq!(
+            realm("registry.gitlab.com", "https://gitlab.com/jwt/auth"),
+            ours
+        );
+        assert_eq!(realm("r.example.com", "https://auth.docker.io/token"), None);
         assert_eq!(
             realm("r.example.com", "http://r.example.com/token"),
             None,
             "plain HTTP"
         );
+        assert_eq!(
+            realm("r.example.com", "HTTP://r.example.com/token"),
+            None,
+            "plain HTTP, however spelt"
+        );
         assert_eq!(realm("127.0.0.1:5000", "http://127.0.0.1:5000/token"), ours);
+        assert_eq!(
+            realm("127.0.0.1:5000", "http://127.0.0.1:5001/token"),
+            None,
+            "another port is another host"
+        );
+        assert_eq!(
+            for_realm("r.example.com", None, &url("https://r.example.com/t")),
+            None
+        );
     }
 
     #[test]

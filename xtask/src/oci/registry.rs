@@ -3,9 +3,15 @@
 //!
 //! - Plain HTTP for loopback registries only.
 //! - Credentials scoped by host and role ([`super::auth`]); a token realm gets
-//!   only what was configured for its own host; tokens are cached per scope.
+//!   the registry's own credentials only where it is that registry's realm,
+//!   never what was configured for the realm's host; tokens are cached per
+//!   scope, for at most an hour whatever the realm says.
 //! - Every body read from a registry is bounded (manifests 4 MiB, tokens and
 //!   error bodies 64 KiB); blob bodies are bounded by their descriptor.
+//! - Every wait is bounded ([`crate::http::timeouts`]): small requests as a
+//!   whole, blob transfers by their headers and by an idle limit on the bytes
+//!   moving either way; a stall is tried again like a dropped connection, and
+//!   all the tries of one blob share a deadline that grows with its size.
 //! - Uploads are sessions: the bytes go in a PATCH, the commit (PUT with the
 //!   digest) only once the stream proved them, and a failed session is deleted.
 //! - Throttling, server errors and dropped connections are tried again with
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use futures_util::{Stream, TryStreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::{header, RequestBuilder, Response, StatusCode};
 
 use super::auth::{Challenge, CredentialSource, Credentials, Role};
@@ -38,20 +44,15 @@ const MAX_SMALL_BODY: usize = 64 << 10;
 /// How often a transient failure is tried, and the first pause.
 pub const ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// A whole small request (not a blob) may take this long.
-const SMALL_REQUEST: Duration = Duration::from_secs(60);
+/// A blob moves at least this fast, or its tries run out of time (64 KiB/s:
+/// a 1 GiB layer may take 4.5 hours per try).
+const MIN_BYTES_PER_SECOND: u64 = 64 << 10;
+/// A realm's token is kept at most this long, whatever it says.
+const MAX_TOKEN_LIFETIME: u64 = 3600;
 
 /// Registries reached over plain HTTP: loopback only.
 pub fn is_loopback(registry: &str) -> bool {
-    let host = match registry.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => registry,
-    };
-    host == "localhost"
-        || host == "[::1]"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crate::http::is_loopback_host(registry)
 }
 
 /// A failure worth another try (throttling, a server error, a dropped
@@ -87,6 +88,18 @@ pub fn is_transient(error: &anyhow::Error) -> bool {
     })
 }
 
+/// [`retrying`], all tries together bounded by `deadline`.
+pub async fn retrying_within<T, F, Fut>(what: &str, deadline: Duration, attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    match tokio::time::timeout(deadline, retrying(what, attempt)).await {
+        Ok(result) => result,
+        Err(_) => bail!("{what}: stalled: its tries took longer than {deadline:?}, the limit"),
+    }
+}
+
 /// Run `attempt` up to [`ATTEMPTS`] times, backing off 0.2 s, 0.4 s, … while
 /// it fails transiently; the last error is returned as it is.
 pub async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
@@ -118,6 +131,8 @@ pub struct Registry {
     realm_credentials: Option<Credentials>,
     /// Bearer tokens by scope, with when they stop being good.
     tokens: Mutex<BTreeMap<String, (String, Instant)>>,
+    /// How long each request may wait.
+    pub timeouts: crate::http::Timeouts,
 }
 
 fn pull_scope(repository: &str) -> String {
@@ -133,6 +148,7 @@ impl Registry {
     /// that may go to it and to its token realm.
     pub async fn connect(host: &str, role: Role, source: &CredentialSource) -> Result<Registry> {
         crate::http::init_tls();
+        let timeouts = crate::http::timeouts()?;
         let scheme = if is_loopback(host) { "http" } else { "https" };
         let base = reqwest::Url::parse(&format!("{scheme}://{host}/"))
             .with_context(|| format!("`{host}` is not a registry host"))?;
@@ -141,7 +157,7 @@ impl Registry {
         let response = retrying(&format!("GET {url}"), || async {
             let response = crate::http::client()?
                 .get(url.clone())
-                .timeout(SMALL_REQUEST)
+                .timeout(timeouts.request)
                 .send()
                 .await?;
             transient_status(response).await
@@ -162,9 +178,11 @@ impl Registry {
                 bail!("GET {url} answered HTTP {status}: not a registry (distribution API v2)")
             }
         };
+        // The registry chose the realm: it gets this registry's own
+        // credentials, and only where it is this registry's realm.
         let realm_credentials = match &challenge {
             Challenge::Bearer { realm, .. } => {
-                source.for_realm(host, credentials.as_ref(), realm)?
+                super::auth::for_realm(host, credentials.as_ref(), realm)
             }
             _ => None,
         };
@@ -175,6 +193,7 @@ impl Registry {
             challenge,
             realm_credentials,
             tokens: Mutex::new(BTreeMap::new()),
+            timeouts,
         })
     }
 
@@ -230,7 +249,7 @@ impl Registry {
         let answer = retrying(&what, || async {
             let mut request = crate::http::client()?
                 .get(url.clone())
-                .timeout(SMALL_REQUEST);
+                .timeout(self.timeouts.request);
             if let Some(credentials) = &self.realm_credentials {
                 request = request.basic_auth(&credentials.username, Some(&credentials.password));
             }
@@ -249,10 +268,17 @@ impl Registry {
             .token
             .or(answer.access_token)
             .with_context(|| format!("{what}: the answer holds no token"))?;
-        // Tokens live at least 60 s (the spec's default); renew 10 s early.
-        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(20) - 10);
-        self.lock_tokens()
-            .insert(key, (token.clone(), Instant::now() + lifetime));
+        // Tokens live 60 s unless the realm says otherwise (the spec's
+        // default); renewed 10 s early, and kept no longer than an hour: the
+        // realm's number is not trusted to be sane (u64::MAX overflows an Instant).
+        let seconds = answer
+            .expires_in
+            .unwrap_or(60)
+            .clamp(20, MAX_TOKEN_LIFETIME)
+            - 10;
+        let now = Instant::now();
+        let until = now.checked_add(Duration::from_secs(seconds)).unwrap_or(now);
+        self.lock_tokens().insert(key, (token.clone(), until));
         Ok(Some(token))
     }
 
@@ -285,7 +311,7 @@ impl Registry {
         retrying(what, || async {
             let mut refreshed = false;
             loop {
-                let request = build(crate::http::client()?).timeout(SMALL_REQUEST);
+                let request = build(crate::http::client()?).timeout(self.timeouts.request);
                 let response = self.authorize(request, scopes).await?.send().await?;
                 if response.status() == StatusCode::UNAUTHORIZED
                     && !refreshed
@@ -406,17 +432,42 @@ impl Registry {
     ) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static> {
         check_digest(digest)?;
         let url = self.url(&format!("v2/{repository}/blobs/{digest}"))?;
+        let what = format!("GET {url}");
         let request = crate::http::client()?.get(url.clone());
         // Blob GETs may be redirected to storage elsewhere: the HTTP client
         // drops the Authorization header when a redirect leaves this host.
-        let response = self
-            .authorize(request, &[pull_scope(repository)])
-            .await?
-            .send()
-            .await?;
-        let response = transient_status(response).await?;
-        let response = expect(response, &[StatusCode::OK], &format!("GET {url}")).await?;
-        Ok(response.bytes_stream().map_err(std::io::Error::other))
+        let request = self.authorize(request, &[pull_scope(repository)]).await?;
+        // The body may take long, so no whole-request timeout: the headers
+        // get one, the body an idle limit.
+        let headers = async {
+            let response = transient_status(request.send().await?).await?;
+            expect(response, &[StatusCode::OK], &what).await
+        };
+        let request_timeout = self.timeouts.request;
+        let response = tokio::time::timeout(request_timeout, headers)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Transient(format!(
+                    "{what}: stalled: no answer within {request_timeout:?}"
+                ))
+                .into())
+            })?;
+        Ok(idle_bounded(
+            response.bytes_stream().map_err(std::io::Error::other),
+            self.timeouts.idle,
+            what,
+        ))
+    }
+
+    /// How long all the tries of moving a blob of `size` bytes may take
+    /// together: per try, the request timeout, the idle limit and the bytes
+    /// at [`MIN_BYTES_PER_SECOND`], plus the pauses between tries.
+    pub fn transfer_deadline(&self, size: u64) -> Duration {
+        let per_try = self.timeouts.request
+            + self.timeouts.idle
+            + Duration::from_secs(size / MIN_BYTES_PER_SECOND);
+        let pauses = FIRST_BACKOFF * (2u32.pow(ATTEMPTS - 1) - 1);
+        per_try.saturating_mul(ATTEMPTS) + pauses
     }
 
     /// Upload one blob from `body` (whose stream proves its bytes): PATCH the
@@ -446,21 +497,40 @@ impl Registry {
             let location = if size == 0 {
                 session.clone()
             } else {
+                // The registry must keep taking our bytes, then answer: a
+                // watch on the body says since when it has not.
+                let waiting = Arc::new(Mutex::new(None));
                 let request = crate::http::client()?
                     .patch(session.clone())
                     .header(header::CONTENT_TYPE, "application/octet-stream")
                     .header(header::CONTENT_LENGTH, size)
-                    .body(reqwest::Body::wrap_stream(body));
-                let response = self.authorize(request, &scopes).await?.send().await?;
-                let response = transient_status(response).await?;
+                    .body(reqwest::Body::wrap_stream(watched(body, waiting.clone())));
+                let request = self.authorize(request, &scopes).await?;
                 let what = format!("PATCH {session}");
-                let response = expect(
-                    response,
-                    &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
-                    &what,
-                )
-                .await?;
-                self.location(&response, &session)?
+                let patch = async {
+                    set_waiting(&waiting, Some(Instant::now()));
+                    let response = request.send().await?;
+                    // Its answer's body is next, under the same watch.
+                    set_waiting(&waiting, Some(Instant::now()));
+                    let response = transient_status(response).await?;
+                    let response = expect(
+                        response,
+                        &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT],
+                        &what,
+                    )
+                    .await?;
+                    self.location(&response, &session)
+                };
+                let idle = self.timeouts.idle;
+                tokio::select! {
+                    location = patch => location?,
+                    () = stalled(&waiting, idle) => {
+                        return Err(Transient(format!(
+                            "{what}: stalled: the registry took no byte and gave no answer for {idle:?}"
+                        ))
+                        .into());
+                    }
+                }
             };
             let mut commit = location.clone();
             commit.query_pairs_mut().append_pair("digest", digest);
@@ -483,7 +553,7 @@ impl Registry {
     async fn cancel(&self, session: &reqwest::Url, scopes: &[String]) -> Result<()> {
         let request = crate::http::client()?
             .delete(session.clone())
-            .timeout(SMALL_REQUEST);
+            .timeout(self.timeouts.request);
         self.authorize(request, scopes).await?.send().await?;
         Ok(())
     }
@@ -534,6 +604,81 @@ impl Registry {
             );
         }
         Ok(url)
+    }
+}
+
+/// `inner`, ended with a "stalled" error once no byte arrived for `idle`
+/// (a failed read: tried again).
+fn idle_bounded<S>(
+    inner: S,
+    idle: Duration,
+    what: String,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+{
+    Box::pin(futures_util::stream::unfold(Some(inner), move |inner| {
+        let what = what.clone();
+        async move {
+            let mut inner = inner?;
+            match tokio::time::timeout(idle, inner.next()).await {
+                Ok(Some(item)) => Some((item, Some(inner))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{what}: stalled: no byte for {idle:?}"),
+                    )),
+                    None,
+                )),
+            }
+        }
+    }))
+}
+
+/// Since when the registry has held our last chunk without asking for the
+/// next (or owed its answer); `None` while it waits for our source, whose own
+/// idle limit applies.
+type Waiting = Arc<Mutex<Option<Instant>>>;
+
+fn set_waiting(waiting: &Waiting, since: Option<Instant>) {
+    *waiting
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = since;
+}
+
+/// `body`, recording in `waiting` whether the registry is waiting for us or
+/// we for it.
+fn watched<S>(body: S, waiting: Waiting) -> impl Stream<Item = S::Item> + Send + 'static
+where
+    S: Stream + Send + 'static,
+    S::Item: Send,
+{
+    futures_util::stream::unfold(
+        (Box::pin(body), waiting),
+        |(mut body, waiting)| async move {
+            set_waiting(&waiting, None);
+            let item = body.next().await;
+            set_waiting(&waiting, Some(Instant::now()));
+            item.map(|item| (item, (body, waiting)))
+        },
+    )
+}
+
+/// Ends once the registry has kept us waiting for `idle`.
+async fn stalled(waiting: &Waiting, idle: Duration) {
+    loop {
+        let since = *waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pause = match since {
+            Some(since) => match idle.checked_sub(since.elapsed()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return,
+            },
+            None => idle,
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -678,5 +823,81 @@ mod tests {
         assert!(!is_transient(&refusal));
         let read = anyhow::Error::new(BlobError::Read(std::io::Error::other("reset")));
         assert!(is_transient(&read));
+    }
+
+    /// A try that never ends: all the tries together end at the deadline,
+    /// which the error names.
+    #[test]
+    fn the_tries_of_one_operation_share_a_deadline() {
+        let result = block_on(retrying_within(
+            "copy blob x",
+            Duration::from_millis(50),
+            std::future::pending::<Result<()>>,
+        ))
+        .unwrap();
+        let error = format!("{:#}", result.unwrap_err());
+        assert!(
+            error.contains("copy blob x: stalled: its tries took longer than 50ms, the limit"),
+            "{error}"
+        );
+    }
+
+    /// A body that sends one chunk and then nothing: the chunk, then a
+    /// "stalled" error a retry treats as a failed read.
+    #[test]
+    fn a_body_that_stops_moving_ends_stalled() {
+        let one = futures_util::stream::iter([Ok(Bytes::from_static(b"x"))]);
+        let stuck = one.chain(futures_util::stream::pending());
+        let items: Vec<std::io::Result<Bytes>> = block_on(
+            idle_bounded(
+                Box::pin(stuck),
+                Duration::from_millis(50),
+                "GET http://x/blob".into(),
+            )
+            .collect(),
+        )
+        .unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().as_ref(), b"x");
+        let error = items[1].as_ref().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "GET http://x/blob: stalled: no byte for 50ms"
+        );
+        let error = anyhow::Error::new(BlobError::Read(std::io::Error::other(error.to_string())));
+        assert!(is_transient(&error));
+    }
+
+    /// The watch on an upload: while we wait for our source it never fires;
+    /// once the registry has held our bytes for the idle limit, it does.
+    #[test]
+    fn an_upload_stalls_only_when_the_registry_keeps_us_waiting() {
+        let waiting: Waiting = Arc::new(Mutex::new(None));
+        let idle = Duration::from_millis(50);
+        let ours = block_on(async {
+            tokio::time::timeout(Duration::from_millis(200), stalled(&waiting, idle)).await
+        })
+        .unwrap();
+        assert!(ours.is_err(), "waiting for our own source is not a stall");
+        set_waiting(&waiting, Some(Instant::now()));
+        block_on(stalled(&waiting, idle)).unwrap();
+    }
+
+    #[test]
+    fn a_blobs_deadline_grows_with_its_size() {
+        let registry = Registry {
+            host: "127.0.0.1:5000".into(),
+            base: reqwest::Url::parse("http://127.0.0.1:5000/").unwrap(),
+            credentials: None,
+            challenge: Challenge::None,
+            realm_credentials: None,
+            tokens: Mutex::new(BTreeMap::new()),
+            timeouts: crate::http::Timeouts::default(),
+        };
+        let small = registry.transfer_deadline(0);
+        // Five tries of 60 s + 60 s, and pauses of 0.2 + 0.4 + 0.8 + 1.6 s.
+        assert_eq!(small, Duration::from_secs(5 * 120 + 3));
+        let big = registry.transfer_deadline(1 << 30);
+        assert_eq!(big - small, Duration::from_secs(5 * (1 << 14)));
     }
 }

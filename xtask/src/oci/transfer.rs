@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 use super::archive::OciArchive;
 use super::manifest::Descriptor;
 use super::reference::ImageRef;
-use super::registry::{retrying, Registry};
+use super::registry::{retrying_within, Registry};
 use crate::error::{fail, Failure};
 
 /// Why a blob stream ended early.
@@ -250,7 +250,9 @@ async fn upload_archive_blob(
             blob.size
         ));
     }
-    let uploaded = retrying(&format!("upload blob {}", blob.digest), || async {
+    let what = format!("upload blob {}", blob.digest);
+    let deadline = registry.transfer_deadline(blob.size);
+    let uploaded = retrying_within(&what, deadline, || async {
         let chunks = archive_chunks(archive, &blob.digest)?;
         let stream = checked(chunks, &blob.digest, blob.size);
         registry

@@ -82,7 +82,10 @@ pub fn certificate_for(bytes: &[u8], fingerprint: &str) -> Result<Option<Cert>> 
 
 /// The public primary key, its own signatures and revocations, its user IDs
 /// and subkeys with their self-signatures: nothing a third party added, no
-/// secret material.
+/// secret material. A user ID or subkey without a self-signature that
+/// verifies (sequoia hands out only those) is not the key holder's:
+/// another key's subkey with that key's binding appended to a certificate
+/// is dropped, not kept and reported as new.
 pub fn minimal(cert: &Cert) -> Result<Cert> {
     let mut packets: Vec<Packet> = Vec::new();
     let primary = cert.primary_key();
@@ -102,6 +105,9 @@ pub fn minimal(cert: &Cert) -> Result<Cert> {
             .map(Packet::from),
     );
     for userid in cert.userids() {
+        if userid.bundle().self_signatures().next().is_none() {
+            continue;
+        }
         packets.push(userid.userid().clone().into());
         packets.extend(userid.bundle().self_signatures().cloned().map(Packet::from));
         packets.extend(
@@ -113,6 +119,9 @@ pub fn minimal(cert: &Cert) -> Result<Cert> {
         );
     }
     for subkey in cert.keys().subkeys() {
+        if subkey.bundle().self_signatures().next().is_none() {
+            continue;
+        }
         packets.push(subkey.key().clone().into());
         packets.extend(subkey.bundle().self_signatures().cloned().map(Packet::from));
         packets.extend(

@@ -1,7 +1,8 @@
 //! Signature lookaside stores: `<base>/<repo>@sha256=<hex>/signature-N`,
 //! N = 1, 2, … until one is missing (there is no listing). Bases may be
 //! `https://`, `file://`, or `http://` on loopback (elsewhere only when the
-//! user says `--insecure-lookaside`).
+//! user says `--insecure-lookaside`); a redirect is followed only where the
+//! base itself would be accepted, and never from https:// to http://.
 //!
 //! A store may lie or stall: a signature larger than 1 MiB is refused (StageX's
 //! are under 2 KiB), `file://` reads regular files only, every request has a
@@ -14,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::oci::reference::{is_sha256_hex, ImageRef};
-use crate::oci::registry::{is_loopback, read_bounded, retrying, Transient};
+use crate::oci::registry::{read_bounded, retrying, Transient};
 
 /// More signatures than this for one digest is not a lookaside we trust.
 const MAX_SIGNATURES: usize = 64;
@@ -59,20 +60,49 @@ impl Lookaside {
 
     pub fn with_deadline(base: &str, insecure: bool, deadline: Duration) -> Result<Lookaside> {
         let base = base.trim_end_matches('/').to_string();
-        if let Some(rest) = base.strip_prefix("http://") {
-            let host = rest.split('/').next().unwrap_or(rest);
-            if !is_loopback(host) {
-                if !insecure {
-                    bail!("lookaside `{base}`: plain http:// is accepted on loopback only; use https://, or --insecure-lookaside if you must");
-                }
-                eprintln!("warning: reading signatures over plain HTTP from {host} (--insecure-lookaside)");
-            }
-        } else if !(base.starts_with("https://") || base.starts_with("file://")) {
-            bail!("lookaside `{base}`: use an https://, http:// or file:// URL");
+        if base.starts_with("file://") {
+            // A path, read as it is written (relative ones too).
+            return Ok(Lookaside {
+                base,
+                http: crate::http::client()?,
+                deadline,
+            });
         }
+        let url = reqwest::Url::parse(&base).with_context(|| {
+            format!("lookaside `{base}`: not a URL; use an https://, http:// or file:// URL")
+        })?;
+        // The scheme as parsed, not as spelt: `HTTP://` is plain HTTP too.
+        let base = match url.scheme() {
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .ok()
+                    .with_context(|| format!("lookaside `{base}`: not a local path"))?;
+                format!("file://{}", path.display())
+            }
+            "https" | "http" => {
+                if !crate::http::url_allowed(&url, false) {
+                    if !insecure {
+                        bail!("lookaside `{base}`: plain http:// is accepted on loopback only; use https://, or --insecure-lookaside if you must");
+                    }
+                    eprintln!(
+                        "warning: reading signatures over plain HTTP from {} (--insecure-lookaside)",
+                        url.host_str().unwrap_or("")
+                    );
+                }
+                url.as_str().trim_end_matches('/').to_string()
+            }
+            _ => bail!("lookaside `{base}`: use an https://, http:// or file:// URL"),
+        };
+        // Redirects are held to the same rule as the base.
+        let http = if insecure {
+            crate::http::client_allowing_plain_http()?
+        } else {
+            crate::http::client()?
+        };
         Ok(Lookaside {
             base,
-            http: crate::http::client()?,
+            http,
             deadline,
         })
     }
@@ -302,13 +332,49 @@ mod tests {
     #[test]
     fn plain_http_only_on_loopback_unless_insisted() {
         assert!(Lookaside::new("http://127.0.0.1:8080/sigs", false).is_ok());
-        let error = Lookaside::new("http://sigs.example.com", false)
-            .err()
-            .unwrap();
-        assert!(
-            error.to_string().contains("--insecure-lookaside"),
-            "{error}"
-        );
+        for base in ["http://sigs.example.com", "HTTP://sigs.example.com/x"] {
+            let error = Lookaside::new(base, false).err().unwrap();
+            assert!(
+                error.to_string().contains("--insecure-lookaside"),
+                "{base}: {error}"
+            );
+        }
         assert!(Lookaside::new("http://sigs.example.com", true).is_ok());
+        assert_eq!(
+            Lookaside::new("HTTPS://Sigs.Example.com/a/", false)
+                .unwrap()
+                .base(),
+            "https://sigs.example.com/a"
+        );
+        assert_eq!(
+            Lookaside::new("file:///tmp/sigs/", false).unwrap().base(),
+            "file:///tmp/sigs"
+        );
+    }
+
+    /// A loopback store that redirects off loopback over plain HTTP: the
+    /// redirect is refused, and named (192.0.2.2 is TEST-NET: never reached).
+    #[test]
+    fn a_redirect_off_loopback_is_refused() {
+        use std::io::{Read, Write};
+        let hex = "c".repeat(64);
+        let redirecting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = redirecting.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in redirecting.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 302 Found\r\nLocation: http://192.0.2.2:9/sigs/signature-1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let lookaside = Lookaside::new(&format!("http://{address}"), false).unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("redirected to http://192.0.2.2:9/sigs/signature-1: refused"),
+            "{text}"
+        );
     }
 }

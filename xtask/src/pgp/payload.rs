@@ -37,16 +37,91 @@ pub struct Payload {
     pub digest_hex: String,
 }
 
-/// The signed JSON, read as containers/image reads it: exactly the known
-/// keys in `critical` and its sections (an unknown or repeated key is an
-/// error, not ignored), `optional` free-form.
+/// The signed JSON, read as containers/image reads it: exactly the keys
+/// `critical` and `optional`, exactly the known keys in `critical` and its
+/// sections (an unknown or repeated key is an error, not ignored).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Signed {
     critical: Critical,
-    #[serde(default)]
-    #[allow(dead_code)] // read so that a repeated `optional` is refused too
-    optional: Option<serde::de::IgnoredAny>,
+    // A plain field of a type read as an option would be `null` when
+    // missing; through `deserialize_with` a missing one is an error.
+    #[serde(deserialize_with = "Optional::deserialize")]
+    optional: Optional,
+}
+
+/// `optional` as containers/image reads it (`strictUnmarshalJSON`): present,
+/// an object whose keys each come once, `creator` a string and `timestamp` an
+/// integer when they are there, other keys ignored. StageX's legacy payloads
+/// all say `"optional":null`: that form alone may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Optional {
+    Null,
+    Object,
+}
+
+impl<'de> Deserialize<'de> for Optional {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_option(OptionalVisitor)
+    }
+}
+
+struct OptionalVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OptionalVisitor {
+    type Value = Optional;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("`optional`: an object")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Optional, E> {
+        Ok(Optional::Null)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Optional, E> {
+        Ok(Optional::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, inner: D) -> Result<Optional, D::Error> {
+        inner.deserialize_map(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Optional, A::Error> {
+        use serde::de::Error as _;
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "creator" => {
+                    map.next_value::<String>()
+                        .map_err(|e| A::Error::custom(format!("`optional.creator`: {e}")))?;
+                }
+                "timestamp" => {
+                    let number: serde_json::Number = map
+                        .next_value()
+                        .map_err(|e| A::Error::custom(format!("`optional.timestamp`: {e}")))?;
+                    let integral = number.is_i64()
+                        || number
+                            .as_f64()
+                            .is_some_and(|f| f.fract() == 0.0 && f.abs() < 9.2e18);
+                    if !integral {
+                        return Err(A::Error::custom(format!(
+                            "`optional.timestamp` is {number}, not an integer"
+                        )));
+                    }
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            if !seen.insert(key.clone()) {
+                return Err(A::Error::custom(format!(
+                    "`optional` has the key `{key}` twice"
+                )));
+            }
+        }
+        Ok(Optional::Object)
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,6 +169,9 @@ pub fn parse(bytes: &[u8]) -> Result<Payload> {
         }
         _ => bail!("the signed payload is neither a JSON object nor an array"),
     };
+    if form == PayloadForm::SimpleSigning && signed.optional == Optional::Null {
+        bail!("`optional` is null: containers/image requires an object (only StageX's legacy array form says null)");
+    }
     let critical = signed.critical;
     let expected_kind = match form {
         PayloadForm::SimpleSigning => "atomic container signature",
@@ -167,41 +245,112 @@ mod tests {
         );
     }
 
+    /// A simple-signing payload with these `critical` contents and this
+    /// `optional`, as raw JSON text.
+    fn signed(critical: &str, optional: &str) -> String {
+        format!(r#"{{"critical":{{{critical}}},"optional":{optional}}}"#)
+    }
+
+    fn critical(reference: &str, digest: &str) -> String {
+        format!(
+            r#""identity":{{"docker-reference":"{reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"atomic container signature""#
+        )
+    }
+
     /// What containers/image refuses, refused here too.
     #[test]
     fn laxities_are_refused() {
-        let good = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x:1"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}},"optional":{{"creator":"x"}}}}"#
-        );
-        assert!(parse(good.as_bytes()).is_ok());
+        let good_critical = critical("stagex/x:1", &format!("sha256:{HEX}"));
+        for optional in [
+            r#"{}"#,
+            r#"{"creator":"x"}"#,
+            r#"{"creator":"x","timestamp":1700000000,"other":[1,{"a":2}]}"#,
+            r#"{"timestamp":1.7e9}"#,
+        ] {
+            let good = signed(&good_critical, optional);
+            assert!(parse(good.as_bytes()).is_ok(), "refused: {good}");
+        }
         let cases = [
             // the digest repeated, the second one wins in a map
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}","docker-manifest-digest":"sha256:{}"}},"type":"atomic container signature"}}}}"#,
-                "b".repeat(64)
+            signed(
+                &format!(
+                    r#""identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}","docker-manifest-digest":"sha256:{}"}},"type":"atomic container signature""#,
+                    "b".repeat(64)
+                ),
+                "{}",
             ),
             // an unknown key inside critical
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature","extra":1}}}}"#
+            signed(&format!("{good_critical},\"extra\":1"), "{}"),
+            // a repeated key inside critical
+            signed(
+                &format!("{good_critical},\"type\":\"atomic container signature\""),
+                "{}",
             ),
             // an unknown top-level key
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}},"surprise":true}}"#
-            ),
+            format!(r#"{{"critical":{{{good_critical}}},"optional":{{}},"surprise":true}}"#),
+            // `optional` missing, repeated, null, or not an object
+            format!(r#"{{"critical":{{{good_critical}}}}}"#),
+            format!(r#"{{"critical":{{{good_critical}}},"optional":{{}},"optional":{{}}}}"#),
+            signed(&good_critical, "null"),
+            signed(&good_critical, "5"),
+            signed(&good_critical, r#""x""#),
+            signed(&good_critical, "[]"),
+            // inside `optional`: a repeated key, a creator that is no string,
+            // a timestamp that is no integer
+            signed(&good_critical, r#"{"creator":"a","creator":"b"}"#),
+            signed(&good_critical, r#"{"other":1,"other":2}"#),
+            signed(&good_critical, r#"{"creator":5}"#),
+            signed(&good_critical, r#"{"timestamp":1.5}"#),
+            signed(&good_critical, r#"{"timestamp":"1700000000"}"#),
             // uppercase hex
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{}"}},"type":"atomic container signature"}}}}"#,
-                HEX.to_ascii_uppercase()
+            signed(
+                &critical("stagex/x", &format!("sha256:{}", HEX.to_ascii_uppercase())),
+                "{}",
             ),
             // a reference that pins another digest
-            format!(
-                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x@sha256:{}"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"atomic container signature"}}}}"#,
-                "c".repeat(64)
+            signed(
+                &critical(
+                    &format!("stagex/x@sha256:{}", "c".repeat(64)),
+                    &format!("sha256:{HEX}"),
+                ),
+                "{}",
             ),
         ];
         for case in cases {
             assert!(parse(case.as_bytes()).is_err(), "accepted: {case}");
         }
+        let error = parse(signed(&good_critical, r#"{"creator":"a","creator":"b"}"#).as_bytes())
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("`optional` has the key `creator` twice"),
+            "{error:#}"
+        );
+        let missing = format!(r#"{{"critical":{{{good_critical}}}}}"#);
+        let error = parse(missing.as_bytes()).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("missing field `optional`"),
+            "{error:#}"
+        );
+    }
+
+    /// StageX's legacy form keeps its `"optional":null`, and is as strict as
+    /// the other otherwise.
+    #[test]
+    fn the_legacy_form_alone_may_say_null() {
+        let legacy = |optional: &str| {
+            format!(
+                r#"[{{"critical":{{"identity":{{"docker-reference":"stagex/grep"}},"image":{{"docker-manifest-digest":"{HEX}"}},"type":"pgp container image signature"}},"optional":{optional}}}]"#
+            )
+        };
+        assert!(parse(legacy("null").as_bytes()).is_ok());
+        assert!(parse(legacy("{}").as_bytes()).is_ok());
+        for bad in ["5", r#"{"creator":"a","creator":"b"}"#] {
+            assert!(parse(legacy(bad).as_bytes()).is_err(), "{bad}");
+        }
+        let missing = format!(
+            r#"[{{"critical":{{"identity":{{"docker-reference":"stagex/grep"}},"image":{{"docker-manifest-digest":"{HEX}"}},"type":"pgp container image signature"}}}}]"#
+        );
+        assert!(parse(missing.as_bytes()).is_err());
     }
 
     #[test]
@@ -209,12 +358,15 @@ mod tests {
         assert!(parse(b"not json").is_err());
         assert!(parse(b"[]").is_err());
         let swapped = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"pgp container image signature"}}}}"#
+            r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"sha256:{HEX}"}},"type":"pgp container image signature"}},"optional":{{}}}}"#
         );
-        assert!(parse(swapped.as_bytes()).is_err());
-        let bare = format!(
-            r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x"}},"image":{{"docker-manifest-digest":"{HEX}"}},"type":"atomic container signature"}}}}"#
+        let error = parse(swapped.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("does not belong"), "{error:#}");
+        let bare = signed(&critical("stagex/x", HEX), "{}");
+        let error = parse(bare.as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().contains("is not `sha256:<hex>`"),
+            "{error:#}"
         );
-        assert!(parse(bare.as_bytes()).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! at least N distinct maintainer keys made a good signature over this digest
 //! of this repository.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use sequoia_openpgp as openpgp;
 use serde::Serialize;
 
+use openpgp::armor;
 use openpgp::cert::{Cert, CertParser};
 use openpgp::parse::stream::{
     MessageLayer, MessageStructure, VerificationError, VerificationHelper, VerifierBuilder,
@@ -173,6 +175,49 @@ fn refused(reason: String) -> Verdict {
     }
 }
 
+/// A signed payload larger than this is refused unread: a simple-signing
+/// payload is under 4 KiB, and a compressed message can unpack to gigabytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 10;
+
+/// The binary OpenPGP message in `bytes`: binary input as it is, armored
+/// input only as a `BEGIN PGP MESSAGE` block, dearmored here. Sequoia's
+/// verifier, given armored bytes, skips any text before the armor and reads
+/// the cleartext signature framework, whose text is not what was signed byte
+/// for byte; given binary bytes it does neither.
+fn inline_message(bytes: &[u8]) -> std::result::Result<Cow<'_, [u8]>, String> {
+    const CLEARTEXT: &str =
+        "a cleartext-signed message: StageX signatures are inline signed messages (gpg --sign)";
+    // Sequoia knows the framework by exactly this text in its header line,
+    // wherever the line is (after junk, after a binary-looking first byte).
+    let marker = b"BEGIN PGP SIGNED MESSAGE";
+    if bytes.windows(marker.len()).any(|w| w == marker) {
+        return Err(CLEARTEXT.into());
+    }
+    // Every OpenPGP packet header has its top bit set; armor is text.
+    if bytes.first().is_some_and(|b| b & 0x80 != 0) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    // The whole input is at most a lookaside signature (1 MiB): its armor
+    // decodes to less.
+    let mut reader = armor::Reader::from_bytes(bytes, armor::ReaderMode::Tolerant(None));
+    let mut binary = Vec::new();
+    if let Err(error) = reader.read_to_end(&mut binary) {
+        return Err(format!("not an OpenPGP signed message: {error}"));
+    }
+    match reader.kind() {
+        Some(armor::Kind::Message) => Ok(Cow::Owned(binary)),
+        // A cleartext framework whose header is spelt so that we missed
+        // it shows up as its signature block.
+        Some(armor::Kind::Signature) => Err(format!(
+            "{CLEARTEXT}; this is an armored signature block (cleartext or detached)"
+        )),
+        Some(kind) => Err(format!(
+            "not an OpenPGP signed message: an armored {kind:?} block"
+        )),
+        None => Err("not an OpenPGP signed message: no armor".into()),
+    }
+}
+
 /// One inline-signed message: cryptography first, then what the payload says.
 pub fn verify_one(
     bytes: &[u8],
@@ -181,30 +226,35 @@ pub fn verify_one(
     repository: &str,
     digest_hex: &str,
 ) -> Verdict {
-    // StageX signs inline (`gpg --sign`); sequoia would also read the
-    // cleartext framework, whose text is not what was signed byte for byte.
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(0);
-    if bytes[start..].starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
-        return refused(
-            "a cleartext-signed message: StageX signatures are inline signed messages".into(),
-        );
-    }
+    let message = match inline_message(bytes) {
+        Ok(message) => message,
+        Err(reason) => return refused(reason),
+    };
     let helper = Helper {
         certs: &keyring.certs,
         outcome: None,
     };
-    let built =
-        VerifierBuilder::from_bytes(bytes).and_then(|b| b.with_policy(policy, None, helper));
+    // Sequoia holds back up to the buffer size to verify before it releases
+    // data: one byte over our limit is all it needs to hold.
+    let built = VerifierBuilder::from_bytes(&message[..]).and_then(|b| {
+        b.buffer_size(MAX_PAYLOAD_BYTES + 1)
+            .with_policy(policy, None, helper)
+    });
     let mut verifier = match built {
         Ok(verifier) => verifier,
         Err(error) => return refused(format!("not an OpenPGP signed message: {error}")),
     };
     let mut payload_bytes = Vec::new();
-    if let Err(error) = verifier.read_to_end(&mut payload_bytes) {
+    if let Err(error) = (&mut verifier)
+        .take(MAX_PAYLOAD_BYTES as u64 + 1)
+        .read_to_end(&mut payload_bytes)
+    {
         return refused(format!("the signed message does not read: {error}"));
+    }
+    if payload_bytes.len() > MAX_PAYLOAD_BYTES {
+        return refused(format!(
+            "the signed payload is larger than {MAX_PAYLOAD_BYTES} bytes: refused unread (a signature payload is under 4 KiB; a compressed message can unpack to gigabytes)"
+        ));
     }
     let outcome = verifier.into_helper().outcome.unwrap_or(Outcome::Refused {
         signer: None,
@@ -441,6 +491,32 @@ mod tests {
         }
         assert_eq!((counted, expired), (76, 46 + 338));
         assert!(unknown > 200, "{unknown}");
+    }
+
+    /// The cleartext framework is refused wherever sequoia would find it;
+    /// armor is taken only as a `BEGIN PGP MESSAGE` block, binary as it is.
+    #[test]
+    fn only_inline_messages_reach_the_verifier() {
+        let cleartext = b"-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n{}\n-----BEGIN PGP SIGNATURE-----\n\nwnUEARYKAB0WIQQ=\n-----END PGP SIGNATURE-----\n";
+        for prefix in [&b""[..], b"junk line\n", b"\xff\n", b"  \n\n"] {
+            let input = [prefix, &cleartext[..]].concat();
+            let error = inline_message(&input).unwrap_err();
+            assert!(error.starts_with("a cleartext-signed message"), "{error}");
+        }
+        let binary = [0xa3u8, 0x01, 0x02];
+        assert!(matches!(inline_message(&binary), Ok(Cow::Borrowed(_))));
+        let error = inline_message(b"this is not an OpenPGP message").unwrap_err();
+        assert!(
+            error.starts_with("not an OpenPGP signed message"),
+            "{error}"
+        );
+        let key =
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ\n-----END PGP PUBLIC KEY BLOCK-----\n";
+        let error = inline_message(key).unwrap_err();
+        assert!(
+            error.starts_with("not an OpenPGP signed message"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -100,6 +100,41 @@ impl Gpg {
     }
 }
 
+impl Gpg {
+    /// An inline signed message over what `input` reads, piped to gpg's
+    /// standard input (for payloads too large to want in memory).
+    pub fn sign_stream(
+        &self,
+        key: &Key,
+        mut input: impl std::io::Read + Send + 'static,
+        options: &[&str],
+    ) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("signature");
+        let mut child = self
+            .gpg()
+            .args(["--local-user", &key.primary, "--sign"])
+            .args(options)
+            .arg("--output")
+            .arg(&output)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || std::io::copy(&mut input, &mut stdin).unwrap());
+        let finished = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(
+            finished.status.success(),
+            "gpg --sign from a pipe failed:\n{}",
+            super::text(&finished)
+        );
+        std::fs::read(output).unwrap()
+    }
+}
+
 /// The containers "simple signing" payload.
 pub fn simple_signing(reference: &str, digest_hex: &str) -> String {
     format!(

@@ -2,8 +2,8 @@
 //! connection, forwarded as it came (but `Connection: close`), the answer
 //! copied back byte for byte. Tests tell it to hold requests back until
 //! released, to answer some itself (errors, challenges, tokens), to demand
-//! credentials, or to flip a byte of what the registry answers; it keeps every
-//! request head it saw.
+//! credentials, to flip a byte of what the registry answers, or to stall in
+//! the middle of an answer for good; it keeps every request head it saw.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -33,6 +33,7 @@ struct State {
     held: Vec<String>,
     rules: Vec<Rule>,
     corrupt: Vec<String>,
+    stall: Vec<String>,
     /// Every request head seen, in order.
     heads: Vec<String>,
 }
@@ -103,16 +104,33 @@ impl Proxy {
     /// Answer 401 with `WWW-Authenticate: challenge` to every request
     /// containing `pattern` whose Authorization does not start with `accepted`.
     pub fn challenge(&self, pattern: &str, accepted: &str, challenge: &str) {
-        self.add(Rule {
-            pattern: pattern.into(),
-            unless_authorization: Some(accepted.into()),
-            answer: Answer {
+        self.answer_unless(
+            pattern,
+            accepted,
+            Answer {
                 status: 401,
                 headers: vec![("WWW-Authenticate".into(), challenge.into())],
                 body: br#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_vec(),
             },
+        );
+    }
+
+    /// Answer every request containing `pattern` whose Authorization does
+    /// not start with `authorization` (none does not) with `answer`.
+    pub fn answer_unless(&self, pattern: &str, authorization: &str, answer: Answer) {
+        self.add(Rule {
+            pattern: pattern.into(),
+            unless_authorization: Some(authorization.into()),
+            answer,
             left: None,
         });
+    }
+
+    /// Forward requests containing `pattern`, then send the registry's
+    /// answer head (its Content-Length included) and one byte of its body,
+    /// and nothing more, ever: the connection stays open.
+    pub fn stall(&self, pattern: &str) {
+        self.state.0.lock().unwrap().stall.push(pattern.into());
     }
 
     /// Flip one byte of the body the registry answers to requests containing `pattern`.
@@ -210,6 +228,10 @@ fn serve(mut client: TcpStream, upstream: &str, state: &(Mutex<State>, Condvar))
         .corrupt
         .iter()
         .any(|p| request_line.contains(p.as_str()));
+    let stall = rules
+        .stall
+        .iter()
+        .any(|p| request_line.contains(p.as_str()));
     drop(rules);
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
@@ -233,6 +255,16 @@ fn serve(mut client: TcpStream, upstream: &str, state: &(Mutex<State>, Condvar))
             let at = split + 4 + 10;
             if at < answer.len() {
                 answer[at] ^= 0x01;
+            }
+        }
+    }
+    if stall {
+        if let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let _ = client.write_all(&answer[..(split + 5).min(answer.len())]);
+            let _ = client.flush();
+            // Hold the connection open, silent, for as long as the test runs.
+            loop {
+                std::thread::park();
             }
         }
     }

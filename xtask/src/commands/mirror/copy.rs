@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::error::fail;
 use crate::oci::manifest::{AnyManifest, Descriptor};
 use crate::oci::reference::ImageRef;
-use crate::oci::registry::{retrying, Registry};
+use crate::oci::registry::{retrying_within, Registry};
 use crate::oci::transfer::{checked, empty_blob_is_empty, refused_by_check};
 use crate::report::{human_size, short_digest};
 
@@ -184,7 +184,10 @@ async fn copy_blob(
         }
     }
     let started = Instant::now();
-    let copied = retrying(&format!("copy blob {digest}"), || async {
+    // Each try is bounded by the idle limits of both ends; all of them
+    // together by a deadline, so that a source trickling bytes ends too.
+    let deadline = ends.target.transfer_deadline(blob.size);
+    let copied = retrying_within(&format!("copy blob {digest}"), deadline, || async {
         let pulled = ends.source.pull_blob(&from_repository, digest).await?;
         let stream = checked(pulled, digest, blob.size);
         ends.target
