@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    all, build, digests, doctor, keys, lint, malcontent, mirror, push, reproduce, sbom, scan,
-    signatures,
+    all, build, check_runtime, digests, doctor, keys, lint, malcontent, mirror, push, reproduce,
+    sbom, scan, signatures,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -39,6 +39,7 @@ pub enum Command {
     Digests(digests::Digests),
     Build(build::Build),
     VerifyReproducible(reproduce::VerifyReproducible),
+    CheckRuntime(check_runtime::CheckRuntime),
     Sbom(sbom::Sbom),
     Scan(scan::Scan),
     Malcontent(malcontent::Malcontent),
@@ -87,6 +88,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Digests(cmd) => cmd.run(root),
         Command::Build(cmd) => cmd.run(root),
         Command::VerifyReproducible(cmd) => cmd.run(root),
+        Command::CheckRuntime(cmd) => cmd.run(root),
         Command::Sbom(cmd) => cmd.run(root),
         Command::Scan(cmd) => cmd.run(root),
         Command::Malcontent(cmd) => cmd.run(root),

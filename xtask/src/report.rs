@@ -29,6 +29,9 @@ pub struct StepReport {
     /// A failure of the tool, not of the check (exit 2 rather than 1).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub could_not_run: bool,
+    /// What a passed step found worth a line (build: the runtime check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl StepReport {
@@ -41,6 +44,7 @@ impl StepReport {
             digest: None,
             size: None,
             could_not_run: false,
+            detail: None,
         }
     }
 
@@ -90,7 +94,7 @@ pub fn table(reports: &[StepReport]) -> String {
         .iter()
         .map(|r| {
             let (outcome, detail) = match &r.outcome {
-                Outcome::Passed => ("passed", String::new()),
+                Outcome::Passed => ("passed", r.detail.clone().unwrap_or_default()),
                 Outcome::Failed(why) => ("FAILED", why.clone()),
                 Outcome::Skipped(why) => ("skipped", why.clone()),
             };

@@ -83,6 +83,23 @@ fn exit_codes_are_the_readme_table() {
         ),
         (&["--root", root, "sbom", "base"], 1, "no build record"),
         (
+            &["--root", root, "check-runtime", "base"],
+            1,
+            "no build record",
+        ),
+        (
+            &[
+                "--root",
+                root,
+                "check-runtime",
+                "--archive",
+                "/nonexistent.tar",
+            ],
+            2,
+            "opening /nonexistent.tar",
+        ),
+        (&["--root", root, "check-runtime", "nosuch"], 2, "nosuch"),
+        (
             &["--root", root, "scan", "base", "--fail-on", "severe"],
             2,
             "invalid value 'severe'",

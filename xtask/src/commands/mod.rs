@@ -3,6 +3,7 @@
 pub mod all;
 pub mod args;
 pub mod build;
+pub mod check_runtime;
 pub mod digests;
 pub mod doctor;
 pub mod keys;

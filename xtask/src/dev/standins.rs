@@ -78,7 +78,11 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
     let standin_dir = dir.join("standins");
     write_standin_contexts(&layout.standin_root(), &standin_dir)?;
     let catalog = Catalog::load(&standin_dir)?;
-    let options = plan::BuildOptions::new(&standin_dir, 1);
+    let options = plan::BuildOptions {
+        // Packages are copied from, never started.
+        check_runtime: false,
+        ..plan::BuildOptions::new(&standin_dir, 1)
+    };
     let builds = plan::plan(&catalog, &[], &options)?;
     eprintln!(
         "stand-ins: building {} stand-in StageX images",

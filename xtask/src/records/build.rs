@@ -30,6 +30,26 @@ pub struct BuildRecord {
     /// Our images this one builds on, by the digest that was supplied.
     pub built_on: Vec<BuiltOn>,
     pub sources: Vec<SourceInput>,
+    /// What `check-runtime` found when the image was built (absent for
+    /// packages that are never started, and in records written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeRecord>,
+}
+
+/// The runtime check's result, as the build record keeps it: only images
+/// that passed are recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeRecord {
+    /// What the runtime executes, and the program that resolves to.
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    pub elf_files: usize,
+    pub programs: usize,
+    pub libraries: usize,
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +107,7 @@ impl BuildRecord {
             stagex_inputs: vec![],
             built_on: vec![],
             sources: vec![],
+            runtime: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::report;
 use crate::tools::{self, git, process::Env};
 use plan::BuildOptions;
 
-/// Build images with buildx into out/<image>.tar, with a build record each.
+/// Build images with buildx into out/<image>/image.tar, prove each can start (check-runtime), and record it.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Build {
     /// What they build on is built too.

@@ -19,6 +19,9 @@ pub struct BuildOptions {
     pub registry_prefix: Option<String>,
     pub no_cache: bool,
     pub builder: Option<String>,
+    /// Prove each image can start before it is recorded (`check-runtime`);
+    /// off only for stand-in packages, which are never started.
+    pub check_runtime: bool,
 }
 
 impl BuildOptions {
@@ -30,6 +33,7 @@ impl BuildOptions {
             registry_prefix: None,
             no_cache: false,
             builder: None,
+            check_runtime: true,
         }
     }
 }
@@ -132,6 +136,11 @@ impl ImageBuild {
 
     pub fn partial_archive(&self) -> PathBuf {
         self.folder().join("image.tar.partial")
+    }
+
+    /// Where a built archive that fails the runtime check is kept, to look at.
+    pub fn rejected_archive(&self) -> PathBuf {
+        self.folder().join("image.rejected.tar")
     }
 
     pub fn log_file(&self) -> PathBuf {

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::plan::ImageBuild;
 use crate::model::settings;
 use crate::oci::archive::OciArchive;
-use crate::records::build::{BuildRecord, BuiltOn, SourceInput};
+use crate::records::build::{BuildRecord, BuiltOn, RuntimeRecord, SourceInput};
 use crate::records::{self};
 use crate::report::{Outcome, StepReport};
 use crate::tools::process::Env;
@@ -104,6 +104,10 @@ pub fn run_builds(builds: &[ImageBuild], jobs: usize, env: &Env, step: &str) -> 
                 let mut report = StepReport::new(&image, step, Outcome::Passed, elapsed);
                 report.digest = Some(built.manifest_digest.clone());
                 report.size = Some(built.archive_size);
+                report.detail = built
+                    .runtime
+                    .as_ref()
+                    .map(|runtime| format!("runtime: {}", runtime.summary));
                 done.insert(image.clone(), built);
                 report
             }
@@ -180,6 +184,12 @@ fn finish(
             archive.manifest_digest()
         );
     }
+    drop(archive);
+    let runtime = if build.options.check_runtime {
+        Some(check_runtime(build)?)
+    } else {
+        None
+    };
     let archive_sha256 = crate::hash::file_sha256(&partial)?;
     let archive_size = std::fs::metadata(&partial)?.len();
     std::fs::rename(&partial, &build.archive)?;
@@ -225,11 +235,44 @@ fn finish(
         stagex_inputs: build.stagex_inputs.clone(),
         built_on,
         sources,
+        runtime,
     };
     if canonical {
         built_record.save(root)?;
     }
     Ok(built_record)
+}
+
+/// The runtime check of the freshly built archive: an image that would not
+/// start fails like a failed build, and its archive is kept aside (never
+/// where later steps look) for `check-runtime --archive`.
+fn check_runtime(build: &ImageBuild) -> Result<RuntimeRecord> {
+    use crate::commands::check_runtime as runtime;
+    let partial = build.partial_archive();
+    let packages = runtime::release_packages(&build.options.root);
+    let verdict = runtime::check_archive(&partial, &packages)?;
+    eprint!("{}", runtime::render(&build.image, &verdict));
+    if !verdict.passed() {
+        let rejected = build.rejected_archive();
+        std::fs::rename(&partial, &rejected)
+            .with_context(|| format!("keeping the rejected archive as {}", rejected.display()))?;
+        let problems: Vec<String> = verdict.problems.iter().map(|p| p.to_string()).collect();
+        return crate::error::fail(format!(
+            "it built, but would not start: {}; the archive is kept as {} (`cargo xtask check-runtime --archive {}`)",
+            problems.join("; "),
+            rejected.display(),
+            rejected.display()
+        ));
+    }
+    Ok(RuntimeRecord {
+        summary: verdict.summary(),
+        argv: verdict.argv,
+        program: verdict.program,
+        elf_files: verdict.elf_files,
+        programs: verdict.programs,
+        libraries: verdict.libraries,
+        notes: verdict.notes,
+    })
 }
 
 /// A source build context, checked out at its pinned commit.

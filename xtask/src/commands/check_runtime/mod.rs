@@ -1,0 +1,187 @@
+//! `cargo xtask check-runtime`: proof, from the built OCI archive alone (no
+//! container started, no engine), that an image can start: its entrypoint is
+//! an executable file for its user, a script's interpreter is there, and
+//! every ELF file's dynamic linker and libraries resolve the way the linker
+//! would resolve them inside the image. `build` runs it on every image.
+//!
+//! [`check`] is pure (filesystem, file facts and config in; problems out);
+//! [`check_archive`] reads the archive for it.
+
+pub mod check;
+pub mod elf;
+pub mod loader;
+pub mod providers;
+pub mod tree;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use super::args::{ImageArgs, JsonArg};
+use crate::error::fail;
+use crate::model::catalog::Catalog;
+use crate::model::release::Release;
+use crate::model::settings;
+use crate::oci::archive::OciArchive;
+use crate::oci::rootfs::{self, Reading};
+use crate::records::build::BuildRecord;
+use crate::report::{self, Outcome, StepReport};
+use check::{Image, RunConfig, Sniff, Verdict};
+
+/// The name reports carry.
+pub const STEP: &str = "check-runtime";
+
+/// Prove each built image can start: its entrypoint, users and every ELF
+/// file's libraries, resolved inside the OCI archive (no container started).
+#[derive(Debug, Args, Clone)]
+pub struct CheckRuntime {
+    #[command(flatten)]
+    pub images: ImageArgs,
+    /// Check these OCI archives instead of built images (e.g. a
+    /// `docker buildx build --output type=oci` of your own).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["images", "all"])]
+    pub archive: Vec<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// One image's check, for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Checked {
+    pub image: String,
+    pub archive: String,
+    pub passed: bool,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub seconds: f64,
+}
+
+impl CheckRuntime {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let targets: Vec<(String, Result<PathBuf>)> = if self.archive.is_empty() {
+            let catalog = Catalog::load(root)?;
+            self.images
+                .select(&catalog)?
+                .into_iter()
+                .map(|image| {
+                    let archive = BuildRecord::load(root, &image)
+                        .and_then(|record| record.verified_archive(root));
+                    (image, archive)
+                })
+                .collect()
+        } else {
+            self.archive
+                .iter()
+                .map(|path| (path.display().to_string(), Ok(path.clone())))
+                .collect()
+        };
+        let packages = release_packages(root);
+        let mut reports = Vec::new();
+        let mut checked = Vec::new();
+        for (image, archive) in targets {
+            let started = Instant::now();
+            let result = archive.and_then(|path| {
+                let verdict = check_archive(&path, &packages)?;
+                Ok((path, verdict))
+            });
+            let report = match result {
+                Ok((path, verdict)) => {
+                    eprint!("{}", render(&image, &verdict));
+                    let outcome = outcome(&verdict);
+                    checked.push(Checked {
+                        image: image.clone(),
+                        archive: path.display().to_string(),
+                        passed: verdict.passed(),
+                        verdict,
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                    StepReport::new(&image, STEP, outcome, started.elapsed())
+                }
+                Err(error) => {
+                    eprintln!("[{image}] {STEP}: {error:#}");
+                    StepReport::from_error(&image, STEP, &error, started.elapsed())
+                }
+            };
+            reports.push(report);
+        }
+        eprint!("\n{}", report::table(&reports));
+        self.json.write(&checked)?;
+        report::fail_if_any(&reports, STEP)
+    }
+}
+
+/// Passed, or failed with every problem.
+pub fn outcome(verdict: &Verdict) -> Outcome {
+    if verdict.passed() {
+        Outcome::Passed
+    } else {
+        let problems: Vec<String> = verdict.problems.iter().map(|p| p.to_string()).collect();
+        Outcome::Failed(format!("it would not start: {}", problems.join("; ")))
+    }
+}
+
+/// The verdict for people: one line, then each problem and note.
+pub fn render(image: &str, verdict: &Verdict) -> String {
+    let mut text = format!(
+        "[{image}] {STEP}: {} — {}\n",
+        if verdict.passed() { "passed" } else { "FAILED" },
+        verdict.summary()
+    );
+    for problem in &verdict.problems {
+        text.push_str(&format!("  - {problem}\n"));
+    }
+    for note in &verdict.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    text
+}
+
+/// Package names of the pinned StageX release, to name what provides a
+/// missing library (none when the checkout has no release list).
+pub fn release_packages(root: &Path) -> BTreeSet<String> {
+    Release::load(root, settings::STAGEX_RELEASE)
+        .map(|release| release.packages.into_keys().collect())
+        .unwrap_or_default()
+}
+
+/// Check the image in the OCI archive at `path`. An archive whose layers
+/// cannot be read safely, or whose config is malformed, is a failed check
+/// (exit 1); one that cannot be opened could not be checked (exit 2).
+pub fn check_archive(path: &Path, packages: &BTreeSet<String>) -> Result<Verdict> {
+    let archive = OciArchive::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let config = match archive
+        .config()
+        .and_then(|config| RunConfig::from_image_config(&config))
+    {
+        Ok(config) => config,
+        Err(error) => return fail(format!("{}: its image config: {error:#}", path.display())),
+    };
+    let mut inspect = |path: &str, bytes: rootfs::Sniffed<'_>| check::sniff(path, bytes);
+    let reading = Reading {
+        hashes: false,
+        head: check::HEAD,
+        wants: &check::wants,
+        max_size: check::MAX_FILE,
+        inspect: &mut inspect,
+    };
+    let (filesystem, sniffs): (_, HashMap<_, Sniff>) = match rootfs::read_with(&archive, reading) {
+        Ok(read) => read,
+        Err(error) => {
+            return fail(format!(
+                "{}: its filesystem cannot be read safely: {error:#}",
+                path.display()
+            ))
+        }
+    };
+    Ok(Image {
+        rootfs: &filesystem,
+        sniffs: &sniffs,
+        config: &config,
+        packages,
+    }
+    .check())
+}
