@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     all, build, check_runtime, digests, doctor, keys, lint, malcontent, mirror, push, reproduce,
-    sbom, scan, signatures,
+    sbom, scan, signatures, signing,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -44,6 +44,11 @@ pub enum Command {
     Scan(scan::Scan),
     Malcontent(malcontent::Malcontent),
     Push(push::Push),
+    Sign(signing::Sign),
+    Attest(signing::Attest),
+    Verify(signing::Verify),
+    Publish(signing::publish::Publish),
+    SigningKey(signing::key::SigningKey),
     Signatures(signatures::Signatures),
     Mirror(mirror::Mirror),
     Keys(keys::Keys),
@@ -93,6 +98,11 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Scan(cmd) => cmd.run(root),
         Command::Malcontent(cmd) => cmd.run(root),
         Command::Push(cmd) => cmd.run(root),
+        Command::Sign(cmd) => cmd.run(root),
+        Command::Attest(cmd) => cmd.run(root),
+        Command::Verify(cmd) => cmd.run(root),
+        Command::Publish(cmd) => cmd.run(root),
+        Command::SigningKey(cmd) => cmd.run(root),
         Command::Signatures(cmd) => cmd.run(root),
         Command::Mirror(cmd) => cmd.run(root),
         Command::Keys(cmd) => cmd.run(root),

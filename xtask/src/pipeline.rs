@@ -28,6 +28,10 @@ pub enum Step {
     Malcontent,
     /// Every built image pushed by digest (only with a push destination).
     Push,
+    /// Every pushed digest signed, its SBOMs attested (cosign, the project's key).
+    Sign,
+    /// Every pushed digest's signature and attestations verified against cosign.pub.
+    Verify,
 }
 
 impl Step {
@@ -42,6 +46,8 @@ impl Step {
         Step::Scan,
         Step::Malcontent,
         Step::Push,
+        Step::Sign,
+        Step::Verify,
     ];
 
     /// The steps whose passing record an image needs before it ships.
@@ -58,6 +64,8 @@ impl Step {
             Step::Scan => "scan",
             Step::Malcontent => "malcontent",
             Step::Push => "push",
+            Step::Sign => "sign",
+            Step::Verify => "verify",
         }
     }
 
@@ -71,6 +79,7 @@ impl Step {
             | Step::Scan
             | Step::Malcontent
             | Step::Push => &[],
+            Step::Sign | Step::Verify => &[Tool::Cosign],
             Step::Build | Step::VerifyReproducible => &[
                 Tool::DockerEngine,
                 Tool::ContainerdStore,

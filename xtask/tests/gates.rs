@@ -184,6 +184,8 @@ fn scan_and_malcontent_gate_what_push_ships() {
             "verify-reproducible",
             "--push-prefix",
             &repository,
+            "--skip",
+            "sign",
             "--json",
             json.to_str().unwrap(),
         ],

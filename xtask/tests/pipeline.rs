@@ -337,6 +337,7 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
     for image in images {
         assert_eq!(image["reproducible"], true, "{image}");
         assert_eq!(image["pulled_back_identical"], true, "{image}");
+        assert_eq!(image["signed_and_verified"], true, "{image}");
         let pushed = image["pushed"].as_str().unwrap();
         assert!(
             pushed.ends_with(image["digest"].as_str().unwrap()),
@@ -358,6 +359,8 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
         "verify-reproducible",
         "sbom",
         "push",
+        "sign",
+        "verify",
     ] {
         assert!(steps.contains(&step), "{steps:?}");
     }
@@ -393,15 +396,33 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     let json = root.join("all.json");
     let prefix = format!("{registry}/all-{}", std::process::id());
     let repository = prefix.split_once('/').unwrap().1.to_string();
+    // What is pushed is signed with a key pair of the test's, its public half
+    // the checkout's cosign.pub.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("cosign.key");
+    run_ok(
+        std::process::Command::new(require_tool("cosign"))
+            .arg("generate-key-pair")
+            .arg("--output-key-prefix")
+            .arg(keys.path().join("cosign"))
+            .env("COSIGN_PASSWORD", "test"),
+    );
+    std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
+    let without = [without[0].clone(), ("COSIGN_PASSWORD", "test".to_string())];
+    let signing = ["--key", key.to_str().unwrap(), "--no-tlog"];
     let output = xtask_in_env(
         root,
         &[
-            "all",
-            "--push-prefix",
-            &prefix,
-            "--json",
-            json.to_str().unwrap(),
-        ],
+            &[
+                "all",
+                "--push-prefix",
+                &prefix,
+                "--json",
+                json.to_str().unwrap(),
+            ][..],
+            &signing[..],
+        ]
+        .concat(),
         &without,
     );
     let log = text(&output);
@@ -443,8 +464,13 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     // Without mal, each filesystem is still extracted (and would fail here).
     expected.extend(images.map(|image| row("malcontent", image, "skipped")));
     expected.push(row("push", "-", "skipped"));
+    expected.push(row("sign", "-", "skipped"));
+    expected.push(row("verify", "-", "skipped"));
     assert_eq!(rows(&json), expected);
-    let pushed = reports(&json).into_iter().last().unwrap();
+    let pushed = reports(&json)
+        .into_iter()
+        .find(|r| r.step == "push")
+        .unwrap();
     assert!(
         matches!(&pushed.outcome, xtask::report::Outcome::Skipped(why) if why.starts_with("not cleared to ship")),
         "{pushed:?}"
@@ -473,6 +499,9 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
             &prefix,
             "--json",
             json.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--no-tlog",
         ],
         &without,
     );
@@ -488,8 +517,18 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     expected.extend(images.map(|image| row("sbom", image, "passed")));
     expected.push(row("scan", "-", "skipped"));
     expected.push(row("malcontent", "-", "skipped"));
+    // The map of pushed images is ordered by name, as the build's reports are.
     expected.extend(images.map(|image| row("push", image, "passed")));
+    expected.extend(images.map(|image| row("sign", image, "passed")));
+    expected.extend(images.map(|image| row("verify", image, "passed")));
     assert_eq!(rows(&json), expected);
+    for image in images {
+        let published = read_json(&root.join(format!("out/{image}/publish.json")));
+        assert_eq!(
+            published["manifest_digest"],
+            record(root, image).manifest_digest.as_str()
+        );
+    }
     for image in images {
         assert!(
             log.contains(&format!("warning: {image} ships ungated: scan has not run")),

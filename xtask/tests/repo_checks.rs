@@ -100,6 +100,18 @@ fn exit_codes_are_the_readme_table() {
         ),
         (&["--root", root, "check-runtime", "nosuch"], 2, "nosuch"),
         (
+            &[
+                "--root",
+                root,
+                "sign",
+                "127.0.0.1:9/x:1",
+                "--key",
+                "/nonexistent",
+            ],
+            2,
+            "names a tag",
+        ),
+        (
             &["--root", root, "scan", "base", "--fail-on", "severe"],
             2,
             "invalid value 'severe'",

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::args::{EngineArgs, JobsArg, JsonArg};
 use super::build::{self, plan::BuildOptions, run::run_builds};
 use super::malcontent::{self, Risk};
 use super::scan::{self, GateArgs};
+use super::signing::publish::{Publisher, SignedImage};
+use super::signing::{self, KeyArgs};
 use super::{digests, lint, push, reproduce, sbom};
 use crate::error::fail;
 use crate::files::Mode;
@@ -20,10 +22,11 @@ use crate::oci::transfer::Pushed;
 use crate::pipeline::{self, Step};
 use crate::records::build::BuildRecord;
 use crate::report::{self, Outcome, StepReport};
+use crate::tools::cosign::Generation;
 use crate::tools::{self, process::Env};
 
 /// Run the pipeline: lint → digests, cpes checks → build → verify-reproducible
-/// → sbom → scan → malcontent → push.
+/// → sbom → scan → malcontent → push → sign → verify.
 #[derive(Debug, Args)]
 pub struct All {
     /// Leave a step out (repeatable).
@@ -33,9 +36,13 @@ pub struct All {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub jobs: JobsArg,
-    /// Push every built image to PREFIX/<image>:latest (without it, `push` is skipped).
+    /// Push every built image to PREFIX/<image>:latest, then sign and verify
+    /// it (without it, push, sign and verify are skipped).
     #[arg(long, value_name = "PREFIX")]
     pub push_prefix: Option<String>,
+    /// The signing key for what is pushed (`--key`, or COSIGN_KEY; password from COSIGN_PASSWORD).
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(flatten)]
     pub scan: GateArgs,
     /// malcontent: fail when a file's risk is this level or above.
@@ -54,6 +61,7 @@ impl All {
             jobs: self.jobs.get(),
             env: Env::new(),
             push_prefix: self.push_prefix,
+            key: self.key,
             scan: self.scan,
             fail_on_risk: self.fail_on_risk,
         };
@@ -75,8 +83,11 @@ pub struct PipelineOptions {
     pub jobs: usize,
     /// Environment for the engine and tools (e.g. test-env's DOCKER_HOST).
     pub env: Env,
-    /// Where `push` sends each built image; without one it is skipped.
+    /// Where `push` sends each built image; without one it is skipped (and
+    /// sign and verify with it).
     pub push_prefix: Option<String>,
+    /// How `sign` signs (and `verify` verifies, against `cosign.pub`).
+    pub key: KeyArgs,
     /// The scan gate: severity and ignore file.
     pub scan: GateArgs,
     /// The malcontent gate.
@@ -114,7 +125,12 @@ impl PipelineOptions {
             .iter()
             .copied()
             .filter(|step| !self.skip.contains(step))
-            .filter(|step| *step != Step::Push || self.push_prefix.is_some())
+            .filter(|step| {
+                !matches!(step, Step::Push | Step::Sign | Step::Verify)
+                    || self.push_prefix.is_some()
+            })
+            // Nothing signed, nothing to verify.
+            .filter(|step| *step != Step::Verify || !self.skip.contains(&Step::Sign))
             .collect()
     }
 }
@@ -123,6 +139,19 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
     // Stop once, before any work, when a step cannot run here.
     let steps = options.steps();
     tools::require(&pipeline::tools_for(&steps), &options.env, "the pipeline")?;
+    // The key, its password and its pair in cosign.pub, before anything is built.
+    let publisher = if steps.contains(&Step::Sign) {
+        let generation = Generation::detect(&options.env)?.generation;
+        let public_key = root.join(signing::PUBLIC_KEY);
+        Some(
+            Publisher::prepare(&options.key, &public_key, generation).context(
+                "`all --push-prefix` signs what it pushes (or `--skip sign` ships unsigned)",
+            )?,
+        )
+    } else {
+        None
+    };
+    let mut signed: BTreeMap<String, SignedImage> = BTreeMap::new();
     let builds = steps.contains(&Step::Build) || steps.contains(&Step::VerifyReproducible);
     let epoch = match options.epoch {
         Some(epoch) => epoch,
@@ -164,6 +193,8 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     Some(missing) => format!("--skip {step} ({missing})"),
                     None => format!("--skip {step}"),
                 }
+            } else if step == Step::Verify && options.skip.contains(&Step::Sign) {
+                "--skip sign: nothing signed to verify".to_string()
             } else {
                 "no --push-prefix to push to".to_string()
             };
@@ -286,6 +317,55 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                         }
                         Err(error) => {
                             eprintln!("[{image}] push FAILED: {error:#}");
+                            StepReport::from_error(image, step.name(), &error, started.elapsed())
+                        }
+                    };
+                    run.reports.push(report);
+                }
+            }
+            Step::Sign | Step::Verify => {
+                let Some(publisher) = &publisher else {
+                    continue;
+                };
+                if run.pushed.is_empty() {
+                    run.reports.push(skipped(step, "nothing pushed".into()));
+                    continue;
+                }
+                for (image, pushed) in &run.pushed {
+                    let started = Instant::now();
+                    let result = match step {
+                        Step::Sign => publisher.sign(root, image, pushed).map(|done| {
+                            signed.insert(image.clone(), done);
+                        }),
+                        _ => {
+                            let Some(done) = signed.get(image) else {
+                                run.reports
+                                    .push(skipped(step, format!("{image}: not signed")));
+                                continue;
+                            };
+                            // Built in this run, or earlier (`--skip build`).
+                            let build = match run.built.get(image) {
+                                Some(build) => Ok(build.clone()),
+                                None => BuildRecord::load(root, image),
+                            };
+                            build.and_then(|build| {
+                                publisher.verify(root, &build, pushed, done).map(drop)
+                            })
+                        }
+                    };
+                    let report = match result {
+                        Ok(()) => {
+                            let mut report = StepReport::new(
+                                image,
+                                step.name(),
+                                Outcome::Passed,
+                                started.elapsed(),
+                            );
+                            report.digest = Some(pushed.digest.clone());
+                            report
+                        }
+                        Err(error) => {
+                            eprintln!("[{image}] {step} FAILED: {error:#}");
                             StepReport::from_error(image, step.name(), &error, started.elapsed())
                         }
                     };

@@ -15,3 +15,4 @@ pub mod reproduce;
 pub mod sbom;
 pub mod scan;
 pub mod signatures;
+pub mod signing;

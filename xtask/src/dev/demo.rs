@@ -12,8 +12,10 @@ use super::standins;
 use super::test_env::{self, Layout};
 use crate::commands::all::{run_pipeline, PipelineOptions};
 use crate::commands::args::{default_jobs, JsonArg};
+use crate::commands::signing::{KeyArgs, PUBLIC_KEY};
 use crate::pipeline::Step;
 use crate::report::{self, Outcome, StepReport};
+use crate::tools::cosign;
 use crate::tools::Status;
 
 /// The whole pipeline offline, on stand-in StageX images in the test registry.
@@ -45,6 +47,8 @@ pub struct DemoImage {
     pub pushed: Option<String>,
     /// The registry serves the archive's manifest bytes by digest (push checks it).
     pub pulled_back_identical: bool,
+    /// Its signature and SBOM attestations verified against cosign.pub.
+    pub signed_and_verified: bool,
 }
 
 impl Demo {
@@ -68,6 +72,21 @@ impl Demo {
         for step in &skip {
             eprintln!("demo: {step} is skipped, its tool is not installed");
         }
+        // A throwaway key pair: what the demo pushes is signed and verified
+        // like a release, against this checkout's cosign.pub.
+        let keys = tempfile::tempdir()?;
+        let password =
+            crate::hash::hex_sha256(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+        let prefix = keys.path().join("cosign");
+        let mut generate = cosign::generate_key_pair(&prefix);
+        generate
+            .envs(&prepared.env)
+            .secret_env(cosign::PASSWORD_ENV, password.clone());
+        generate.output()?;
+        std::fs::copy(
+            prefix.with_extension("pub"),
+            prepared.checkout.join(PUBLIC_KEY),
+        )?;
         let options = PipelineOptions {
             skip,
             engine: Default::default(),
@@ -75,6 +94,11 @@ impl Demo {
             jobs: default_jobs(),
             env: prepared.env.clone(),
             push_prefix: Some(format!("{}/demo", prepared.registry)),
+            key: KeyArgs {
+                key: Some(prefix.with_extension("key")),
+                no_tlog: true,
+                password: Some(password),
+            },
             scan: Default::default(),
             fail_on_risk: crate::commands::malcontent::Risk::High,
         };
@@ -101,16 +125,18 @@ impl Demo {
                     .get(name)
                     .map(|p| format!("{}@{}", p.reference, p.digest)),
                 pulled_back_identical: passed(Step::Push, name),
+                signed_and_verified: passed(Step::Verify, name),
             })
             .collect();
         eprint!("\n{}", report::table(&run.reports));
         for image in &images {
             eprintln!(
-                "{:<12} {}  reproducible={}  pushed={}",
+                "{:<12} {}  reproducible={}  pushed={}  signed and verified={}",
                 image.image,
                 image.digest,
                 image.reproducible,
-                image.pushed.as_deref().unwrap_or("-")
+                image.pushed.as_deref().unwrap_or("-"),
+                image.signed_and_verified
             );
         }
         let demo = DemoReport {

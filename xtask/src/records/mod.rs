@@ -14,6 +14,7 @@
 //! changed; `push` refuses an image whose gates did not pass for these bytes.
 
 pub mod build;
+pub mod publish;
 pub mod steps;
 
 use std::path::{Path, PathBuf};

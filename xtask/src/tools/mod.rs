@@ -1,6 +1,7 @@
 //! The external programs the pipeline uses, one module per program over the one
 //! process runner ([`process`]), and the checks that say whether each is here.
 
+pub mod cosign;
 pub mod docker;
 pub mod git;
 pub mod grype;

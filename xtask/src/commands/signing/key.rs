@@ -1,0 +1,133 @@
+//! `cargo xtask signing-key init`: the project's cosign key pair. The public
+//! key goes to `cosign.pub` at the root (committed); the private key to a
+//! folder outside the checkout, readable by its owner only, never into the
+//! repository. Nothing is overwritten without `--force`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+
+use super::PUBLIC_KEY;
+use crate::error::fail;
+use crate::tools::cosign;
+use crate::tools::process::Env;
+use crate::tools::{self, Tool};
+
+/// The project's cosign key pair.
+#[derive(Debug, Args)]
+pub struct SigningKey {
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyAction {
+    /// Generate the key pair (password from COSIGN_PASSWORD): cosign.pub at
+    /// the root, the private key outside the checkout.
+    Init(Init),
+}
+
+#[derive(Debug, Args)]
+pub struct Init {
+    /// Replace an existing key pair (everything published must then be signed again).
+    #[arg(long)]
+    pub force: bool,
+    /// Where the private key goes (default: $XDG_CONFIG_HOME/stagex-base-images,
+    /// else ~/.config/stagex-base-images).
+    #[arg(long, value_name = "DIR")]
+    pub private_dir: Option<PathBuf>,
+}
+
+impl SigningKey {
+    pub fn run(self, root: &Path) -> Result<()> {
+        match self.action {
+            KeyAction::Init(init) => init.run(root),
+        }
+    }
+}
+
+/// The default folder for the private key: the user's config folder.
+fn default_private_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("stagex-base-images"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("neither XDG_CONFIG_HOME nor HOME is set: pass --private-dir")?;
+    Ok(PathBuf::from(home).join(".config/stagex-base-images"))
+}
+
+impl Init {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let public = root.join(PUBLIC_KEY);
+        let dir = match &self.private_dir {
+            Some(dir) => dir.clone(),
+            None => default_private_dir()?,
+        };
+        let private = dir.join("cosign.key");
+        if dir.starts_with(root) {
+            bail!(
+                "{}: the private key must not live inside the checkout (it could be committed); choose another --private-dir",
+                dir.display()
+            );
+        }
+        if !self.force {
+            for existing in [&public, &private] {
+                if existing.exists() {
+                    return fail(format!(
+                        "{} exists: the project already has a key pair; `--force` replaces it (then everything published must be signed again with the new key)",
+                        existing.display()
+                    ));
+                }
+            }
+        }
+        let Ok(password) = std::env::var(cosign::PASSWORD_ENV) else {
+            bail!(
+                "set {} to the new key's password (it is read from there only)",
+                cosign::PASSWORD_ENV
+            );
+        };
+        if password.is_empty() {
+            eprintln!(
+                "warning: {} is empty: the private key is not encrypted",
+                cosign::PASSWORD_ENV
+            );
+        }
+        let env = Env::new();
+        tools::require(&[Tool::Cosign], &env, "signing-key init")?;
+        create_private_dir(&dir)?;
+        // cosign writes both halves into a fresh folder beside the key's
+        // final place (same filesystem), then each moves into place.
+        let scratch = tempfile::Builder::new()
+            .prefix(".signing-key-")
+            .tempdir_in(&dir)
+            .with_context(|| format!("a scratch folder in {}", dir.display()))?;
+        let prefix = scratch.path().join("cosign");
+        let mut command = cosign::generate_key_pair(&prefix);
+        command.secret_env(cosign::PASSWORD_ENV, password);
+        command.output()?;
+        let written_public = prefix.with_extension("pub");
+        let written_private = prefix.with_extension("key");
+        let public_pem = std::fs::read(&written_public)
+            .with_context(|| format!("cosign wrote no {}", written_public.display()))?;
+        let fingerprint = super::verified::key_fingerprint(&public_pem)?;
+        std::fs::rename(&written_private, &private)
+            .with_context(|| format!("moving the private key to {}", private.display()))?;
+        crate::files::write_atomically(&public, &public_pem)?;
+        eprintln!(
+            "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
+            public.display(),
+            private.display()
+        );
+        Ok(())
+    }
+}
+
+/// The private key's folder, readable by its owner only.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private", dir.display()))
+}

@@ -1,0 +1,425 @@
+//! `sign`, `attest`, `verify`, `publish` and `signing-key init`: images signed
+//! by digest with the project's cosign key pair, their SBOMs attested, both
+//! verified against the committed `cosign.pub`.
+//!
+//! A tag is refused before cosign runs (signing a tag signs whatever it points
+//! to now). The key's password reaches cosign only as `COSIGN_PASSWORD` in its
+//! environment, a key given as PEM only as `COSIGN_KEY`; registry credentials
+//! only through a docker config holding that one registry's entry.
+
+pub mod key;
+pub mod publish;
+pub mod verified;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Serialize;
+
+use super::args::JsonArg;
+use crate::error::fail;
+use crate::oci::reference::ImageRef;
+use crate::tools::cosign::{
+    self, Generation, PredicateKind, PrivateKey, ScopedDockerConfig, Signing, Verifying,
+};
+use crate::tools::process::{Cmd, Env};
+use crate::tools::{self, Tool};
+use verified::Verified;
+
+/// The project's public key, at the root of the checkout.
+pub const PUBLIC_KEY: &str = "cosign.pub";
+
+/// Which private key signs, and whether a transparency log is used.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// The private key file (default: the key itself, as PEM, in COSIGN_KEY);
+    /// its password comes from COSIGN_PASSWORD, never from the command line.
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Use no transparency log, for internal registries (cosign 2:
+    /// --tlog-upload=false; cosign 3: its signing config off); verifying then
+    /// ignores the log too.
+    #[arg(long)]
+    pub no_tlog: bool,
+    /// The password, when a caller has it in hand rather than in
+    /// COSIGN_PASSWORD (the demo's throwaway key).
+    #[arg(skip)]
+    pub password: Option<String>,
+}
+
+impl KeyArgs {
+    /// The private key, and the secrets cosign needs for it, from the
+    /// environment; a clear error when one is missing.
+    pub fn signing(&self, generation: Generation) -> Result<(Signing, Env)> {
+        if self.no_tlog {
+            let version = installed_cosign()?.version;
+            if cosign::ignores_no_tlog(version) {
+                bail!(
+                    "cosign {}.{}.{} ignores --tlog-upload=false and would upload to the public transparency log (sigstore/cosign#4503): install cosign 3.0.3 or newer, or 2.x",
+                    version.map(|v| v.0).unwrap_or(0),
+                    version.map(|v| v.1).unwrap_or(0),
+                    version.map(|v| v.2).unwrap_or(0)
+                );
+            }
+        }
+        let mut secrets = Env::new();
+        let key = match &self.key {
+            Some(path) => {
+                if !path.is_file() {
+                    bail!(
+                        "--key {}: no such file (the private key `cargo xtask signing-key init` wrote)",
+                        path.display()
+                    );
+                }
+                PrivateKey::File(path.clone())
+            }
+            None => match std::env::var(cosign::KEY_ENV) {
+                Ok(pem) if !pem.trim().is_empty() => {
+                    secrets.insert(cosign::KEY_ENV.to_string(), pem);
+                    PrivateKey::Environment
+                }
+                _ => bail!(
+                    "no signing key: pass --key PATH, or set {} to the private key's PEM (the README's `Signing keys` says where it is kept)",
+                    cosign::KEY_ENV
+                ),
+            },
+        };
+        match self
+            .password
+            .clone()
+            .ok_or(())
+            .or_else(|()| std::env::var(cosign::PASSWORD_ENV))
+        {
+            Ok(password) => {
+                secrets.insert(cosign::PASSWORD_ENV.to_string(), password);
+            }
+            Err(_) => bail!(
+                "{} is not set: the signing key's password comes only from it (set it empty for a key without one)",
+                cosign::PASSWORD_ENV
+            ),
+        }
+        Ok((
+            Signing {
+                generation,
+                key,
+                tlog: !self.no_tlog,
+            },
+            secrets,
+        ))
+    }
+}
+
+/// `reference` as an image pinned by digest: a tag alone is refused.
+pub fn by_digest(reference: &str) -> Result<ImageRef> {
+    let parsed = ImageRef::parse(reference)?;
+    if parsed.digest.is_none() {
+        bail!(
+            "`{reference}` names a tag: signing or verifying a tag acts on whatever it points to now; name the image by digest, `{}@sha256:<hex>` (`cargo xtask push` prints it)",
+            ImageRef {
+                tag: None,
+                ..parsed.clone()
+            }
+        );
+    }
+    Ok(ImageRef {
+        tag: None,
+        ..parsed
+    })
+}
+
+/// Run cosign for an image in `host`'s registry: `secrets` in its
+/// environment, that registry's credentials alone in its docker config.
+pub fn run_cosign(mut command: Cmd, host: &str, secrets: &Env) -> Result<std::process::Output> {
+    let config = ScopedDockerConfig::for_host(host)?;
+    config.apply(&mut command);
+    for (name, value) in secrets {
+        command.secret_env(name, value.clone());
+    }
+    command.output()
+}
+
+/// The installed cosign, checked first (exit 2 when missing).
+pub fn cosign_generation() -> Result<Generation> {
+    Ok(installed_cosign()?.generation)
+}
+
+/// The installed cosign's generation and version.
+pub fn installed_cosign() -> Result<cosign::Installed> {
+    let env = Env::new();
+    tools::require(&[Tool::Cosign], &env, "signing")?;
+    Generation::detect(&env)
+}
+
+/// Sign an image, by digest, with the project's key.
+#[derive(Debug, Args)]
+pub struct Sign {
+    /// `registry/repository@sha256:<hex>` (a tag is refused).
+    #[arg(value_name = "REF@sha256:…")]
+    pub reference: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// What `sign` and `attest` did, for `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signed {
+    pub reference: String,
+    /// Where cosign keeps it (`cosign triangulate`).
+    pub stored_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predicate_type: Option<String>,
+    pub tlog: bool,
+}
+
+impl Sign {
+    pub fn run(self, _root: &Path) -> Result<()> {
+        let reference = by_digest(&self.reference)?;
+        let generation = cosign_generation()?;
+        let (signing, secrets) = self.key.signing(generation)?;
+        let started = Instant::now();
+        let signed = sign(&reference, &signing, &secrets)?;
+        eprintln!(
+            "signed {} in {:.1}s; signature stored at {}{}",
+            signed.reference,
+            started.elapsed().as_secs_f64(),
+            signed.stored_at,
+            if signing.tlog {
+                ""
+            } else {
+                " (no transparency log)"
+            }
+        );
+        self.json.write(&signed)
+    }
+}
+
+/// Sign `reference` (pinned by digest).
+pub fn sign(reference: &ImageRef, signing: &Signing, secrets: &Env) -> Result<Signed> {
+    let text = reference.to_string();
+    run_cosign(signing.sign(&text), reference.api_host(), secrets)
+        .with_context(|| format!("signing {text}"))?;
+    Ok(Signed {
+        stored_at: stored_at(reference, false)?,
+        reference: text,
+        predicate_type: None,
+        tlog: signing.tlog,
+    })
+}
+
+/// Attest an SBOM to an image, by digest, with the project's key.
+#[derive(Debug, Args)]
+pub struct Attest {
+    /// `registry/repository@sha256:<hex>` (a tag is refused).
+    #[arg(value_name = "REF@sha256:…")]
+    pub reference: String,
+    /// The SBOM to attest (out/<image>/sbom.spdx.json or sbom.cdx.json).
+    #[arg(long, value_name = "FILE")]
+    pub sbom: PathBuf,
+    /// What the SBOM is.
+    #[arg(long = "type", value_enum, default_value_t = PredicateKind::Spdxjson)]
+    pub kind: PredicateKind,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl Attest {
+    pub fn run(self, _root: &Path) -> Result<()> {
+        let reference = by_digest(&self.reference)?;
+        check_sbom(&self.sbom, self.kind)?;
+        let generation = cosign_generation()?;
+        let (signing, secrets) = self.key.signing(generation)?;
+        let signed = attest(&reference, &self.sbom, self.kind, &signing, &secrets)?;
+        eprintln!(
+            "attested {} ({}) to {}; stored at {}",
+            self.sbom.display(),
+            self.kind.predicate_type(),
+            signed.reference,
+            signed.stored_at
+        );
+        self.json.write(&signed)
+    }
+}
+
+/// An SBOM file that is JSON and says it is what `kind` claims.
+pub fn check_sbom(path: &Path, kind: PredicateKind) -> Result<serde_json::Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let fits = match kind {
+        PredicateKind::Spdxjson => value.get("spdxVersion").is_some(),
+        PredicateKind::Cyclonedx => {
+            value.get("bomFormat").and_then(|f| f.as_str()) == Some("CycloneDX")
+        }
+    };
+    if !fits {
+        bail!(
+            "{} is not a {} document: pass the matching --type (spdxjson for sbom.spdx.json, cyclonedx for sbom.cdx.json)",
+            path.display(),
+            kind.name()
+        );
+    }
+    Ok(value)
+}
+
+/// Attest `sbom` to `reference` (pinned by digest).
+pub fn attest(
+    reference: &ImageRef,
+    sbom: &Path,
+    kind: PredicateKind,
+    signing: &Signing,
+    secrets: &Env,
+) -> Result<Signed> {
+    let text = reference.to_string();
+    run_cosign(
+        signing.attest(&text, sbom, kind),
+        reference.api_host(),
+        secrets,
+    )
+    .with_context(|| format!("attesting {} to {text}", sbom.display()))?;
+    Ok(Signed {
+        stored_at: stored_at(reference, true)?,
+        reference: text,
+        predicate_type: Some(kind.predicate_type().to_string()),
+        tlog: signing.tlog,
+    })
+}
+
+/// Where cosign keeps an image's signatures or attestations.
+fn stored_at(reference: &ImageRef, attestations: bool) -> Result<String> {
+    let output = run_cosign(
+        cosign::triangulate(&reference.to_string(), attestations),
+        reference.api_host(),
+        &Env::new(),
+    )?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Verify an image's signature (and SBOM attestations) against the project's public key.
+#[derive(Debug, Args)]
+pub struct Verify {
+    /// `registry/repository@sha256:<hex>` (a tag is refused).
+    #[arg(value_name = "REF@sha256:…")]
+    pub reference: String,
+    /// Verify the SBOM attestations too.
+    #[arg(long)]
+    pub attestations: bool,
+    /// Which attestations (default: spdxjson).
+    #[arg(long = "type", value_enum, requires = "attestations")]
+    pub kinds: Vec<PredicateKind>,
+    /// The SBOM the attested predicate must equal (for the first --type).
+    #[arg(long, value_name = "FILE", requires = "attestations")]
+    pub sbom: Option<PathBuf>,
+    /// The public key (default: cosign.pub at the root).
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Do not require transparency log entries (images signed with --no-tlog).
+    #[arg(long)]
+    pub no_tlog: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl Verify {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let reference = by_digest(&self.reference)?;
+        let public_key = self.key.unwrap_or_else(|| root.join(PUBLIC_KEY));
+        let generation = cosign_generation()?;
+        let verifying = verifying(generation, &public_key, !self.no_tlog)?;
+        let mut kinds = self.kinds.clone();
+        if self.attestations && kinds.is_empty() {
+            kinds.push(PredicateKind::Spdxjson);
+        }
+        let expected: Vec<(PredicateKind, Option<&Path>)> = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| (*kind, if i == 0 { self.sbom.as_deref() } else { None }))
+            .collect();
+        let verified = verify(&reference, &verifying, &expected)?;
+        eprint!("{}", verified.render());
+        self.json.write(&verified)
+    }
+}
+
+/// How to verify with `public_key`, which must be there.
+pub fn verifying(generation: Generation, public_key: &Path, tlog: bool) -> Result<Verifying> {
+    if !public_key.is_file() {
+        return fail(format!(
+            "no public key at {}: the project's key pair is made with `cargo xtask signing-key init`",
+            public_key.display()
+        ));
+    }
+    Ok(Verifying {
+        generation,
+        public_key: public_key.to_path_buf(),
+        tlog,
+    })
+}
+
+/// Verify the signature of `reference`, and each attestation kind in
+/// `expected` (its predicate equal to the SBOM file when one is named). Any
+/// failure is a failed check (exit 1) naming what did not hold.
+pub fn verify(
+    reference: &ImageRef,
+    verifying: &Verifying,
+    expected: &[(PredicateKind, Option<&Path>)],
+) -> Result<Verified> {
+    let text = reference.to_string();
+    let digest = reference.digest.clone().unwrap_or_default();
+    let key_bytes = std::fs::read(&verifying.public_key)
+        .with_context(|| format!("reading {}", verifying.public_key.display()))?;
+    let mut result = Verified {
+        reference: text.clone(),
+        digest: digest.clone(),
+        public_key: verifying.public_key.display().to_string(),
+        key_sha256: verified::key_fingerprint(&key_bytes)?,
+        signatures: 0,
+        attestations: Vec::new(),
+        tlog: verifying.tlog,
+    };
+    let output = run_cosign(verifying.verify(&text), reference.api_host(), &Env::new());
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => {
+            return fail(format!(
+                "{text}: no signature verifies against {}: {error:#}",
+                verifying.public_key.display()
+            ))
+        }
+    };
+    result.signatures = match verified::signatures(&output.stdout, &digest) {
+        Ok(count) => count,
+        Err(error) => return fail(format!("{text}: {error:#}")),
+    };
+    for (kind, sbom) in expected {
+        let output = run_cosign(
+            verifying.verify_attestation(&text, *kind),
+            reference.api_host(),
+            &Env::new(),
+        );
+        let output = match output {
+            Ok(output) => output,
+            Err(error) => {
+                return fail(format!(
+                    "{text}: no {} attestation verifies against {}: {error:#}",
+                    kind.name(),
+                    verifying.public_key.display()
+                ))
+            }
+        };
+        let expected_sbom = match sbom {
+            Some(path) => Some((path.display().to_string(), check_sbom(path, *kind)?)),
+            None => None,
+        };
+        match verified::attestation(&output.stdout, &digest, *kind, expected_sbom.as_ref()) {
+            Ok(attestation) => result.attestations.push(attestation),
+            Err(error) => return fail(format!("{text}: {error:#}")),
+        }
+    }
+    Ok(result)
+}

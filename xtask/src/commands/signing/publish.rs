@@ -1,0 +1,209 @@
+//! `cargo xtask publish IMAGE --to REPO[:TAG]`: the release path in one step.
+//! Everything that can refuse does so before a byte is pushed (gates for
+//! these archive bytes, cosign, the key, its password, the key being the
+//! pair of `cosign.pub`); then push → sign the pushed digest → attest both
+//! SBOMs → verify all of it against `cosign.pub` → the publish record.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{attest, by_digest, sign, verify, verifying, KeyArgs, PUBLIC_KEY};
+use crate::commands::args::JsonArg;
+use crate::commands::push::{check_gates, push_image};
+use crate::error::fail;
+use crate::oci::reference::ImageRef;
+use crate::oci::transfer::Pushed;
+use crate::records::build::BuildRecord;
+use crate::records::image_dir;
+use crate::records::publish::PublishRecord;
+use crate::tools::cosign::{Generation, PredicateKind, Signing, Verifying};
+use crate::tools::process::Env;
+
+/// Push an image whose gates passed, sign its digest, attest its SBOMs, and
+/// verify both against cosign.pub.
+#[derive(Debug, Args)]
+pub struct Publish {
+    /// The image (its build record names the archive).
+    pub image: String,
+    /// Destination `registry/repository[:tag]` (tag defaults to `latest`).
+    #[arg(long, value_name = "REPO[:TAG]")]
+    pub to: String,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// The public key everything must verify against (default: cosign.pub).
+    #[arg(long, value_name = "PATH")]
+    pub public_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+impl Publish {
+    pub fn run(self, root: &Path) -> Result<()> {
+        let started = Instant::now();
+        let generation = super::cosign_generation()?;
+        let public_key = self
+            .public_key
+            .clone()
+            .unwrap_or_else(|| root.join(PUBLIC_KEY));
+        let record = publish(
+            root,
+            &self.image,
+            &self.to,
+            &self.key,
+            &public_key,
+            generation,
+        )?;
+        eprintln!(
+            "published {} as {} in {:.1}s: signed, SBOMs attested ({}), both verified against {}",
+            self.image,
+            record.pinned,
+            started.elapsed().as_secs_f64(),
+            record.predicate_types.join(", "),
+            public_key.display()
+        );
+        self.json.write(&record)
+    }
+}
+
+/// The SBOM files `publish` attests, by kind.
+fn sboms(root: &Path, image: &str) -> [(PredicateKind, PathBuf); 2] {
+    let dir = image_dir(root, image);
+    [
+        (PredicateKind::Spdxjson, dir.join("sbom.spdx.json")),
+        (PredicateKind::Cyclonedx, dir.join("sbom.cdx.json")),
+    ]
+}
+
+/// Publish `image` to `to`; the record is saved and returned.
+pub fn publish(
+    root: &Path,
+    image: &str,
+    to: &str,
+    key: &KeyArgs,
+    public_key: &Path,
+    generation: Generation,
+) -> Result<PublishRecord> {
+    // Everything that can refuse, before anything is pushed.
+    let build = BuildRecord::load(root, image)?;
+    build.verified_archive(root)?;
+    check_gates(root, &build, &[])?;
+    let publisher = Publisher::prepare(key, public_key, generation)?;
+    publisher.check_sboms(root, image)?;
+    let pushed = push_image(root, image, to, &[])?;
+    let signed = publisher.sign(root, image, &pushed)?;
+    publisher.verify(root, &build, &pushed, &signed)
+}
+
+/// Signing and verifying, checked once: the key, its password, and that it
+/// is the pair of the public key everything is verified against.
+pub struct Publisher {
+    signing: Signing,
+    secrets: Env,
+    verifying: Verifying,
+}
+
+/// Where `sign` left an image's signature and attestations.
+pub struct SignedImage {
+    pub pinned: ImageRef,
+    pub signature: String,
+    pub attestations: String,
+}
+
+impl Publisher {
+    pub fn prepare(key: &KeyArgs, public_key: &Path, generation: Generation) -> Result<Publisher> {
+        let (signing, secrets) = key.signing(generation)?;
+        let verifying = verifying(generation, public_key, signing.tlog)?;
+        check_key_pair(&signing, &secrets, public_key)?;
+        Ok(Publisher {
+            signing,
+            secrets,
+            verifying,
+        })
+    }
+
+    /// Both SBOMs of `image` are there and are what they say.
+    pub fn check_sboms(&self, root: &Path, image: &str) -> Result<()> {
+        for (kind, path) in &sboms(root, image) {
+            super::check_sbom(path, *kind)?;
+        }
+        Ok(())
+    }
+
+    /// Sign the pushed digest and attest both SBOMs to it.
+    pub fn sign(&self, root: &Path, image: &str, pushed: &Pushed) -> Result<SignedImage> {
+        let pinned = by_digest(&format!("{}@{}", pushed.repository, pushed.digest))?;
+        let signature = sign(&pinned, &self.signing, &self.secrets)?.stored_at;
+        let mut attestations = String::new();
+        for (kind, path) in &sboms(root, image) {
+            attestations = attest(&pinned, path, *kind, &self.signing, &self.secrets)?.stored_at;
+        }
+        eprintln!("[{image}] signed {pinned}, SBOMs attested");
+        Ok(SignedImage {
+            pinned,
+            signature,
+            attestations,
+        })
+    }
+
+    /// Verify the signature and both attestations against the public key,
+    /// each predicate equal to its SBOM file; then the publish record.
+    pub fn verify(
+        &self,
+        root: &Path,
+        build: &BuildRecord,
+        pushed: &Pushed,
+        signed: &SignedImage,
+    ) -> Result<PublishRecord> {
+        let sboms = sboms(root, &build.image);
+        let expected: Vec<(PredicateKind, Option<&Path>)> = sboms
+            .iter()
+            .map(|(kind, path)| (*kind, Some(path.as_path())))
+            .collect();
+        let verified = verify(&signed.pinned, &self.verifying, &expected)?;
+        eprint!("{}", verified.render());
+        let record = PublishRecord {
+            image: build.image.clone(),
+            archive_sha256: build.archive_sha256.clone(),
+            manifest_digest: build.manifest_digest.clone(),
+            pushed: pushed.reference.clone(),
+            pinned: signed.pinned.to_string(),
+            signature: signed.signature.clone(),
+            attestations: signed.attestations.clone(),
+            predicate_types: verified
+                .attestations
+                .iter()
+                .map(|a| a.predicate_type.clone())
+                .collect(),
+            public_key_sha256: verified.key_sha256.clone(),
+            tlog: self.signing.tlog,
+        };
+        record.save(root)?;
+        Ok(record)
+    }
+}
+
+/// The private key must be the pair of the public key everything will be
+/// verified against: found out before pushing, not after signing.
+fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result<()> {
+    let mut command = signing.public_key();
+    for (name, value) in secrets {
+        command.secret_env(name, value.clone());
+    }
+    let output = command
+        .output()
+        .context("reading the public half of the signing key (is COSIGN_PASSWORD its password?)")?;
+    let ours = super::verified::key_fingerprint(&output.stdout)?;
+    let committed = super::verified::key_fingerprint(
+        &std::fs::read(public_key).with_context(|| format!("reading {}", public_key.display()))?,
+    )?;
+    if ours != committed {
+        return fail(format!(
+            "the signing key is not the pair of {} (its public key has sha256 {ours}, the file {committed}): use the key `signing-key init` made with it, or commit the matching public key",
+            public_key.display()
+        ));
+    }
+    Ok(())
+}

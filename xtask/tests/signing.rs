@@ -1,0 +1,463 @@
+//! `sign`, `attest`, `verify`, `publish` and `signing-key init` with the real
+//! cosign 2.5 from test-env and the real local registry. A canary password
+//! runs through every test: it must reach cosign's environment and nothing
+//! else (no output, no record, no command line, no child's argv).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::*;
+use xtask::oci::archive::OciArchive;
+use xtask::oci::auth::Role;
+use xtask::oci::reference::ImageRef;
+use xtask::oci::registry::{self, Registry};
+use xtask::oci::transfer;
+
+const CANARY: &str = "canary-Pa55word-4f1d";
+
+/// A key pair made by cosign with the canary password: `<dir>/<name>.key|.pub`.
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    require_tool("cosign");
+    let prefix = dir.join(name);
+    run_ok(
+        std::process::Command::new("cosign")
+            .arg("generate-key-pair")
+            .arg("--output-key-prefix")
+            .arg(&prefix)
+            .env("COSIGN_PASSWORD", CANARY),
+    );
+    (prefix.with_extension("key"), prefix.with_extension("pub"))
+}
+
+/// Push a stand-in archive to `registry/repository:tag`: its digest.
+fn push(archive: &Path, reference: &str) -> String {
+    let archive = OciArchive::open(archive).unwrap();
+    let target = ImageRef::parse(reference).unwrap();
+    let pushed = registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap()
+    .unwrap();
+    pushed.digest
+}
+
+/// A PATH whose `cosign` records the argv the kernel holds for it
+/// (`/proc/self/cmdline`) and whether the password is in its environment,
+/// then runs the real cosign.
+fn recording_cosign(dir: &Path) -> (String, PathBuf) {
+    let real = require_tool("cosign");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let argv_log = dir.join("cosign-argv.log");
+    let script = format!(
+        "#!/bin/sh\ntr '\\0' ' ' < /proc/$$/cmdline >> {log}\nif [ -n \"${{COSIGN_PASSWORD+set}}\" ]; then echo ' [password in env]' >> {log}; else echo ' [no password]' >> {log}; fi\nexec {real} \"$@\"\n",
+        log = argv_log.display(),
+        real = real.display()
+    );
+    let stub = bin.join("cosign");
+    std::fs::write(&stub, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, argv_log)
+}
+
+/// The xtask with the canary password, a command log and the recording cosign.
+struct Signer {
+    root: PathBuf,
+    path: String,
+    command_log: PathBuf,
+    argv_log: PathBuf,
+    outputs: Vec<String>,
+}
+
+impl Signer {
+    fn new(root: &Path, scratch: &Path) -> Signer {
+        let (path, argv_log) = recording_cosign(scratch);
+        Signer {
+            root: root.to_path_buf(),
+            path,
+            command_log: scratch.join("commands.log"),
+            argv_log,
+            outputs: Vec::new(),
+        }
+    }
+
+    fn run(&mut self, args: &[&str]) -> Output {
+        let output = xtask_in_env(
+            &self.root,
+            args,
+            &[
+                ("COSIGN_PASSWORD", CANARY.to_string()),
+                ("PATH", self.path.clone()),
+                ("XTASK_COMMAND_LOG", self.command_log.display().to_string()),
+            ],
+        );
+        self.outputs.push(text(&output));
+        output
+    }
+
+    /// The canary never showed anywhere but in cosign's environment.
+    fn assert_no_leak(&self) {
+        for output in &self.outputs {
+            assert!(!output.contains(CANARY), "the password leaked: {output}");
+        }
+        let commands = std::fs::read_to_string(&self.command_log).unwrap_or_default();
+        assert!(!commands.contains(CANARY), "{commands}");
+        let argv = std::fs::read_to_string(&self.argv_log).unwrap_or_default();
+        assert!(!argv.is_empty(), "cosign never ran");
+        assert!(!argv.contains(CANARY), "in a child's argv: {argv}");
+        for record in walk(&self.root.join("out")) {
+            let bytes = std::fs::read(&record).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(CANARY),
+                "in {}",
+                record.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "json" || e == "md" || e == "log")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn sign_attest_and_verify_by_digest() {
+    let registry = require_engine();
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let (key, public) = key_pair(scratch.path(), "ours");
+    let (_, other_public) = key_pair(scratch.path(), "theirs");
+    let repository = format!("{registry}/signing-{}", std::process::id());
+    let digest = push(&standin_archive("core-busybox"), &format!("{repository}:1"));
+    let pinned = format!("{repository}@{digest}");
+    let mut signer = Signer::new(&root, scratch.path());
+    let key = key.to_str().unwrap();
+    let public = public.to_str().unwrap();
+
+    // A tag is refused before cosign runs.
+    let output = signer.run(&[
+        "sign",
+        &format!("{repository}:1"),
+        "--key",
+        key,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("names a tag"), "{}", text(&output));
+    assert!(!std::fs::read_to_string(&signer.argv_log)
+        .unwrap_or_default()
+        .contains(" sign "));
+
+    let output = signer.run(&["sign", &pinned, "--key", key, "--no-tlog"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json = scratch.path().join("verified.json");
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--key",
+        public,
+        "--no-tlog",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let verified = read_json(&json);
+    assert_eq!(verified["digest"], digest.as_str());
+    assert_eq!(verified["signatures"], 1);
+
+    // Another key pair's public key does not verify it.
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--key",
+        other_public.to_str().unwrap(),
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("no signature verifies against"),
+        "{}",
+        text(&output)
+    );
+
+    // The SBOM attestation verifies and its predicate is the SBOM.
+    let sbom = scratch.path().join("sbom.spdx.json");
+    std::fs::write(
+        &sbom,
+        r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"busybox","packages":[{"name":"core-busybox","versionInfo":"1.37.0"}]}"#,
+    )
+    .unwrap();
+    let output = signer.run(&[
+        "attest",
+        &pinned,
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--key",
+        key,
+        "--no-tlog",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--attestations",
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--key",
+        public,
+        "--no-tlog",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let verified = read_json(&json);
+    assert_eq!(
+        verified["attestations"][0]["predicate_type"],
+        "https://spdx.dev/Document"
+    );
+    assert_eq!(
+        verified["attestations"][0]["equals"],
+        sbom.to_str().unwrap()
+    );
+    let other_sbom = scratch.path().join("other.spdx.json");
+    std::fs::write(&other_sbom, r#"{"spdxVersion":"SPDX-2.3","name":"other"}"#).unwrap();
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--attestations",
+        "--sbom",
+        other_sbom.to_str().unwrap(),
+        "--key",
+        public,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("is not"), "{}", text(&output));
+
+    // The tag moves to another image: its digest carries no signature.
+    let moved = push(&standin_archive("core-musl"), &format!("{repository}:1"));
+    assert_ne!(moved, digest);
+    let output = signer.run(&[
+        "verify",
+        &format!("{repository}@{moved}"),
+        "--key",
+        public,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+
+    signer.assert_no_leak();
+    let argv = std::fs::read_to_string(&signer.argv_log).unwrap();
+    assert!(argv.contains("[password in env]"), "{argv}");
+    assert!(
+        argv.contains(&format!(
+            "sign --key {key} --tlog-upload=false --yes {pinned}"
+        )),
+        "{argv}"
+    );
+}
+
+#[test]
+fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
+    let registry = require_engine();
+    let checkout = demo_checkout();
+    let root = checkout.path();
+    let scratch = tempfile::tempdir().unwrap();
+    let (key, public) = key_pair(scratch.path(), "project");
+    std::fs::copy(&public, root.join("cosign.pub")).unwrap();
+    let key = key.to_str().unwrap();
+    let mut signer = Signer::new(root, scratch.path());
+    let output = signer.run(&["build", "base"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = signer.run(&["sbom", "base"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let build = record(root, "base");
+    let gate = |step: &str, outcome: xtask::report::Outcome| {
+        xtask::records::steps::StepRecord::new(&build, step, outcome, "set by the test".into())
+            .save(root)
+            .unwrap();
+    };
+    let repository = format!("{registry}/publish-{}", std::process::id());
+    let to = format!("{repository}:1.0");
+    let tag_exists = || {
+        let path = format!(
+            "/v2/{}/manifests/1.0",
+            repository.split_once('/').unwrap().1
+        );
+        registry_head(&registry, &path) == 200
+    };
+
+    // A failed scan: refused, nothing pushed.
+    gate("scan", xtask::report::Outcome::Failed("1 critical".into()));
+    gate("malcontent", xtask::report::Outcome::Passed);
+    let output = signer.run(&["publish", "base", "--to", &to, "--key", key, "--no-tlog"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("scan failed: 1 critical"),
+        "{}",
+        text(&output)
+    );
+    assert!(!tag_exists());
+
+    // Every gate passed, but the archive changed after them: refused.
+    gate("scan", xtask::report::Outcome::Passed);
+    let archive = root.join("out/base/image.tar");
+    let original = std::fs::read(&archive).unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(&[0u8; 512]);
+    std::fs::write(&archive, &changed).unwrap();
+    let output = signer.run(&["publish", "base", "--to", &to, "--key", key, "--no-tlog"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("the archive changed"),
+        "{}",
+        text(&output)
+    );
+    assert!(!tag_exists());
+    std::fs::write(&archive, &original).unwrap();
+
+    // A key that is not cosign.pub's pair: refused before pushing.
+    let (stranger, _) = key_pair(scratch.path(), "stranger");
+    let output = signer.run(&[
+        "publish",
+        "base",
+        "--to",
+        &to,
+        "--key",
+        stranger.to_str().unwrap(),
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("is not the pair of"),
+        "{}",
+        text(&output)
+    );
+    assert!(!tag_exists());
+
+    // Cleared: pushed, signed, both SBOMs attested and verified, recorded.
+    let output = signer.run(&["publish", "base", "--to", &to, "--key", key, "--no-tlog"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(tag_exists());
+    let published = read_json(&root.join("out/base/publish.json"));
+    assert_eq!(published["manifest_digest"], build.manifest_digest.as_str());
+    assert_eq!(
+        published["pinned"],
+        format!("{repository}@{}", build.manifest_digest)
+    );
+    assert_eq!(
+        published["predicate_types"],
+        serde_json::json!(["https://spdx.dev/Document", "https://cyclonedx.org/bom"])
+    );
+    assert!(
+        published["signature"].as_str().unwrap().ends_with(".sig"),
+        "{published}"
+    );
+    // Anyone with cosign.pub can check it, attestations included.
+    let pinned = published["pinned"].as_str().unwrap().to_string();
+    let sbom = root.join("out/base/sbom.spdx.json");
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--attestations",
+        "--sbom",
+        sbom.to_str().unwrap(),
+        "--no-tlog",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    signer.assert_no_leak();
+}
+
+#[test]
+fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
+    require_tool("cosign");
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("checkout");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = scratch.path().join("config");
+    let init = |force: bool| {
+        let mut args = vec!["signing-key", "init"];
+        if force {
+            args.push("--force");
+        }
+        xtask_in_env(
+            &root,
+            &args,
+            &[
+                ("COSIGN_PASSWORD", CANARY.to_string()),
+                ("XDG_CONFIG_HOME", config.display().to_string()),
+            ],
+        )
+    };
+    let output = init(false);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(!text(&output).contains(CANARY));
+    let public = std::fs::read_to_string(root.join("cosign.pub")).unwrap();
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    let private = config.join("stagex-base-images/cosign.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(text(&output).contains("COSIGN_KEY"), "{}", text(&output));
+    // The pair works: cosign derives the committed public key from the private one.
+    let derived = run_ok(
+        std::process::Command::new("cosign")
+            .args(["public-key", "--key"])
+            .arg(&private)
+            .env("COSIGN_PASSWORD", CANARY),
+    );
+    assert_eq!(String::from_utf8_lossy(&derived.stdout), public);
+
+    let output = init(false);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(text(&output).contains("--force"), "{}", text(&output));
+    assert_eq!(
+        std::fs::read_to_string(root.join("cosign.pub")).unwrap(),
+        public
+    );
+    let output = init(true);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_ne!(
+        std::fs::read_to_string(root.join("cosign.pub")).unwrap(),
+        public
+    );
+
+    // Never inside the checkout.
+    let output = xtask_in_env(
+        &root,
+        &[
+            "signing-key",
+            "init",
+            "--force",
+            "--private-dir",
+            root.join("keys").to_str().unwrap(),
+        ],
+        &[("COSIGN_PASSWORD", CANARY.to_string())],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("must not live inside the checkout"));
+}
