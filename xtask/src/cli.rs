@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     all, build, check_runtime, digests, doctor, keys, lint, malcontent, mirror, push, reproduce,
-    sbom, scan, signatures, signing,
+    sbom, scan, signatures, signing, summary, workflows,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -25,8 +25,9 @@ use crate::dev::{bench, demo, test_env, test_suite};
                   failed, 2 the tool could not run (see the README)."
 )]
 pub struct Cli {
-    /// Work on another checkout with the same layout (default: this repository).
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Work on another checkout with the same layout (default: this
+    /// repository; CI sets XTASK_ROOT to the job's checkout).
+    #[arg(long, global = true, value_name = "DIR", env = "XTASK_ROOT")]
     pub root: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -49,6 +50,8 @@ pub enum Command {
     Verify(signing::Verify),
     Publish(signing::publish::Publish),
     SigningKey(signing::key::SigningKey),
+    Workflows(workflows::Workflows),
+    Summary(summary::Summary),
     Signatures(signatures::Signatures),
     Mirror(mirror::Mirror),
     Keys(keys::Keys),
@@ -103,6 +106,8 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Verify(cmd) => cmd.run(root),
         Command::Publish(cmd) => cmd.run(root),
         Command::SigningKey(cmd) => cmd.run(root),
+        Command::Workflows(cmd) => cmd.run(root),
+        Command::Summary(cmd) => cmd.run(root),
         Command::Signatures(cmd) => cmd.run(root),
         Command::Mirror(cmd) => cmd.run(root),
         Command::Keys(cmd) => cmd.run(root),

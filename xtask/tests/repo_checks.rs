@@ -603,3 +603,16 @@ fn the_build_time_only_crate_list_is_exact() {
         "update [profile.dev.package] in Cargo.toml"
     );
 }
+
+/// The README draws the job graph `workflows --graph` prints, as it is today.
+#[test]
+fn the_readme_shows_the_current_job_graph() {
+    let output = xtask(&["workflows", "--graph"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let graph = String::from_utf8(output.stdout).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&graph),
+        "README.md does not show the current job graph; paste `cargo xtask workflows --graph`:\n{graph}"
+    );
+}

@@ -16,3 +16,5 @@ pub mod sbom;
 pub mod scan;
 pub mod signatures;
 pub mod signing;
+pub mod summary;
+pub mod workflows;

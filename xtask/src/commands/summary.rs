@@ -1,0 +1,125 @@
+//! `cargo xtask summary DIR… [--markdown PATH]`: one table from the JSON step
+//! reports every command writes with `--json` (the CI legs collect theirs in
+//! one artifact). The table goes to the log, the markdown to a file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::report::{self, Outcome, StepReport};
+
+/// One table (and markdown) from the JSON reports under DIR… (CI's summary job).
+#[derive(Debug, Args)]
+pub struct Summary {
+    /// Folders (or files) of `--json` step reports.
+    #[arg(value_name = "DIR", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Also write the table as markdown here.
+    #[arg(long, value_name = "PATH")]
+    pub markdown: Option<PathBuf>,
+}
+
+impl Summary {
+    pub fn run(self, _root: &Path) -> Result<()> {
+        let mut files = Vec::new();
+        for input in &self.inputs {
+            collect(input, &mut files)?;
+        }
+        files.sort();
+        let mut reports = Vec::new();
+        for file in &files {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            // A list of step reports, or a command's own JSON (not a report:
+            // named and left out, never guessed at).
+            match serde_json::from_slice::<Vec<StepReport>>(&bytes) {
+                Ok(found) => reports.extend(found),
+                Err(_) => eprintln!("note: {} holds no step reports: left out", file.display()),
+            }
+        }
+        if reports.is_empty() {
+            return crate::error::fail(format!(
+                "no step reports under {}: did every leg fail before writing one?",
+                self.inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        print!("{}", report::table(&reports));
+        if let Some(path) = &self.markdown {
+            crate::files::write_atomically(path, markdown(&reports).as_bytes())?;
+        }
+        report::fail_if_any(&reports, "the run")
+    }
+}
+
+fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_file() {
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The reports as a markdown table, failures first.
+pub fn markdown(reports: &[StepReport]) -> String {
+    let failed = reports.iter().filter(|r| r.failed()).count();
+    let mut text = format!(
+        "# Pipeline summary\n\n{} step(s), {failed} failed\n\n| step | image | result | time | digest | detail |\n|---|---|---|---|---|---|\n",
+        reports.len()
+    );
+    let mut ordered: Vec<&StepReport> = reports.iter().collect();
+    ordered.sort_by_key(|r| !r.failed());
+    for r in ordered {
+        let (result, detail) = match &r.outcome {
+            Outcome::Passed => ("passed", r.detail.clone().unwrap_or_default()),
+            Outcome::Failed(why) => ("**FAILED**", why.clone()),
+            Outcome::Skipped(why) => ("skipped", why.clone()),
+        };
+        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+        text.push_str(&format!(
+            "| {} | {} | {result} | {:.1}s | {} | {} |\n",
+            cell(&r.step),
+            cell(&r.image),
+            r.seconds,
+            r.digest
+                .as_deref()
+                .map(report::short_digest)
+                .unwrap_or_default(),
+            cell(&detail)
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn failures_come_first_and_cells_stay_cells() {
+        let reports = [
+            StepReport::new("base", "build", Outcome::Passed, Duration::from_secs(2)),
+            StepReport::new(
+                "base-go",
+                "scan",
+                Outcome::Failed("CVE-1 | in\nx".into()),
+                Duration::from_secs(1),
+            ),
+        ];
+        insta::assert_snapshot!(markdown(&reports));
+    }
+}

@@ -1,0 +1,500 @@
+//! The workflows, planned from the image catalog: pure, snapshot-tested.
+//!
+//! `build.yml` (push to main, weekly, manual):
+//! `xtask` (the binary, built once) → `mirror-deps` → `build-scan` (a leg per
+//! base image) → `publish` (a leg per base image; the only job with the
+//! signing key and the publishing registry's credentials) and `build-apps`
+//! (a leg per image built on one of ours, with its bases' archives) →
+//! `summary` (every leg's reports in one table).
+//!
+//! `check.yml` (pull requests): `xtask` → `lint` (lint, digests, workflows
+//! and cpes.txt checks), and `test`; no secrets, nothing pushed.
+
+use anyhow::{bail, Result};
+
+use super::model::{
+    Action, Branches, Concurrency, Cron, Empty, Job, Matrix, Ordered, Permissions, Step, Strategy,
+    Triggers, Workflow,
+};
+use crate::model::catalog::Catalog;
+use crate::model::settings;
+
+/// Actions, by full URL, pinned to the commit of the version named.
+pub const CHECKOUT: Action = Action {
+    url: "https://code.forgejo.org/actions/checkout",
+    commit: "11bd71901bbe5b1630ceea73d27597364c9af683",
+    version: "v4.2.2",
+};
+pub const UPLOAD_ARTIFACT: Action = Action {
+    url: "https://code.forgejo.org/actions/upload-artifact",
+    commit: "a8a3f3ad30e3422c9c7b888a15615d19a852ae32",
+    version: "v3.1.3",
+};
+pub const DOWNLOAD_ARTIFACT: Action = Action {
+    url: "https://code.forgejo.org/actions/download-artifact",
+    commit: "9bc31d5ccc31df68ecc42ccf4149144866c47d8a",
+    version: "v3.0.2",
+};
+pub const ACTIONS: &[Action] = &[CHECKOUT, UPLOAD_ARTIFACT, DOWNLOAD_ARTIFACT];
+
+/// Where each job keeps the xtask binary it downloaded.
+const BIN_DIR: &str = ".xtask-bin";
+/// The artifact every leg adds its JSON reports to (v3 artifacts merge).
+const REPORTS: &str = "reports";
+
+/// One generated file: its name under `.forgejo/workflows/` and its model.
+pub struct Planned {
+    pub file: &'static str,
+    pub workflow: Workflow,
+}
+
+/// The images `build-scan` builds (built on no image of ours) and those
+/// `build-apps` builds, each with the images it builds on.
+pub struct Split {
+    pub bases: Vec<String>,
+    pub apps: Vec<(String, Vec<String>)>,
+}
+
+pub fn split(catalog: &Catalog) -> Result<Split> {
+    let mut bases = Vec::new();
+    let mut apps = Vec::new();
+    for image in &catalog.images {
+        let on: Vec<String> = image.depends_on().iter().map(|s| s.to_string()).collect();
+        if on.is_empty() {
+            bases.push(image.name.clone());
+        } else {
+            apps.push((image.name.clone(), on));
+        }
+    }
+    for (app, on) in &apps {
+        if let Some(app_base) = on.iter().find(|b| !bases.contains(b)) {
+            bail!(
+                "`{app}` builds on `{app_base}`, which is itself built on one of our images: the workflows build apps on base images only (one level); build `{app_base}` from StageX images, or extend xtask/src/commands/workflows/plan.rs"
+            );
+        }
+    }
+    Ok(Split { bases, apps })
+}
+
+fn checkout() -> Step {
+    Step::uses(
+        "Check out (no credentials kept)",
+        CHECKOUT,
+        Ordered::new().with("persist-credentials", "false".to_string()),
+    )
+}
+
+/// The steps that give a job the binary the `xtask` job built.
+fn use_xtask() -> Vec<Step> {
+    vec![
+        Step::uses(
+            "The xtask binary, built once in this run",
+            DOWNLOAD_ARTIFACT,
+            Ordered::new()
+                .with("name", "xtask".to_string())
+                .with("path", BIN_DIR.to_string()),
+        ),
+        Step::run(
+            "Put xtask on PATH",
+            format!("chmod +x {BIN_DIR}/xtask && echo \"$PWD/{BIN_DIR}\" >> \"$GITHUB_PATH\""),
+        ),
+    ]
+}
+
+fn upload_reports() -> Step {
+    Step::uses(
+        "Keep the JSON reports (also when a step failed)",
+        UPLOAD_ARTIFACT,
+        Ordered::new()
+            .with("name", REPORTS.to_string())
+            .with("path", format!("{REPORTS}/")),
+    )
+    .when("always()")
+}
+
+/// The job that builds the xtask binary once and hands it on.
+fn xtask_job() -> Job {
+    Job {
+        name: "Build the xtask binary".into(),
+        runs_on: settings::RUNNER_LABEL.into(),
+        needs: vec![],
+        condition: None,
+        permissions: Permissions::read_contents(),
+        timeout_minutes: 30,
+        strategy: None,
+        env: Ordered::new(),
+        steps: vec![
+            checkout(),
+            Step::run(
+                "Build",
+                format!("cargo build --locked --release --package xtask && mkdir -p {BIN_DIR} && cp target/release/xtask {BIN_DIR}/xtask"),
+            ),
+            Step::uses(
+                "Hand it to the other jobs",
+                UPLOAD_ARTIFACT,
+                Ordered::new()
+                    .with("name", "xtask".to_string())
+                    .with("path", format!("{BIN_DIR}/xtask"))
+                    .with("retention-days", "1".to_string()),
+            ),
+        ],
+    }
+}
+
+/// A job of `steps` after `needs`, reading the repository only.
+fn job(name: &str, needs: &[&str], timeout_minutes: u32, steps: Vec<Step>) -> Job {
+    let mut all = vec![checkout()];
+    all.extend(use_xtask());
+    all.extend(steps);
+    Job {
+        name: name.into(),
+        runs_on: settings::RUNNER_LABEL.into(),
+        needs: needs.iter().map(|s| s.to_string()).collect(),
+        condition: None,
+        permissions: Permissions::read_contents(),
+        timeout_minutes,
+        strategy: None,
+        env: Ordered::new(),
+        steps: all,
+    }
+}
+
+/// A leg per image, the image's name in `$IMAGE` (never `${{ }}` in a `run:`).
+fn per_image(mut job: Job, legs: Vec<Ordered<String>>) -> Job {
+    job.strategy = Some(Strategy {
+        fail_fast: false,
+        matrix: Matrix { include: legs },
+    });
+    job.env.push("IMAGE", "${{ matrix.image }}".to_string());
+    job
+}
+
+/// Builds pull StageX through the mirror `mirror-deps` filled.
+fn from_mirror(mut job: Job) -> Job {
+    job.env
+        .push("STAGEX_MIRROR", "${{ vars.STAGEX_MIRROR }}".to_string());
+    job
+}
+
+fn leg(image: &str) -> Ordered<String> {
+    Ordered::new().with("image", image.to_string())
+}
+
+/// `xtask <step> "$IMAGE" …` for each gate step, each leaving its report.
+fn gate_steps() -> Vec<Step> {
+    vec![
+        Step::run(
+            "Build (and prove it can start)",
+            format!("xtask build \"$IMAGE\" --registry \"$STAGEX_MIRROR\" --json {REPORTS}/build-\"$IMAGE\".json"),
+        ),
+        Step::run(
+            "Verify it builds reproducibly",
+            format!("xtask verify-reproducible \"$IMAGE\" --registry \"$STAGEX_MIRROR\" --json {REPORTS}/verify-reproducible-\"$IMAGE\".json"),
+        ),
+        Step::run(
+            "SBOM",
+            format!("xtask sbom \"$IMAGE\" --json {REPORTS}/sbom-\"$IMAGE\".json"),
+        ),
+        Step::run(
+            "Scan",
+            format!("xtask scan \"$IMAGE\" --json {REPORTS}/scan-\"$IMAGE\".json"),
+        ),
+        Step::run(
+            "malcontent",
+            format!("xtask malcontent \"$IMAGE\" --json {REPORTS}/malcontent-\"$IMAGE\".json"),
+        ),
+    ]
+}
+
+/// The image's folder (archive, layout, records, SBOMs) for later jobs;
+/// the reproducibility rebuilds stay behind.
+fn upload_image() -> Step {
+    Step::uses(
+        "Keep the image, its records and SBOMs",
+        UPLOAD_ARTIFACT,
+        Ordered::new()
+            .with("name", "image-${{ matrix.image }}".to_string())
+            .with(
+                "path",
+                "out/${{ matrix.image }}/\n!out/${{ matrix.image }}/reproduce/\n".to_string(),
+            )
+            .with("retention-days", "7".to_string()),
+    )
+}
+
+fn download_image(image: &str) -> Step {
+    Step::uses(
+        &format!("The archive of {image}"),
+        DOWNLOAD_ARTIFACT,
+        Ordered::new()
+            .with("name", format!("image-{image}"))
+            .with("path", format!("out/{image}")),
+    )
+}
+
+fn build_workflow(split: &Split) -> Workflow {
+    let mirror_env = |step: Step| step.env("STAGEX_MIRROR", "${{ vars.STAGEX_MIRROR }}");
+    let mirror = job(
+        "Mirror the pinned StageX images (signature quorum checked)",
+        &["xtask"],
+        60,
+        vec![
+            mirror_env(
+                Step::run(
+                    "Mirror",
+                    format!(
+                        "xtask mirror --to-prefix \"$STAGEX_MIRROR\" --json {REPORTS}/mirror.json"
+                    ),
+                )
+                // The mirror's own credentials, for this job only.
+                .env("XTASK_REGISTRY_USERNAME", "${{ secrets.MIRROR_USERNAME }}")
+                .env("XTASK_REGISTRY_PASSWORD", "${{ secrets.MIRROR_PASSWORD }}"),
+            ),
+            upload_reports(),
+        ],
+    );
+
+    let mut scan_steps: Vec<Step> = gate_steps();
+    scan_steps.push(upload_image());
+    scan_steps.push(upload_reports());
+    let build_scan = from_mirror(per_image(
+        job(
+            "Build and scan ${{ matrix.image }}",
+            &["xtask", "mirror-deps"],
+            120,
+            scan_steps,
+        ),
+        split.bases.iter().map(|b| leg(b)).collect(),
+    ));
+
+    let tlog = if settings::SIGN_WITH_TRANSPARENCY_LOG {
+        ""
+    } else {
+        " --no-tlog"
+    };
+    let mut publish_steps = vec![download_image_matrix()];
+    publish_steps.push(
+        Step::run(
+            "Publish: push, sign, attest, verify",
+            format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --json {REPORTS}/publish-\"$IMAGE\".json"),
+        )
+        .env("REGISTRY_PREFIX", "${{ vars.REGISTRY_PREFIX }}")
+        .env("XTASK_REGISTRY_USERNAME", "${{ secrets.REGISTRY_USERNAME }}")
+        .env("XTASK_REGISTRY_PASSWORD", "${{ secrets.REGISTRY_PASSWORD }}")
+        .env("COSIGN_KEY", "${{ secrets.COSIGN_KEY }}")
+        .env("COSIGN_PASSWORD", "${{ secrets.COSIGN_PASSWORD }}"),
+    );
+    publish_steps.push(upload_reports());
+    let mut publish = per_image(
+        job(
+            "Publish ${{ matrix.image }}",
+            &["xtask", "build-scan"],
+            30,
+            publish_steps,
+        ),
+        split.bases.iter().map(|b| leg(b)).collect(),
+    );
+    // Only what main built is published (a manual run on a branch is not).
+    publish.condition = Some("github.ref == 'refs/heads/main'".into());
+
+    let mut app_bases: Vec<&String> = split.apps.iter().flat_map(|(_, on)| on).collect();
+    app_bases.sort();
+    app_bases.dedup();
+    let mut app_steps: Vec<Step> = app_bases.iter().map(|b| download_image(b)).collect();
+    app_steps.extend(gate_steps());
+    app_steps.push(upload_reports());
+    let build_apps = from_mirror(per_image(
+        job(
+            "Build and scan ${{ matrix.image }} (on its base)",
+            &["xtask", "build-scan"],
+            120,
+            app_steps,
+        ),
+        split
+            .apps
+            .iter()
+            .map(|(app, on)| leg(app).with("builds-on", on.join(" ")))
+            .collect(),
+    ));
+
+    let mut summary = job(
+        "One table of every leg's reports",
+        &[
+            "xtask",
+            "mirror-deps",
+            "build-scan",
+            "publish",
+            "build-apps",
+        ],
+        15,
+        vec![
+            Step::uses(
+                "Every leg's reports",
+                DOWNLOAD_ARTIFACT,
+                Ordered::new()
+                    .with("name", REPORTS.to_string())
+                    .with("path", REPORTS.to_string()),
+            ),
+            Step::run(
+                "Summary (the log shows the table)",
+                format!("xtask summary {REPORTS} --markdown summary.md"),
+            ),
+            Step::uses(
+                "Keep the summary",
+                UPLOAD_ARTIFACT,
+                Ordered::new()
+                    .with("name", "summary".to_string())
+                    .with("path", "summary.md".to_string()),
+            )
+            .when("always()"),
+        ],
+    );
+    summary.condition = Some("always()".into());
+
+    let mut jobs = Ordered::new()
+        .with("xtask", xtask_job())
+        .with("mirror-deps", mirror)
+        .with("build-scan", build_scan)
+        .with("publish", publish);
+    if !split.apps.is_empty() {
+        jobs.push("build-apps", build_apps);
+    } else if let Some(needs) = summary.needs.iter().position(|n| n == "build-apps") {
+        summary.needs.remove(needs);
+    }
+    jobs.push("summary", summary);
+    Workflow {
+        name: "build".into(),
+        on: Triggers {
+            push: Some(Branches {
+                branches: vec!["main".into()],
+            }),
+            schedule: vec![Cron {
+                // Weekly, off the hour: new StageX fixes and scanner data.
+                cron: "17 4 * * 1".into(),
+            }],
+            workflow_dispatch: Some(Empty {}),
+            ..Triggers::default()
+        },
+        permissions: Permissions::none(),
+        concurrency: Some(Concurrency {
+            // One release run at a time; a newer push waits rather than
+            // cancelling a publish half done.
+            group: "build-${{ github.ref }}".into(),
+            cancel_in_progress: false,
+        }),
+        env: root_env(),
+        jobs,
+    }
+}
+
+fn download_image_matrix() -> Step {
+    Step::uses(
+        "The image, its records and SBOMs",
+        DOWNLOAD_ARTIFACT,
+        Ordered::new()
+            .with("name", "image-${{ matrix.image }}".to_string())
+            .with("path", "out/${{ matrix.image }}".to_string()),
+    )
+}
+
+/// Every job runs xtask on the checkout it is in.
+fn root_env() -> Ordered<String> {
+    Ordered::new()
+        .with("XTASK_ROOT", "${{ github.workspace }}".to_string())
+        .with("CARGO_TERM_COLOR", "never".to_string())
+}
+
+fn check_workflow() -> Workflow {
+    let lint = job(
+        "Lint, and generated files up to date",
+        &["xtask"],
+        15,
+        vec![
+            Step::run("Lint", format!("xtask lint --json {REPORTS}/lint.json")),
+            Step::run("DIGESTS.md", "xtask digests --check"),
+            Step::run("Workflows", "xtask workflows --check"),
+            Step::run("cpes.txt", "xtask sbom --cpes --check"),
+        ],
+    );
+    let test = Job {
+        name: "The test suite (real engine and registry under target/)".into(),
+        runs_on: settings::RUNNER_LABEL.into(),
+        needs: vec![],
+        condition: None,
+        permissions: Permissions::read_contents(),
+        timeout_minutes: 45,
+        strategy: None,
+        env: Ordered::new(),
+        steps: vec![checkout(), Step::run("Test", "cargo xtask test")],
+    };
+    Workflow {
+        name: "check".into(),
+        on: Triggers {
+            pull_request: Some(Branches {
+                branches: vec!["main".into()],
+            }),
+            ..Triggers::default()
+        },
+        permissions: Permissions::none(),
+        concurrency: Some(Concurrency {
+            group: "check-${{ github.ref }}".into(),
+            cancel_in_progress: true,
+        }),
+        env: root_env(),
+        jobs: Ordered::new()
+            .with("xtask", xtask_job())
+            .with("lint", lint)
+            .with("test", test),
+    }
+}
+
+/// Both workflows, from the catalog.
+pub fn plan(catalog: &Catalog) -> Result<Vec<Planned>> {
+    let split = split(catalog)?;
+    Ok(vec![
+        Planned {
+            file: "build.yml",
+            workflow: build_workflow(&split),
+        },
+        Planned {
+            file: "check.yml",
+            workflow: check_workflow(),
+        },
+    ])
+}
+
+/// The job graph as text, for people (the README shows it).
+pub fn graph(planned: &[Planned]) -> String {
+    let mut text = String::new();
+    for planned in planned {
+        text.push_str(&format!(".forgejo/workflows/{}\n", planned.file));
+        for (name, job) in planned.workflow.jobs.iter() {
+            let legs = job
+                .strategy
+                .as_ref()
+                .map(|s| {
+                    let names: Vec<String> = s
+                        .matrix
+                        .include
+                        .iter()
+                        .map(|leg| {
+                            let image = leg.get("image").cloned().unwrap_or_default();
+                            match leg.get("builds-on") {
+                                Some(on) => format!("{image} (on {on})"),
+                                None => image,
+                            }
+                        })
+                        .collect();
+                    format!(" [{}]", names.join(", "))
+                })
+                .unwrap_or_default();
+            let after = if job.needs.is_empty() {
+                String::new()
+            } else {
+                format!("  ← {}", job.needs.join(", "))
+            };
+            text.push_str(&format!("  {name}{legs}{after}\n"));
+        }
+    }
+    text
+}
