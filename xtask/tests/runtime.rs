@@ -111,7 +111,7 @@ fn build_proves_each_image_can_start_and_refuses_those_that_cannot() {
         passed.detail.as_deref(),
         Some(
             // libc.so.6 is a program too (it prints its version), and needs the loader.
-            "runtime: starts /usr/bin/tini; 3 ELF files, 2 programs, 2 libraries resolved"
+            "runtime: starts /usr/bin/tini; 3 ELF files (2 with an interpreter); 2 libraries loaded"
         )
     );
     let runtime = record(root, "tini")

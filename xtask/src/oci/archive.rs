@@ -149,7 +149,16 @@ impl OciArchive {
         Ok(BufReader::new(file).take(location.size))
     }
 
+    /// The image config, refused when its descriptor says it is larger than
+    /// any real one (an archive handed to us may be anyone's).
     pub fn config(&self) -> Result<serde_json::Value> {
+        const MAX_CONFIG: u64 = 4 << 20;
+        if self.manifest.config.size > MAX_CONFIG {
+            anyhow::bail!(
+                "the image config is {} bytes: refused (a config is under {MAX_CONFIG} bytes)",
+                self.manifest.config.size
+            );
+        }
         let bytes = self.read_blob(&self.manifest.config.digest)?;
         Ok(serde_json::from_slice(&bytes)?)
     }

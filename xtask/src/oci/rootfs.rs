@@ -290,7 +290,8 @@ pub fn read_with<T>(
                         hashes_of(reading.hashes, head.as_slice().chain(&mut entry))
                             .with_context(reading_path)?
                     } else {
-                        let mut bytes = head;
+                        let mut bytes = Vec::with_capacity(record.size as usize);
+                        bytes.extend_from_slice(&head);
                         // The header's size bounds the read; `take` holds it to that.
                         (&mut entry)
                             .take(reading.max_size)
@@ -328,9 +329,14 @@ pub fn read_with<T>(
                                 index + 1
                             )
                         })?;
+                    // One inode: the link has the target's bytes, mode and owner
+                    // (engines link; they do not apply the link's own header).
                     record.sha256 = linked.sha256.clone();
                     record.sha1 = linked.sha1.clone();
                     record.size = linked.size;
+                    record.mode = linked.mode;
+                    record.uid = linked.uid;
+                    record.gid = linked.gid;
                     record.content = linked.content;
                     record.link = Some(target);
                 }

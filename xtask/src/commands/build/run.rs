@@ -249,17 +249,28 @@ fn finish(
 fn check_runtime(build: &ImageBuild) -> Result<RuntimeRecord> {
     use crate::commands::check_runtime as runtime;
     let partial = build.partial_archive();
+    let rejected = build.rejected_archive();
+    let keep_aside = || {
+        std::fs::rename(&partial, &rejected)
+            .with_context(|| format!("keeping the rejected archive as {}", rejected.display()))
+    };
     let packages = runtime::release_packages(&build.options.root);
-    let verdict = runtime::check_archive(&partial, &packages)?;
+    let verdict = match runtime::check_archive(&partial, &packages) {
+        Ok(verdict) => verdict,
+        Err(error) => {
+            keep_aside()?;
+            return Err(error.context(format!(
+                "the built archive could not be checked; it is kept as {}",
+                rejected.display()
+            )));
+        }
+    };
     eprint!("{}", runtime::render(&build.image, &verdict));
     if !verdict.passed() {
-        let rejected = build.rejected_archive();
-        std::fs::rename(&partial, &rejected)
-            .with_context(|| format!("keeping the rejected archive as {}", rejected.display()))?;
-        let problems: Vec<String> = verdict.problems.iter().map(|p| p.to_string()).collect();
+        keep_aside()?;
         return crate::error::fail(format!(
             "it built, but would not start: {}; the archive is kept as {} (`cargo xtask check-runtime --archive {}`)",
-            problems.join("; "),
+            runtime::problems_line(&verdict),
             rejected.display(),
             rejected.display()
         ));

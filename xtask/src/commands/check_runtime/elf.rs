@@ -12,6 +12,13 @@ use goblin::elf::Elf;
 use goblin::strtab::Strtab;
 use serde::Serialize;
 
+/// A library name longer than this is refused by musl (NAME_MAX).
+const MAX_NAME: usize = 255;
+/// A run path longer than this is none the kernel could open (PATH_MAX).
+const MAX_PATH: usize = 4096;
+/// Dynamic string entries read from one file.
+const MAX_DYNAMIC_STRINGS: usize = 4096;
+
 /// The four bytes every ELF file starts with.
 pub const MAGIC: &[u8] = b"\x7fELF";
 
@@ -114,17 +121,30 @@ pub fn read(bytes: &[u8]) -> Result<ElfFile> {
     if let Some(dynamic) = Dynamic::parse(bytes, &program_headers, ctx).context("PT_DYNAMIC")? {
         let strings = Strtab::parse(bytes, dynamic.info.strtab, dynamic.info.strsz, 0)
             .context("the dynamic string table")?;
+        let mut count = 0;
         for entry in &dynamic.dyns {
-            let list = match entry.d_tag {
-                DT_NEEDED => &mut needed,
-                DT_RPATH => &mut rpath,
-                DT_RUNPATH => &mut runpath,
+            let (list, limit, what) = match entry.d_tag {
+                DT_NEEDED => (&mut needed, MAX_NAME, "DT_NEEDED"),
+                DT_RPATH => (&mut rpath, MAX_PATH, "DT_RPATH"),
+                DT_RUNPATH => (&mut runpath, MAX_PATH, "DT_RUNPATH"),
                 _ => continue,
             };
+            // Many entries may name one long string: both are bounded, so a
+            // small file cannot become gigabytes of copies.
+            count += 1;
+            if count > MAX_DYNAMIC_STRINGS {
+                bail!("more than {MAX_DYNAMIC_STRINGS} DT_NEEDED/DT_RPATH/DT_RUNPATH entries");
+            }
             let at = usize::try_from(entry.d_val).ok();
             let text = at.and_then(|at| strings.get_at(at)).with_context(|| {
                 format!("a dynamic entry points outside its string table ({at:?})")
             })?;
+            if text.len() > limit {
+                bail!(
+                    "a {what} string is {} bytes long: no linker takes more than {limit}",
+                    text.len()
+                );
+            }
             list.push(text.to_string());
         }
     }
@@ -312,6 +332,32 @@ pub mod tests {
         assert_eq!(elf.interpreter, None);
         assert!(elf.needed.is_empty());
         assert_eq!(elf.abi.to_string(), "64-bit LSB x86_64");
+    }
+
+    #[test]
+    fn long_or_many_names_are_refused_not_copied() {
+        let long = "l".repeat(256);
+        let error = read(&make(&Spec {
+            bits: 64,
+            machine: 62,
+            needed: &[&long],
+            ..Spec::default()
+        }))
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("no linker takes more than 255"),
+            "{error}"
+        );
+        let names: Vec<String> = (0..4097).map(|i| format!("l{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let error = read(&make(&Spec {
+            bits: 64,
+            machine: 62,
+            needed: &names,
+            ..Spec::default()
+        }))
+        .unwrap_err();
+        assert!(error.to_string().contains("more than 4096"), "{error}");
     }
 
     #[test]

@@ -148,10 +148,11 @@ impl Loader {
     }
 }
 
-/// A search path's folders (`:` or newline separated), empty ones left out.
+/// A search path's folders (`:` or newline separated), empty ones left out
+/// and nothing trimmed: musl's path_open takes `/usr/lib ` (or a CRLF
+/// line's `\r`) as part of the folder's name.
 pub fn split_path(text: &str) -> Vec<String> {
     text.split([':', '\n'])
-        .map(str::trim)
         .filter(|dir| !dir.is_empty())
         .map(str::to_string)
         .collect()

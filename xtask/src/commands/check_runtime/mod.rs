@@ -49,14 +49,22 @@ pub struct CheckRuntime {
     pub json: JsonArg,
 }
 
-/// One image's check, for `--json`.
+/// One image's check, for `--json`: its verdict, or why it could not be
+/// checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Checked {
     pub image: String,
-    pub archive: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
     pub passed: bool,
-    #[serde(flatten)]
-    pub verdict: Verdict,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Why there is no verdict (a missing record, layers refused, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The tool could not run, rather than the check failing (exit 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub could_not_run: bool,
     pub seconds: f64,
 }
 
@@ -94,16 +102,28 @@ impl CheckRuntime {
                     let outcome = outcome(&verdict);
                     checked.push(Checked {
                         image: image.clone(),
-                        archive: path.display().to_string(),
+                        archive: Some(path.display().to_string()),
                         passed: verdict.passed(),
-                        verdict,
+                        verdict: Some(verdict),
+                        error: None,
+                        could_not_run: false,
                         seconds: started.elapsed().as_secs_f64(),
                     });
                     StepReport::new(&image, STEP, outcome, started.elapsed())
                 }
                 Err(error) => {
                     eprintln!("[{image}] {STEP}: {error:#}");
-                    StepReport::from_error(&image, STEP, &error, started.elapsed())
+                    let report = StepReport::from_error(&image, STEP, &error, started.elapsed());
+                    checked.push(Checked {
+                        image: image.clone(),
+                        archive: None,
+                        passed: false,
+                        verdict: None,
+                        error: Some(format!("{error:#}")),
+                        could_not_run: report.could_not_run,
+                        seconds: started.elapsed().as_secs_f64(),
+                    });
+                    report
                 }
             };
             reports.push(report);
@@ -114,13 +134,33 @@ impl CheckRuntime {
     }
 }
 
-/// Passed, or failed with every problem.
+/// Problems named in one line (a glibc program in a musl image has hundreds;
+/// all of them are in the log and `--json`).
+const SHOWN_PROBLEMS: usize = 5;
+
+/// The first problems, and how many more.
+pub fn problems_line(verdict: &Verdict) -> String {
+    let mut shown: Vec<String> = verdict
+        .problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(|p| p.to_string())
+        .collect();
+    if verdict.problems.len() > SHOWN_PROBLEMS {
+        shown.push(format!(
+            "and {} more",
+            verdict.problems.len() - SHOWN_PROBLEMS
+        ));
+    }
+    shown.join("; ")
+}
+
+/// Passed, or failed with its problems.
 pub fn outcome(verdict: &Verdict) -> Outcome {
     if verdict.passed() {
         Outcome::Passed
     } else {
-        let problems: Vec<String> = verdict.problems.iter().map(|p| p.to_string()).collect();
-        Outcome::Failed(format!("it would not start: {}", problems.join("; ")))
+        Outcome::Failed(format!("it would not start: {}", problems_line(verdict)))
     }
 }
 
@@ -177,11 +217,5 @@ pub fn check_archive(path: &Path, packages: &BTreeSet<String>) -> Result<Verdict
             ))
         }
     };
-    Ok(Image {
-        rootfs: &filesystem,
-        sniffs: &sniffs,
-        config: &config,
-        packages,
-    }
-    .check())
+    Ok(Image::new(&filesystem, &sniffs, &config, packages).check())
 }

@@ -6,6 +6,8 @@ use crate::oci::rootfs::{Entry, Kind, Rootfs};
 
 /// Symlinks followed in one lookup before it counts as a loop (Linux: 40).
 const MAX_LINKS: usize = 40;
+/// The longest path the kernel takes (PATH_MAX).
+pub const PATH_MAX: usize = 4096;
 
 /// The end of a lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +20,8 @@ pub enum End<'r> {
     /// A path goes on below this one, which is no folder.
     NotAFolder(String),
     TooManyLinks,
+    /// Longer than PATH_MAX.
+    TooLong,
 }
 
 /// A lookup: where it ended, and the symlinks it followed on the way.
@@ -73,6 +77,9 @@ impl Lookup<'_> {
             ),
             End::NotAFolder(path) => format!("{} is not a folder{via}", absolute(path)),
             End::TooManyLinks => format!("more than {MAX_LINKS} symlinks followed: a loop{via}"),
+            End::TooLong => {
+                format!("the path is longer than {PATH_MAX} bytes: the kernel refuses it{via}")
+            }
         }
     }
 }
@@ -110,28 +117,46 @@ fn implied_folder(rootfs: &Rootfs, path: &str) -> bool {
 }
 
 /// Look `path` up (absolute, or relative to the root) in `rootfs`, following
-/// every symlink, the last one too.
+/// every symlink, the last one too. A path or link target longer than
+/// PATH_MAX is refused as the kernel refuses it.
 pub fn lookup<'r>(rootfs: &'r Rootfs, path: &str) -> Lookup<'r> {
+    let mut links = Vec::new();
+    if path.len() > PATH_MAX {
+        return Lookup {
+            end: End::TooLong,
+            links,
+        };
+    }
     let mut todo: std::collections::VecDeque<String> =
         path.split('/').map(str::to_string).collect();
-    let mut at: Vec<String> = Vec::new();
-    let mut links = Vec::new();
+    // The resolved path so far, and where each of its parts starts: one
+    // string grown and cut, not rebuilt at every part.
+    let mut at = String::new();
+    let mut starts: Vec<usize> = Vec::new();
     while let Some(part) = todo.pop_front() {
         match part.as_str() {
             "" | "." => continue,
             // Above the root is the root, as in the kernel's walk.
             ".." => {
-                at.pop();
+                if let Some(start) = starts.pop() {
+                    at.truncate(start.saturating_sub(1));
+                }
                 continue;
             }
             _ => {}
         }
-        let here = if at.is_empty() {
-            part.clone()
-        } else {
-            format!("{}/{part}", at.join("/"))
-        };
-        match rootfs.entries.get(&here) {
+        let start = if at.is_empty() { 0 } else { at.len() + 1 };
+        if !at.is_empty() {
+            at.push('/');
+        }
+        at.push_str(&part);
+        if at.len() > PATH_MAX {
+            return Lookup {
+                end: End::TooLong,
+                links,
+            };
+        }
+        match rootfs.entries.get(&at) {
             Some(entry) if entry.kind == Kind::Symlink => {
                 if links.len() >= MAX_LINKS {
                     return Lookup {
@@ -140,35 +165,44 @@ pub fn lookup<'r>(rootfs: &'r Rootfs, path: &str) -> Lookup<'r> {
                     };
                 }
                 let target = entry.link.clone().unwrap_or_default();
+                if target.len() > PATH_MAX {
+                    return Lookup {
+                        end: End::TooLong,
+                        links,
+                    };
+                }
+                let link = at.clone();
+                // The link's folder is where a relative target starts.
+                at.truncate(start.saturating_sub(1));
                 if target.starts_with('/') {
                     at.clear();
+                    starts.clear();
                 }
                 for piece in target.split('/').rev() {
                     todo.push_front(piece.to_string());
                 }
-                links.push((here, target));
+                links.push((link, target));
             }
-            Some(entry) if entry.kind == Kind::Directory => at.push(part),
+            Some(entry) if entry.kind == Kind::Directory => starts.push(start),
             Some(_) if todo.iter().any(|p| !p.is_empty() && p != ".") => {
                 return Lookup {
-                    end: End::NotAFolder(here),
+                    end: End::NotAFolder(at),
                     links,
                 }
             }
-            Some(_) => at.push(part),
-            None if implied_folder(rootfs, &here) => at.push(part),
+            Some(_) => starts.push(start),
+            None if implied_folder(rootfs, &at) => starts.push(start),
             None => {
                 return Lookup {
-                    end: End::Missing(here),
+                    end: End::Missing(at),
                     links,
                 }
             }
         }
     }
-    let path = at.join("/");
-    let entry = rootfs.entries.get(&path);
+    let entry = rootfs.entries.get(&at);
     Lookup {
-        end: End::Found(path, entry),
+        end: End::Found(at, entry),
         links,
     }
 }
@@ -242,6 +276,8 @@ pub mod tests {
             End::Found("usr/lib".into(), None)
         );
         assert_eq!(lookup(&fs, "/").end, End::Found(String::new(), None));
+        let long = format!("/{}", "a/".repeat(3000));
+        assert_eq!(lookup(&fs, &long).end, End::TooLong);
     }
 
     #[test]

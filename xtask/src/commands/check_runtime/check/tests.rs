@@ -1,6 +1,8 @@
 use super::*;
 use crate::commands::check_runtime::elf::tests::{make, Spec};
 use crate::commands::check_runtime::tree::tests::rootfs;
+#[allow(unused_imports)]
+use crate::oci::rootfs::Entry;
 
 const X86_64: u16 = 62;
 const MUSL: &str = "/lib/ld-musl-x86_64.so.1";
@@ -69,13 +71,7 @@ impl Fixture {
     }
 
     fn check(&self) -> Verdict {
-        Image {
-            rootfs: &self.rootfs,
-            sniffs: &self.sniffs,
-            config: &self.config,
-            packages: &self.packages,
-        }
-        .check()
+        Image::new(&self.rootfs, &self.sniffs, &self.config, &self.packages).check()
     }
 
     fn problems(&self) -> Vec<String> {
@@ -125,7 +121,7 @@ fn a_complete_musl_image_passes() {
     );
     assert_eq!(
         verdict.summary(),
-        "starts /usr/bin/ruby; 4 ELF files, 1 program, 2 libraries resolved"
+        "starts /usr/bin/ruby; 4 ELF files (1 with an interpreter); 2 libraries loaded"
     );
 }
 
@@ -272,7 +268,7 @@ fn the_entrypoint_must_exist_and_be_executable() {
     image.start(&["nosuch"]);
     assert_eq!(
         image.problems(),
-        ["nosuch: the entrypoint `nosuch` is not in PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)"]
+        ["nosuch: the entrypoint: `nosuch` is in no folder of PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) as a file this user may execute"]
     );
     // A link that climbs out ends at the image's root, never on this machine.
     image.link("usr/bin/escape", "../../../../../../../bin/true");
@@ -307,7 +303,7 @@ fn the_entrypoint_must_exist_and_be_executable() {
     image.start(&["/usr/bin/private"]);
     assert_eq!(
         image.problems(),
-        ["/usr/bin/private: the entrypoint is not executable by uid 1000 gid 1000 (mode 700, owner 0:0)"]
+        ["/usr/bin/private: the entrypoint: not executable by uid 1000 gid 1000 (mode 700, owner 0:0)"]
     );
     image.config.user = String::new();
     assert_eq!(image.problems(), Vec::<String>::new(), "root may run it");
@@ -353,7 +349,16 @@ fn scripts_need_their_interpreter_and_wrappers_their_program() {
     image.start(&["/usr/bin/start"]);
     assert_eq!(
         image.problems(),
-        ["python3: the program `env` starts for /usr/bin/start `python3` is not in PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)"]
+        ["/usr/bin/start: its #! line hands env one argument, `python3 -u`, which env takes for a program name: write `#!/usr/bin/env -S python3 -u`"]
+    );
+    // `env -S` splits it: then python3 must be found through PATH.
+    image.file(
+        "usr/bin/start",
+        Sniff::Script("/usr/bin/env -S python3 -u".into()),
+    );
+    assert_eq!(
+        image.problems(),
+        ["/usr/bin/start: the program its #! line has `env` start, `python3`: `python3` is in no folder of PATH (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) as a file this user may execute"]
     );
     image.file(
         "usr/bin/python3",
@@ -361,7 +366,7 @@ fn scripts_need_their_interpreter_and_wrappers_their_program() {
     );
     assert_eq!(
         image.problems(),
-        ["/nonexistent/interp: the #! interpreter of /usr/bin/python3: /nonexistent does not exist"]
+        ["/usr/bin/python3: its #! interpreter /nonexistent/interp: /nonexistent does not exist"]
     );
     // tini starts what follows `--`.
     image.elf("usr/sbin/tini", &program(MUSL, &[]));
@@ -375,7 +380,7 @@ fn scripts_need_their_interpreter_and_wrappers_their_program() {
     image.start(&["/etc/passwd"]);
     assert_eq!(
         image.problems(),
-        ["/etc/passwd: the entrypoint is neither an ELF program nor a #! script: exec fails"]
+        ["/etc/passwd: the entrypoint: neither an ELF program nor a #! script: exec fails"]
     );
 }
 
@@ -408,11 +413,229 @@ fn the_run_config_is_read_from_the_image_config() {
     assert_eq!(run.env("EMPTY"), Some(""));
     assert_eq!(run.user, "1000:1000");
     let bare = RunConfig::from_image_config(&serde_json::json!({"architecture": "amd64"})).unwrap();
-    assert_eq!(bare, RunConfig::default());
+    assert_eq!(
+        bare,
+        RunConfig {
+            architecture: "amd64".into(),
+            ..RunConfig::default()
+        }
+    );
+    assert_eq!(bare.machine(), Some((64, 62)));
     let nulls = serde_json::json!({"config": {"Entrypoint": null, "Cmd": null}});
     assert_eq!(
         RunConfig::from_image_config(&nulls).unwrap(),
         RunConfig::default()
     );
     assert!(RunConfig::from_image_config(&serde_json::json!({"config": {"Cmd": "sh"}})).is_err());
+}
+
+/// What the attack on the first version found, each now refused.
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn a_crlf_shebang_fails_as_the_kernel_fails_it() {
+        let mut image = Fixture::musl();
+        image.elf("usr/bin/busybox", &Spec::default());
+        image.link("usr/bin/sh", "busybox");
+        image.file(
+            "usr/bin/start.sh",
+            sniff(
+                "usr/bin/start.sh",
+                Sniffed::Whole(b"#!/bin/sh\r\necho hi\r\n"),
+            ),
+        );
+        image.start(&["/usr/bin/start.sh"]);
+        assert_eq!(
+            image.problems(),
+            ["/usr/bin/start.sh: the entrypoint: its #! line ends in \\r (CRLF line endings): the kernel looks for `/bin/sh\\r` and finds nothing; convert the script to LF"]
+        );
+    }
+
+    #[test]
+    fn a_shebang_without_a_slash_is_not_searched_in_path() {
+        let mut image = Fixture::musl();
+        image.elf("usr/bin/python3", &program(MUSL, &[]));
+        image.file("usr/bin/start", Sniff::Script("python3".into()));
+        image.start(&["/usr/bin/start"]);
+        assert_eq!(
+            image.problems(),
+            ["/usr/bin/start: its #! interpreter /python3: /python3 does not exist"]
+        );
+    }
+
+    #[test]
+    fn a_numeric_user_takes_its_passwd_group_and_its_other_groups() {
+        let mut image = Fixture::musl();
+        image.text(
+            "etc/passwd",
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        );
+        image.text("etc/group", "root:x:0:\napp:x:1000:\nops:x:2000:app\n");
+        image.elf("usr/bin/tool", &Spec::default());
+        image.start(&["/usr/bin/tool"]);
+        let tool = |image: &mut Fixture, mode: u32, gid: u64| {
+            let entry = image.rootfs.entries.get_mut("usr/bin/tool").unwrap();
+            entry.mode = mode;
+            entry.gid = gid;
+        };
+        // root:root 0750 is not for uid 1000, whose group is 1000.
+        image.config.user = "1000".into();
+        tool(&mut image, 0o750, 0);
+        assert_eq!(image.problems().len(), 1, "{:?}", image.problems());
+        // root:1000 0750 is.
+        tool(&mut image, 0o750, 1000);
+        assert_eq!(image.problems(), Vec::<String>::new());
+        // root:2000 0750: through the group that lists `app`.
+        tool(&mut image, 0o750, 2000);
+        assert_eq!(image.problems(), Vec::<String>::new());
+        // An explicit group replaces the others.
+        image.config.user = "app:app".into();
+        assert_eq!(image.problems().len(), 1);
+        // `app:` is no group at all, as for runc.
+        image.config.user = "app:".into();
+        assert_eq!(image.problems(), Vec::<String>::new());
+        image.config.user = "4294967296".into();
+        assert!(image.problems()[0].contains("the runtime refuses it"));
+    }
+
+    #[test]
+    fn a_program_of_another_architecture_is_an_exec_format_error() {
+        let mut image = Fixture::musl();
+        image.elf(
+            "usr/bin/tool",
+            &Spec {
+                machine: 183,
+                ..Spec::default()
+            },
+        );
+        image.start(&["/usr/bin/tool"]);
+        image.config.architecture = "amd64".into();
+        assert_eq!(
+            image.problems(),
+            ["/usr/bin/tool: the entrypoint: /usr/bin/tool is 64-bit LSB aarch64, but the image is amd64: exec format error"]
+        );
+        image.config.architecture = "arm64".into();
+        assert_eq!(image.problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn musl_stops_at_a_folder_a_loop_or_an_object_file() {
+        let mut image = Fixture::musl();
+        image.elf("usr/bin/tool", &program(MUSL, &["libx.so"]));
+        image.elf("usr/lib/libx.so", &library(&[]));
+        assert_eq!(image.problems(), Vec::<String>::new());
+        // LD_LIBRARY_PATH is searched first: what is there of that name ends it.
+        image
+            .config
+            .env
+            .push(("LD_LIBRARY_PATH".into(), "/opt/first".into()));
+        image.rootfs.entries.insert(
+            "opt/first/libx.so".into(),
+            Entry::example(Kind::Directory, None),
+        );
+        assert_eq!(
+            image.problems(),
+            ["/usr/bin/tool: needs libx.so: /opt/first/libx.so is a folder, not a file: the linker opens it, and fails"]
+        );
+        image.rootfs.entries.remove("opt/first/libx.so");
+        image.link("opt/first/libx.so", "libx.so");
+        assert!(
+            image.problems()[0].contains("a loop"),
+            "{:?}",
+            image.problems()
+        );
+        image.rootfs.entries.remove("opt/first/libx.so");
+        // An object file where the library should be.
+        let mut object = make(&Spec {
+            bits: 64,
+            machine: X86_64,
+            ..Spec::default()
+        });
+        object[16] = 1; // ET_REL
+        image.file(
+            "opt/first/libx.so",
+            sniff("opt/first/libx.so", Sniffed::Whole(&object)),
+        );
+        assert!(
+            image.problems()[0].contains("no linker loads"),
+            "{:?}",
+            image.problems()
+        );
+    }
+
+    #[test]
+    fn musl_ignores_a_run_path_with_another_dynamic_token() {
+        let mut image = Fixture::musl();
+        let spec = Spec {
+            runpath: Some("/opt/app/lib:$LIB"),
+            ..program(MUSL, &["libapp.so"])
+        };
+        image.elf("usr/bin/app", &spec);
+        image.elf("opt/app/lib/libapp.so", &library(&[]));
+        assert!(
+            image.problems()[0].starts_with(
+                "/usr/bin/app: needs libapp.so: not found in /lib, /usr/local/lib, /usr/lib"
+            ),
+            "{:?}",
+            image.problems()
+        );
+    }
+
+    #[test]
+    fn a_broken_elf_file_nothing_uses_is_a_note() {
+        let mut image = Fixture::musl();
+        image.file(
+            "usr/share/testdata/bad.elf",
+            Sniff::BrokenElf("truncated".into()),
+        );
+        let verdict = image.check();
+        assert!(verdict.passed(), "{:?}", verdict.problems);
+        assert!(verdict.notes[0].contains("bad.elf starts like an ELF file"));
+    }
+
+    #[test]
+    fn wrappers_options_with_values_are_skipped() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            wrapped_program("tini", &args(&["-p", "SIGTERM", "app"])),
+            Some("app")
+        );
+        assert_eq!(
+            wrapped_program("env", &args(&["-u", "HOME", "A=1", "app"])),
+            Some("app")
+        );
+        assert_eq!(
+            wrapped_program("tini", &args(&["-s", "--", "-app"])),
+            Some("-app")
+        );
+    }
+
+    /// A chain of libraries each with its interpreter and a run path: the
+    /// budget bounds the work, whatever the archive holds.
+    #[test]
+    fn the_work_is_bounded() {
+        let mut image = Fixture::musl();
+        let names: Vec<String> = (0..400).map(|i| format!("lib{i}.so")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let next: Vec<&str> = names
+                .get(i + 1)
+                .map(|n| vec![n.as_str()])
+                .unwrap_or_default();
+            let spec = Spec {
+                runpath: Some("/a:/b:/c:/d:/e:/f:/g:/h"),
+                ..program(MUSL, &next)
+            };
+            image.elf(&format!("usr/lib/{name}"), &spec);
+        }
+        let verdict = image.check();
+        assert!(
+            verdict
+                .problems
+                .iter()
+                .any(|p| p.message.contains("stopped after")),
+            "{:?}",
+            verdict.problems.len()
+        );
+    }
 }
