@@ -459,5 +459,131 @@ fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
         &[("COSIGN_PASSWORD", CANARY.to_string())],
     );
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(text(&output).contains("must not live inside the checkout"));
+    assert!(
+        text(&output).contains("inside the checkout"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// A registry that sends clients for tokens to a realm on another port, as a
+/// hostile one would: cosign gets a token we asked for anonymously (the realm
+/// is not the registry's own), never a password to hand the realm itself,
+/// whatever the environment and the docker config hold.
+#[test]
+fn cosign_never_holds_a_password_a_realm_could_receive() {
+    use common::proxy::{Answer, Proxy};
+    let registry = require_engine();
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let (key, public) = key_pair(scratch.path(), "ours");
+    let repository = format!("realm-{}", std::process::id());
+    let digest = push(
+        &standin_archive("core-busybox"),
+        &format!("{registry}/{repository}:1"),
+    );
+    let token = |body: &str| Answer {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.as_bytes().to_vec(),
+    };
+    let realm = Proxy::start(&registry);
+    realm.answer_unless("/token", "Basic", token(r#"{"token":"anonymous-token"}"#));
+    realm.answer("/token", token(r#"{"token":"minted-with-credentials"}"#));
+    let a = Proxy::start(&registry);
+    a.challenge(
+        "",
+        "Bearer ",
+        &format!(
+            "Bearer realm=\"http://{}/token\",service=\"a\"",
+            realm.address
+        ),
+    );
+    // Credentials for A everywhere a careless client would look.
+    let basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("ci:registry-canary-77")
+    };
+    let docker = scratch.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {a.address.clone(): {"auth": basic}}}).to_string(),
+    )
+    .unwrap();
+    let pinned = format!("{}/{repository}@{digest}", a.address);
+    let env = [
+        ("COSIGN_PASSWORD", CANARY.to_string()),
+        ("XTASK_REGISTRY_USERNAME", "ci".to_string()),
+        ("XTASK_REGISTRY_PASSWORD", "registry-canary-77".to_string()),
+        ("DOCKER_CONFIG", docker.display().to_string()),
+    ];
+    let output = xtask_in_env(
+        &root,
+        &["sign", &pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let output = xtask_in_env(
+        &root,
+        &[
+            "verify",
+            &pinned,
+            "--key",
+            public.to_str().unwrap(),
+            "--no-tlog",
+        ],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    for head in realm.heads() {
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization:"),
+            "the realm received credentials:\n{head}"
+        );
+    }
+    let heads = a.heads();
+    assert!(
+        heads.iter().any(|h| h.contains("Bearer anonymous-token")),
+        "{heads:?}"
+    );
+    assert!(
+        heads.iter().all(|h| !h.contains("Basic ")),
+        "A was sent a password: {heads:?}"
+    );
+}
+
+#[test]
+fn the_private_key_never_lands_in_the_checkout() {
+    require_tool("cosign");
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("checkout");
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    let outside = scratch.path().join("outside");
+    std::os::unix::fs::symlink(root.join("secret"), &outside).unwrap();
+    for dir in ["keys", outside.to_str().unwrap()] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .current_dir(&root)
+            .args([
+                "--root",
+                root.to_str().unwrap(),
+                "signing-key",
+                "init",
+                "--private-dir",
+                dir,
+            ])
+            .env("COSIGN_PASSWORD", CANARY)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{dir}: {}", text(&output));
+        assert!(
+            text(&output).contains("inside the checkout"),
+            "{}",
+            text(&output)
+        );
+    }
+    assert!(!root.join("keys/cosign.key").exists());
+    assert!(!root.join("secret").exists());
+    assert!(!root.join("cosign.pub").exists());
 }

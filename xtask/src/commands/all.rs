@@ -18,9 +18,11 @@ use super::{digests, lint, push, reproduce, sbom};
 use crate::error::fail;
 use crate::files::Mode;
 use crate::model::catalog::Catalog;
+use crate::oci::reference::ImageRef;
 use crate::oci::transfer::Pushed;
 use crate::pipeline::{self, Step};
 use crate::records::build::BuildRecord;
+use crate::records::steps::unmet_gates;
 use crate::report::{self, Outcome, StepReport};
 use crate::tools::cosign::Generation;
 use crate::tools::{self, process::Env};
@@ -43,6 +45,10 @@ pub struct All {
     /// The signing key for what is pushed (`--key`, or COSIGN_KEY; password from COSIGN_PASSWORD).
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Sign images that shipped with a gate skipped (their publish record names it);
+    /// without it they are pushed but not signed with the release key.
+    #[arg(long)]
+    pub sign_ungated: bool,
     #[command(flatten)]
     pub scan: GateArgs,
     /// malcontent: fail when a file's risk is this level or above.
@@ -62,6 +68,7 @@ impl All {
             env: Env::new(),
             push_prefix: self.push_prefix,
             key: self.key,
+            sign_ungated: self.sign_ungated,
             scan: self.scan,
             fail_on_risk: self.fail_on_risk,
         };
@@ -88,6 +95,8 @@ pub struct PipelineOptions {
     pub push_prefix: Option<String>,
     /// How `sign` signs (and `verify` verifies, against `cosign.pub`).
     pub key: KeyArgs,
+    /// Sign images that shipped without a gate (the record names the gates).
+    pub sign_ungated: bool,
     /// The scan gate: severity and ignore file.
     pub scan: GateArgs,
     /// The malcontent gate.
@@ -129,8 +138,12 @@ impl PipelineOptions {
                 !matches!(step, Step::Push | Step::Sign | Step::Verify)
                     || self.push_prefix.is_some()
             })
-            // Nothing signed, nothing to verify.
-            .filter(|step| *step != Step::Verify || !self.skip.contains(&Step::Sign))
+            // Nothing pushed, nothing to sign; nothing signed, nothing to verify.
+            .filter(|step| *step != Step::Sign || !self.skip.contains(&Step::Push))
+            .filter(|step| {
+                *step != Step::Verify
+                    || !(self.skip.contains(&Step::Sign) || self.skip.contains(&Step::Push))
+            })
             .collect()
     }
 }
@@ -151,7 +164,8 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
     } else {
         None
     };
-    let mut signed: BTreeMap<String, SignedImage> = BTreeMap::new();
+    // Each signed image, and the gates it shipped without.
+    let mut signed: BTreeMap<String, (SignedImage, Vec<String>)> = BTreeMap::new();
     let builds = steps.contains(&Step::Build) || steps.contains(&Step::VerifyReproducible);
     let epoch = match options.epoch {
         Some(epoch) => epoch,
@@ -193,6 +207,10 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     Some(missing) => format!("--skip {step} ({missing})"),
                     None => format!("--skip {step}"),
                 }
+            } else if matches!(step, Step::Sign | Step::Verify)
+                && options.skip.contains(&Step::Push)
+            {
+                "--skip push: nothing pushed".to_string()
             } else if step == Step::Verify && options.skip.contains(&Step::Sign) {
                 "--skip sign: nothing signed to verify".to_string()
             } else {
@@ -301,10 +319,23 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     .collect();
                 for image in &images {
                     let started = Instant::now();
-                    let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
-                    let report = match push::push_image(root, image, &to, &waived) {
+                    let repository = format!("{}/{image}", prefix.trim_end_matches('/'));
+                    // With signing, the image goes in by digest: its tag moves
+                    // only once the digest is signed and verified.
+                    let pushed = match &publisher {
+                        Some(publisher) => BuildRecord::load(root, image)
+                            .and_then(|build| publisher.check_sboms(root, &build))
+                            .and_then(|()| ImageRef::parse(&repository))
+                            .and_then(|repository| {
+                                push::push_image_by_digest(root, image, &repository, &waived)
+                            }),
+                        None => {
+                            push::push_image(root, image, &format!("{repository}:latest"), &waived)
+                        }
+                    };
+                    let report = match pushed {
                         Ok(pushed) => {
-                            eprintln!("[{image}] pushed {}@{}", pushed.reference, pushed.digest);
+                            eprintln!("[{image}] pushed {}@{}", pushed.repository, pushed.digest);
                             let mut report = StepReport::new(
                                 image,
                                 step.name(),
@@ -312,6 +343,10 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                                 started.elapsed(),
                             );
                             report.digest = Some(pushed.digest.clone());
+                            if publisher.is_some() {
+                                report.detail =
+                                    Some("by digest; the tag moves once verify passed".into());
+                            }
                             run.pushed.insert(image.clone(), pushed);
                             report
                         }
@@ -331,30 +366,61 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     run.reports.push(skipped(step, "nothing pushed".into()));
                     continue;
                 }
+                let Some(prefix) = &options.push_prefix else {
+                    continue;
+                };
                 for (image, pushed) in &run.pushed {
                     let started = Instant::now();
-                    let result = match step {
-                        Step::Sign => publisher.sign(root, image, pushed).map(|done| {
-                            signed.insert(image.clone(), done);
+                    // Built in this run, or earlier (`--skip build`).
+                    let build = match run.built.get(image) {
+                        Some(build) => Ok(build.clone()),
+                        None => BuildRecord::load(root, image),
+                    };
+                    let result: Result<Option<String>> = match step {
+                        Step::Sign => build.and_then(|build| {
+                            let gates: Vec<&str> = Step::GATES.iter().map(|g| g.name()).collect();
+                            let unmet = unmet_gates(root, &build, &gates)?;
+                            if !unmet.is_empty() && !options.sign_ungated {
+                                return Ok(Some(format!(
+                                    "not signed with the release key: it shipped without gates ({}); --sign-ungated signs it anyway, and the record says so",
+                                    unmet.join("; ")
+                                )));
+                            }
+                            let pinned =
+                                signing::by_digest(&format!("{}@{}", pushed.repository, pushed.digest))?;
+                            let done = publisher.sign(root, image, &pinned)?;
+                            signed.insert(image.clone(), (done, unmet));
+                            Ok(None)
                         }),
                         _ => {
-                            let Some(done) = signed.get(image) else {
-                                run.reports
-                                    .push(skipped(step, format!("{image}: not signed")));
+                            let Some((done, waived)) = signed.get(image) else {
+                                run.reports.push(skipped(step, format!("{image}: not signed")));
                                 continue;
                             };
-                            // Built in this run, or earlier (`--skip build`).
-                            let build = match run.built.get(image) {
-                                Some(build) => Ok(build.clone()),
-                                None => BuildRecord::load(root, image),
-                            };
                             build.and_then(|build| {
-                                publisher.verify(root, &build, pushed, done).map(drop)
+                                let verified = publisher.verify(root, &build, done)?;
+                                // Verified: now the tag may point at it.
+                                let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
+                                let waived_steps: Vec<Step> = Step::GATES
+                                    .iter()
+                                    .copied()
+                                    .filter(|gate| options.skip.contains(gate))
+                                    .collect();
+                                let tagged = push::push_image(root, image, &to, &waived_steps)?;
+                                publisher.record(
+                                    root,
+                                    &build,
+                                    &tagged.reference,
+                                    done,
+                                    &verified,
+                                    waived.clone(),
+                                )?;
+                                Ok(None)
                             })
                         }
                     };
                     let report = match result {
-                        Ok(()) => {
+                        Ok(None) => {
                             let mut report = StepReport::new(
                                 image,
                                 step.name(),
@@ -363,6 +429,15 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                             );
                             report.digest = Some(pushed.digest.clone());
                             report
+                        }
+                        Ok(Some(why)) => {
+                            eprintln!("[{image}] {step} skipped: {why}");
+                            StepReport::new(
+                                image,
+                                step.name(),
+                                Outcome::Skipped(why),
+                                started.elapsed(),
+                            )
                         }
                         Err(error) => {
                             eprintln!("[{image}] {step} FAILED: {error:#}");

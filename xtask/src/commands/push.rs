@@ -60,6 +60,23 @@ pub fn push_image(root: &Path, image: &str, to: &str, waived: &[Step]) -> Result
     if target.digest.is_some() {
         bail!("--to {to}: name a tag, not a digest; the digest is the archive's");
     }
+    push_verified(root, image, &target, waived)
+}
+
+/// [`push_image`] by digest only: the blobs and the manifest go in, no tag
+/// moves (publish moves the tag once the digest is signed and verified).
+pub fn push_image_by_digest(
+    root: &Path,
+    image: &str,
+    repository: &ImageRef,
+    waived: &[Step],
+) -> Result<Pushed> {
+    let record = BuildRecord::load(root, image)?;
+    let target = repository.with_digest(&record.manifest_digest)?;
+    push_verified(root, image, &target, waived)
+}
+
+fn push_verified(root: &Path, image: &str, target: &ImageRef, waived: &[Step]) -> Result<Pushed> {
     let record = BuildRecord::load(root, image)?;
     let archive_path = record.verified_archive(root)?;
     check_gates(root, &record, waived)?;
@@ -73,8 +90,8 @@ pub fn push_image(root: &Path, image: &str, to: &str, waived: &[Step]) -> Result
         ));
     }
     registry::block_on(async {
-        let registry = Registry::connect_to(&target, Role::Target).await?;
-        transfer::push_archive(&registry, &archive, &target).await
+        let registry = Registry::connect_to(target, Role::Target).await?;
+        transfer::push_archive(&registry, &archive, target).await
     })?
 }
 

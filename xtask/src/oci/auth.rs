@@ -76,6 +76,17 @@ impl CredentialSource {
         }
     }
 
+    /// Only the docker config's entries, each for its own host: what a
+    /// command that only reads (verify) may use, whatever the environment's
+    /// pairs say.
+    pub fn docker_config_only() -> CredentialSource {
+        CredentialSource {
+            target: None,
+            source: None,
+            ..CredentialSource::from_environment()
+        }
+    }
+
     /// Credentials for `host` in `role`: the role's environment pair, else the
     /// docker config's entry for exactly this host, else none.
     pub fn for_host(&self, host: &str, role: Role) -> Result<Option<Credentials>> {

@@ -208,6 +208,30 @@ impl Registry {
         .await
     }
 
+    /// What a child program (cosign) may use to reach this registry for
+    /// `repository`: a bearer token minted here, under our realm rules, when
+    /// the registry asks for tokens (the child never sees a password, and
+    /// never asks a realm itself); this registry's own credentials when it
+    /// asks for basic auth; nothing otherwise.
+    pub async fn child_auth(&self, repository: &str, push: bool) -> Result<ChildAuth> {
+        let scope = if push {
+            push_scope(repository)
+        } else {
+            pull_scope(repository)
+        };
+        Ok(match &self.challenge {
+            Challenge::None => ChildAuth::None,
+            Challenge::Basic => match &self.credentials {
+                Some(credentials) => ChildAuth::Basic(credentials.clone()),
+                None => ChildAuth::None,
+            },
+            Challenge::Bearer { .. } => match self.token(&[scope]).await? {
+                Some(token) => ChildAuth::Token(token),
+                None => ChildAuth::None,
+            },
+        })
+    }
+
     fn url(&self, path: &str) -> Result<reqwest::Url> {
         Ok(self.base.join(path)?)
     }
@@ -680,6 +704,15 @@ async fn stalled(waiting: &Waiting, idle: Duration) {
         };
         tokio::time::sleep(pause).await;
     }
+}
+
+/// How a child program authenticates to one registry ([`Registry::child_auth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildAuth {
+    None,
+    Basic(Credentials),
+    /// A bearer token for one repository's scope.
+    Token(String),
 }
 
 /// 429 and 5xx answers as [`Transient`] errors; others as they are.

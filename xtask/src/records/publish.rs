@@ -25,11 +25,24 @@ pub struct PublishRecord {
     /// sha256 of the public key (DER) both verified against.
     pub public_key_sha256: String,
     pub tlog: bool,
+    /// Gates it was signed without (`all --skip scan --sign-ungated`): empty
+    /// for a release.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waived_gates: Vec<String>,
 }
 
 impl PublishRecord {
     pub fn path(root: &Path, image: &str) -> std::path::PathBuf {
         image_dir(root, image).join("publish.json")
+    }
+
+    /// Forget an earlier publish before a new one starts: a record never
+    /// outlives a run that did not finish.
+    pub fn remove(root: &Path, image: &str) -> Result<()> {
+        match std::fs::remove_file(Self::path(root, image)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
     }
 
     pub fn save(&self, root: &Path) -> Result<()> {

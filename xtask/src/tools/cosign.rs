@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 
 use super::process::{Cmd, Env};
-use crate::oci::auth::{CredentialSource, Role};
+use crate::oci::registry::ChildAuth;
 
 /// The environment variable holding the key's password.
 pub const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
@@ -191,6 +191,8 @@ impl Signing {
             .arg(kind.name())
             .arg("--predicate")
             .arg(predicate)
+            // One attestation per predicate type and digest.
+            .arg("--replace")
             .args(self.upload_flags())
             .arg("--yes")
             .arg(reference);
@@ -282,32 +284,40 @@ pub fn generate_key_pair(prefix: &Path) -> Cmd {
     command
 }
 
-/// A docker config folder for one cosign run holding the credentials of one
-/// registry (or none): it goes away with this value.
+/// A docker config folder for one cosign run, holding what may reach one
+/// registry and nothing else: a bearer token our client minted (never a
+/// password cosign could hand to a token realm of the registry's choosing),
+/// or the registry's own basic credentials when it asks for basic auth. It
+/// goes away with this value.
 pub struct ScopedDockerConfig {
     dir: tempfile::TempDir,
 }
 
 impl ScopedDockerConfig {
-    /// Credentials for `host` as the target registry (`XTASK_REGISTRY_*`, or
-    /// the docker config's entry for that host), and nothing else.
-    pub fn for_host(host: &str) -> Result<ScopedDockerConfig> {
+    pub fn new(host: &str, auth: &ChildAuth) -> Result<ScopedDockerConfig> {
         let dir = tempfile::tempdir().context("a scratch folder for cosign's docker config")?;
-        let credentials = CredentialSource::from_environment().for_host(host, Role::Target)?;
+        let key = if host == crate::oci::reference::DOCKER_HUB_API {
+            "https://index.docker.io/v1/".to_string()
+        } else {
+            host.to_string()
+        };
         let mut auths = serde_json::Map::new();
-        if let Some(credentials) = credentials {
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", credentials.username, credentials.password));
-            let key = if host == crate::oci::reference::DOCKER_HUB_API {
-                "https://index.docker.io/v1/".to_string()
-            } else {
-                host.to_string()
-            };
-            auths.insert(key, serde_json::json!({ "auth": token }));
+        match auth {
+            ChildAuth::None => {}
+            ChildAuth::Basic(credentials) => {
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", credentials.username, credentials.password));
+                auths.insert(key, serde_json::json!({ "auth": token }));
+            }
+            ChildAuth::Token(token) => {
+                auths.insert(key, serde_json::json!({ "registrytoken": token }));
+            }
         }
         let config = serde_json::json!({ "auths": auths });
-        let path = dir.path().join("config.json");
-        write_private(&path, &serde_json::to_vec(&config)?)?;
+        write_private(
+            &dir.path().join("config.json"),
+            &serde_json::to_vec(&config)?,
+        )?;
         Ok(ScopedDockerConfig { dir })
     }
 
@@ -420,16 +430,35 @@ mod tests {
     }
 
     #[test]
-    fn the_scoped_docker_config_holds_one_host_or_none() {
-        let config = ScopedDockerConfig::for_host("127.0.0.1:1").unwrap();
-        let path = config.dir.path().join("config.json");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with(r#"{"auths":"#), "{text}");
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+    fn the_scoped_docker_config_holds_a_token_or_the_hosts_own_credentials() {
+        let read = |config: &ScopedDockerConfig| {
+            let path = config.dir.path().join("config.json");
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            std::fs::read_to_string(&path).unwrap()
+        };
+        let token = ScopedDockerConfig::new("r.example", &ChildAuth::Token("t0k".into())).unwrap();
+        assert_eq!(
+            read(&token),
+            r#"{"auths":{"r.example":{"registrytoken":"t0k"}}}"#
+        );
+        let none = ScopedDockerConfig::new("r.example", &ChildAuth::None).unwrap();
+        assert_eq!(read(&none), r#"{"auths":{}}"#);
+        let hub = ScopedDockerConfig::new(
+            crate::oci::reference::DOCKER_HUB_API,
+            &ChildAuth::Basic(crate::oci::auth::Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            read(&hub),
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#
+        );
         let mut command = Cmd::new("cosign");
-        config.apply(&mut command);
+        token.apply(&mut command);
         assert!(command.plan().contains("DOCKER_CONFIG="));
     }
 }

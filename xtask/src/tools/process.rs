@@ -35,6 +35,9 @@ pub const COMMAND_LOG_ENV: &str = "XTASK_COMMAND_LOG";
 /// What replaces a secret wherever it would be shown.
 const MASK: &str = "***";
 
+/// Secret values shorter than this are not searched for in output.
+const MIN_MASKED: usize = 8;
+
 /// Lines of output kept for an error message.
 const TAIL_LINES: usize = 12;
 
@@ -194,11 +197,14 @@ impl Cmd {
         words.join(" ")
     }
 
-    /// Replace every secret value in `text`, as written and as quoted.
+    /// Replace every secret value in `text`, as written and as quoted. A
+    /// short value is left alone: `***` in place of every `base` would tell
+    /// the password to anyone reading (secrets never reach a command line,
+    /// so masking there is only a second line of defence).
     fn mask(&self, text: &str) -> String {
         let mut masked = text.to_string();
         for (_, value) in &self.secrets {
-            if !value.is_empty() {
+            if value.chars().count() >= MIN_MASKED {
                 masked = masked
                     .replace(value.as_str(), MASK)
                     .replace(&value.replace('\'', "'\\''"), MASK);
@@ -467,12 +473,14 @@ mod tests {
         command
             .args(["sign", "--password", "hunter2", "--token=abc123", "x y"])
             .args(["--password-stdin", "file.txt"])
-            .secret_env("COSIGN_PASSWORD", "s3cret")
-            .secret_env("OTHER", "it's");
-        command.args(["--note=s3cret-inside", "it's here"]);
+            .secret_env("COSIGN_PASSWORD", "s3cret-long")
+            .secret_env("OTHER", "it's hidden away")
+            .secret_env("SHORT", "base");
+        command.args(["--note=s3cret-long-inside", "it's hidden away here", "base"]);
         assert_eq!(
             command.display(),
-            "cosign sign --password *** --token=*** 'x y' --password-stdin file.txt --note=***-inside '*** here'"
+            "cosign sign --password *** --token=*** 'x y' --password-stdin file.txt --note=***-inside '*** here' base",
+            "a short value is not masked: masks would spell it out"
         );
     }
 

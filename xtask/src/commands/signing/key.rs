@@ -65,16 +65,23 @@ impl Init {
             Some(dir) => dir.clone(),
             None => default_private_dir()?,
         };
-        let private = dir.join("cosign.key");
-        if dir.starts_with(root) {
+        // Where the folder really is (relative to here, through symlinks):
+        // never inside the checkout, where one `git add` commits it.
+        let dir =
+            std::path::absolute(&dir).with_context(|| format!("{}: not a path", dir.display()))?;
+        let real = real_path(&dir)?;
+        if real.starts_with(root) {
             bail!(
-                "{}: the private key must not live inside the checkout (it could be committed); choose another --private-dir",
-                dir.display()
+                "{} is inside the checkout {}: the private key must not live there (it could be committed); choose another --private-dir",
+                real.display(),
+                root.display()
             );
         }
+        let private = dir.join("cosign.key");
         if !self.force {
             for existing in [&public, &private] {
-                if existing.exists() {
+                // A dangling symlink is something there too.
+                if existing.symlink_metadata().is_ok() {
                     return fail(format!(
                         "{} exists: the project already has a key pair; `--force` replaces it (then everything published must be signed again with the new key)",
                         existing.display()
@@ -115,6 +122,12 @@ impl Init {
         std::fs::rename(&written_private, &private)
             .with_context(|| format!("moving the private key to {}", private.display()))?;
         crate::files::write_atomically(&public, &public_pem)?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            // A public key for everyone to read, whatever the umask said.
+            std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("making {} readable", public.display()))?;
+        }
         eprintln!(
             "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
             public.display(),
@@ -124,10 +137,52 @@ impl Init {
     }
 }
 
-/// The private key's folder, readable by its owner only.
+/// `path` with symlinks resolved (dangling ones too: what a folder would be
+/// created through), through its nearest existing ancestor.
+fn real_path(path: &Path) -> Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..40 {
+        let Ok(meta) = path.symlink_metadata() else {
+            // Nothing here yet: resolve the parent, keep the name.
+            return match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) if parent != path => Ok(real_path(parent)?.join(name)),
+                _ => Ok(path),
+            };
+        };
+        if !meta.file_type().is_symlink() {
+            return std::fs::canonicalize(&path)
+                .with_context(|| format!("resolving {}", path.display()));
+        }
+        let target = std::fs::read_link(&path)
+            .with_context(|| format!("reading the link {}", path.display()))?;
+        path = match path.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+    }
+    bail!("{}: too many symlinks", path.display())
+}
+
+/// The private key's folder, readable by its owner only: made so when it is
+/// new; an existing one others can read or write is refused, never changed.
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is open to others (mode {mode:o}): keep the private key in a folder only you can open (`chmod 700`), or choose another --private-dir",
+                dir.display()
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    // The umask may have taken bits away, never added: set exactly 0700.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("making {} private", dir.display()))
 }

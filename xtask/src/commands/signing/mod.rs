@@ -20,7 +20,9 @@ use serde::Serialize;
 
 use super::args::JsonArg;
 use crate::error::fail;
+use crate::oci::auth::{CredentialSource, Role};
 use crate::oci::reference::ImageRef;
+use crate::oci::registry::Registry;
 use crate::tools::cosign::{
     self, Generation, PredicateKind, PrivateKey, ScopedDockerConfig, Signing, Verifying,
 };
@@ -76,9 +78,16 @@ impl KeyArgs {
                 PrivateKey::File(path.clone())
             }
             None => match std::env::var(cosign::KEY_ENV) {
-                Ok(pem) if !pem.trim().is_empty() => {
+                Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {
                     secrets.insert(cosign::KEY_ENV.to_string(), pem);
                     PrivateKey::Environment
+                }
+                Ok(other) if !other.trim().is_empty() => bail!(
+                    "{} holds no PEM key (it must hold the key itself, `-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----…`); for a key file pass --key PATH",
+                    cosign::KEY_ENV
+                ),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    bail!("{} is not valid UTF-8", cosign::KEY_ENV)
                 }
                 _ => bail!(
                     "no signing key: pass --key PATH, or set {} to the private key's PEM (the README's `Signing keys` says where it is kept)",
@@ -94,6 +103,9 @@ impl KeyArgs {
         {
             Ok(password) => {
                 secrets.insert(cosign::PASSWORD_ENV.to_string(), password);
+            }
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bail!("{} is not valid UTF-8", cosign::PASSWORD_ENV)
             }
             Err(_) => bail!(
                 "{} is not set: the signing key's password comes only from it (set it empty for a key without one)",
@@ -111,8 +123,16 @@ impl KeyArgs {
     }
 }
 
+/// An image named by digest, and the tag written beside it (which must
+/// still point at that digest).
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub image: ImageRef,
+    pub tag: Option<String>,
+}
+
 /// `reference` as an image pinned by digest: a tag alone is refused.
-pub fn by_digest(reference: &str) -> Result<ImageRef> {
+pub fn by_digest(reference: &str) -> Result<Pinned> {
     let parsed = ImageRef::parse(reference)?;
     if parsed.digest.is_none() {
         bail!(
@@ -123,16 +143,72 @@ pub fn by_digest(reference: &str) -> Result<ImageRef> {
             }
         );
     }
-    Ok(ImageRef {
-        tag: None,
-        ..parsed
+    Ok(Pinned {
+        tag: parsed.tag.clone(),
+        image: ImageRef {
+            tag: None,
+            ..parsed
+        },
     })
 }
 
-/// Run cosign for an image in `host`'s registry: `secrets` in its
-/// environment, that registry's credentials alone in its docker config.
-pub fn run_cosign(mut command: Cmd, host: &str, secrets: &Env) -> Result<std::process::Output> {
-    let config = ScopedDockerConfig::for_host(host)?;
+/// Whether cosign only reads (verify) or writes too (sign, attest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Before cosign runs: the registry serves the image by that digest (and a
+/// tag written beside it points there), and cosign gets a docker config with
+/// only what may reach that registry. A read uses the docker config's entry
+/// for that host alone, never the environment's push credentials.
+pub fn reach(pinned: &Pinned, access: Access) -> Result<ScopedDockerConfig> {
+    let image = &pinned.image;
+    let digest = image.digest.clone().unwrap_or_default();
+    crate::oci::registry::block_on(async {
+        let source = match access {
+            Access::Write => CredentialSource::from_environment(),
+            Access::Read => CredentialSource::docker_config_only(),
+        };
+        let registry = Registry::connect(image.api_host(), Role::Target, &source).await?;
+        match registry.manifest_digest(image).await? {
+            Some(served) if served == digest => {}
+            Some(served) => return fail(format!("{image}: the registry serves {served} for it")),
+            None => {
+                return fail(format!(
+                    "{image}: the registry has no such manifest (push it first: `cargo xtask push`)"
+                ))
+            }
+        }
+        if let Some(tag) = &pinned.tag {
+            let tagged = ImageRef {
+                tag: Some(tag.clone()),
+                digest: None,
+                ..image.clone()
+            };
+            let at = registry.manifest_digest(&tagged).await?;
+            if at.as_deref() != Some(digest.as_str()) {
+                return fail(format!(
+                    "{tagged} points at {}, not {digest}: the tag moved; name the digest alone, or the tag's current one",
+                    at.as_deref().unwrap_or("nothing")
+                ));
+            }
+        }
+        let auth = registry
+            .child_auth(&image.api_repository(), access == Access::Write)
+            .await?;
+        ScopedDockerConfig::new(image.api_host(), &auth)
+    })?
+}
+
+/// Run cosign with `config` as its docker config and `secrets` in its
+/// environment.
+pub fn run_cosign(
+    mut command: Cmd,
+    config: &ScopedDockerConfig,
+    secrets: &Env,
+) -> Result<std::process::Output> {
     config.apply(&mut command);
     for (name, value) in secrets {
         command.secret_env(name, value.clone());
@@ -177,11 +253,11 @@ pub struct Signed {
 
 impl Sign {
     pub fn run(self, _root: &Path) -> Result<()> {
-        let reference = by_digest(&self.reference)?;
+        let pinned = by_digest(&self.reference)?;
         let generation = cosign_generation()?;
         let (signing, secrets) = self.key.signing(generation)?;
         let started = Instant::now();
-        let signed = sign(&reference, &signing, &secrets)?;
+        let signed = sign(&pinned, &signing, &secrets)?;
         eprintln!(
             "signed {} in {:.1}s; signature stored at {}{}",
             signed.reference,
@@ -197,13 +273,27 @@ impl Sign {
     }
 }
 
-/// Sign `reference` (pinned by digest).
-pub fn sign(reference: &ImageRef, signing: &Signing, secrets: &Env) -> Result<Signed> {
-    let text = reference.to_string();
-    run_cosign(signing.sign(&text), reference.api_host(), secrets)
-        .with_context(|| format!("signing {text}"))?;
+/// cosign's failure to sign or attest, with the likely fix where its words
+/// say what went wrong.
+fn signing_failed(error: anyhow::Error, what: String) -> anyhow::Error {
+    let text = format!("{error:#}");
+    if text.contains("decrypt") {
+        return error.context(format!(
+            "{what}: the key did not open: is {} its password?",
+            cosign::PASSWORD_ENV
+        ));
+    }
+    error.context(what)
+}
+
+/// Sign `pinned` (the registry must serve it).
+pub fn sign(pinned: &Pinned, signing: &Signing, secrets: &Env) -> Result<Signed> {
+    let text = pinned.image.to_string();
+    let config = reach(pinned, Access::Write)?;
+    run_cosign(signing.sign(&text), &config, secrets)
+        .map_err(|e| signing_failed(e, format!("signing {text}")))?;
     Ok(Signed {
-        stored_at: stored_at(reference, false)?,
+        stored_at: stored_at(&text, &config, false)?,
         reference: text,
         predicate_type: None,
         tlog: signing.tlog,
@@ -230,11 +320,11 @@ pub struct Attest {
 
 impl Attest {
     pub fn run(self, _root: &Path) -> Result<()> {
-        let reference = by_digest(&self.reference)?;
+        let pinned = by_digest(&self.reference)?;
         check_sbom(&self.sbom, self.kind)?;
         let generation = cosign_generation()?;
         let (signing, secrets) = self.key.signing(generation)?;
-        let signed = attest(&reference, &self.sbom, self.kind, &signing, &secrets)?;
+        let signed = attest(&pinned, &self.sbom, self.kind, &signing, &secrets)?;
         eprintln!(
             "attested {} ({}) to {}; stored at {}",
             self.sbom.display(),
@@ -267,23 +357,21 @@ pub fn check_sbom(path: &Path, kind: PredicateKind) -> Result<serde_json::Value>
     Ok(value)
 }
 
-/// Attest `sbom` to `reference` (pinned by digest).
+/// Attest `sbom` to `pinned`, replacing an earlier attestation of its type
+/// (one SBOM per type and digest, never a pile to choose from).
 pub fn attest(
-    reference: &ImageRef,
+    pinned: &Pinned,
     sbom: &Path,
     kind: PredicateKind,
     signing: &Signing,
     secrets: &Env,
 ) -> Result<Signed> {
-    let text = reference.to_string();
-    run_cosign(
-        signing.attest(&text, sbom, kind),
-        reference.api_host(),
-        secrets,
-    )
-    .with_context(|| format!("attesting {} to {text}", sbom.display()))?;
+    let text = pinned.image.to_string();
+    let config = reach(pinned, Access::Write)?;
+    run_cosign(signing.attest(&text, sbom, kind), &config, secrets)
+        .map_err(|e| signing_failed(e, format!("attesting {} to {text}", sbom.display())))?;
     Ok(Signed {
-        stored_at: stored_at(reference, true)?,
+        stored_at: stored_at(&text, &config, true)?,
         reference: text,
         predicate_type: Some(kind.predicate_type().to_string()),
         tlog: signing.tlog,
@@ -291,10 +379,10 @@ pub fn attest(
 }
 
 /// Where cosign keeps an image's signatures or attestations.
-fn stored_at(reference: &ImageRef, attestations: bool) -> Result<String> {
+fn stored_at(reference: &str, config: &ScopedDockerConfig, attestations: bool) -> Result<String> {
     let output = run_cosign(
-        cosign::triangulate(&reference.to_string(), attestations),
-        reference.api_host(),
+        cosign::triangulate(reference, attestations),
+        config,
         &Env::new(),
     )?;
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
@@ -327,7 +415,7 @@ pub struct Verify {
 
 impl Verify {
     pub fn run(self, root: &Path) -> Result<()> {
-        let reference = by_digest(&self.reference)?;
+        let pinned = by_digest(&self.reference)?;
         let public_key = self.key.unwrap_or_else(|| root.join(PUBLIC_KEY));
         let generation = cosign_generation()?;
         let verifying = verifying(generation, &public_key, !self.no_tlog)?;
@@ -340,7 +428,8 @@ impl Verify {
             .enumerate()
             .map(|(i, kind)| (*kind, if i == 0 { self.sbom.as_deref() } else { None }))
             .collect();
-        let verified = verify(&reference, &verifying, &expected)?;
+        // Anyone's check: the docker config's entry for that host, if any.
+        let verified = verify(&pinned, &verifying, &expected, Access::Read)?;
         eprint!("{}", verified.render());
         self.json.write(&verified)
     }
@@ -361,18 +450,45 @@ pub fn verifying(generation: Generation, public_key: &Path, tlog: bool) -> Resul
     })
 }
 
-/// Verify the signature of `reference`, and each attestation kind in
-/// `expected` (its predicate equal to the SBOM file when one is named). Any
-/// failure is a failed check (exit 1) naming what did not hold.
+/// cosign refusing to verify, as a failed check, with the likely fix when
+/// it complains about the transparency log.
+fn not_verified(what: String, error: anyhow::Error, verifying: &Verifying) -> anyhow::Error {
+    let text = format!("{error:#}");
+    let hint = if verifying.tlog
+        && [
+            "tlog",
+            "rekor",
+            "Rekor",
+            "transparency",
+            "TUF",
+            "trusted root",
+        ]
+        .iter()
+        .any(|word| text.contains(word))
+    {
+        " (signed with --no-tlog? then verify with --no-tlog)"
+    } else {
+        ""
+    };
+    crate::error::Failure(format!("{what}{hint}: {text}")).into()
+}
+
+/// Verify the signature of `pinned`, and each attestation kind in
+/// `expected` (its predicate equal to the SBOM file when one is named), with
+/// the credentials `access` allows (publish checks what it pushed with the
+/// credentials it pushed with). Any failure is a failed check (exit 1)
+/// naming what did not hold; a registry that cannot be reached is not (exit 2).
 pub fn verify(
-    reference: &ImageRef,
+    pinned: &Pinned,
     verifying: &Verifying,
     expected: &[(PredicateKind, Option<&Path>)],
+    access: Access,
 ) -> Result<Verified> {
-    let text = reference.to_string();
-    let digest = reference.digest.clone().unwrap_or_default();
+    let text = pinned.image.to_string();
+    let digest = pinned.image.digest.clone().unwrap_or_default();
     let key_bytes = std::fs::read(&verifying.public_key)
         .with_context(|| format!("reading {}", verifying.public_key.display()))?;
+    let config = reach(pinned, access)?;
     let mut result = Verified {
         reference: text.clone(),
         digest: digest.clone(),
@@ -382,16 +498,16 @@ pub fn verify(
         attestations: Vec::new(),
         tlog: verifying.tlog,
     };
-    let output = run_cosign(verifying.verify(&text), reference.api_host(), &Env::new());
-    let output = match output {
-        Ok(output) => output,
-        Err(error) => {
-            return fail(format!(
-                "{text}: no signature verifies against {}: {error:#}",
+    let output = run_cosign(verifying.verify(&text), &config, &Env::new()).map_err(|error| {
+        not_verified(
+            format!(
+                "{text}: no signature verifies against {}",
                 verifying.public_key.display()
-            ))
-        }
-    };
+            ),
+            error,
+            verifying,
+        )
+    })?;
     result.signatures = match verified::signatures(&output.stdout, &digest) {
         Ok(count) => count,
         Err(error) => return fail(format!("{text}: {error:#}")),
@@ -399,19 +515,20 @@ pub fn verify(
     for (kind, sbom) in expected {
         let output = run_cosign(
             verifying.verify_attestation(&text, *kind),
-            reference.api_host(),
+            &config,
             &Env::new(),
-        );
-        let output = match output {
-            Ok(output) => output,
-            Err(error) => {
-                return fail(format!(
-                    "{text}: no {} attestation verifies against {}: {error:#}",
+        )
+        .map_err(|error| {
+            not_verified(
+                format!(
+                    "{text}: no {} attestation verifies against {}",
                     kind.name(),
                     verifying.public_key.display()
-                ))
-            }
-        };
+                ),
+                error,
+                verifying,
+            )
+        })?;
         let expected_sbom = match sbom {
             Some(path) => Some((path.display().to_string(), check_sbom(path, *kind)?)),
             None => None,

@@ -1,8 +1,10 @@
 //! `cargo xtask publish IMAGE --to REPO[:TAG]`: the release path in one step.
 //! Everything that can refuse does so before a byte is pushed (gates for
 //! these archive bytes, cosign, the key, its password, the key being the
-//! pair of `cosign.pub`); then push → sign the pushed digest → attest both
-//! SBOMs → verify all of it against `cosign.pub` → the publish record.
+//! pair of `cosign.pub`, SBOMs of this very digest); then the image goes in
+//! by digest → its digest is signed → both SBOMs attested → all of it
+//! verified against `cosign.pub` → only then the tag moves → the record.
+//! A failure half way leaves the tag where it was and says what is where.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,12 +12,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{attest, by_digest, sign, verify, verifying, KeyArgs, PUBLIC_KEY};
+use super::{attest, by_digest, sign, verify, verifying, Access, KeyArgs, Pinned, PUBLIC_KEY};
 use crate::commands::args::JsonArg;
-use crate::commands::push::{check_gates, push_image};
+use crate::commands::push::{check_gates, push_image, push_image_by_digest};
 use crate::error::fail;
 use crate::oci::reference::ImageRef;
-use crate::oci::transfer::Pushed;
 use crate::records::build::BuildRecord;
 use crate::records::image_dir;
 use crate::records::publish::PublishRecord;
@@ -23,7 +24,7 @@ use crate::tools::cosign::{Generation, PredicateKind, Signing, Verifying};
 use crate::tools::process::Env;
 
 /// Push an image whose gates passed, sign its digest, attest its SBOMs, and
-/// verify both against cosign.pub.
+/// verify both against cosign.pub; the tag moves last.
 #[derive(Debug, Args)]
 pub struct Publish {
     /// The image (its build record names the archive).
@@ -57,8 +58,9 @@ impl Publish {
             generation,
         )?;
         eprintln!(
-            "published {} as {} in {:.1}s: signed, SBOMs attested ({}), both verified against {}",
+            "published {} as {} ({}) in {:.1}s: signed, SBOMs attested ({}), both verified against {}",
             self.image,
+            record.pushed,
             record.pinned,
             started.elapsed().as_secs_f64(),
             record.predicate_types.join(", "),
@@ -77,6 +79,22 @@ fn sboms(root: &Path, image: &str) -> [(PredicateKind, PathBuf); 2] {
     ]
 }
 
+/// `to` with its tag (`latest` when none is written).
+fn tag_target(to: &str) -> Result<(ImageRef, String)> {
+    let target = ImageRef::parse(to)?;
+    if target.digest.is_some() {
+        anyhow::bail!("--to {to}: name a tag, not a digest; the digest is the archive's");
+    }
+    let tag = target.tag.clone().unwrap_or_else(|| "latest".to_string());
+    Ok((
+        ImageRef {
+            tag: None,
+            ..target
+        },
+        tag,
+    ))
+}
+
 /// Publish `image` to `to`; the record is saved and returned.
 pub fn publish(
     root: &Path,
@@ -87,14 +105,26 @@ pub fn publish(
     generation: Generation,
 ) -> Result<PublishRecord> {
     // Everything that can refuse, before anything is pushed.
+    let (repository, tag) = tag_target(to)?;
     let build = BuildRecord::load(root, image)?;
     build.verified_archive(root)?;
     check_gates(root, &build, &[])?;
     let publisher = Publisher::prepare(key, public_key, generation)?;
-    publisher.check_sboms(root, image)?;
-    let pushed = push_image(root, image, to, &[])?;
-    let signed = publisher.sign(root, image, &pushed)?;
-    publisher.verify(root, &build, &pushed, &signed)
+    publisher.check_sboms(root, &build)?;
+    PublishRecord::remove(root, image)?;
+
+    let pushed = push_image_by_digest(root, image, &repository, &[])?;
+    let pinned = by_digest(&format!("{}@{}", pushed.repository, pushed.digest))?;
+    let half_way = |error: anyhow::Error| {
+        error.context(format!(
+            "{} is in the registry by digest only: the tag `{tag}` was not moved and nothing is recorded; run publish again once the cause is fixed",
+            pinned.image
+        ))
+    };
+    let signed = publisher.sign(root, image, &pinned).map_err(half_way)?;
+    let verified = publisher.verify(root, &build, &signed).map_err(half_way)?;
+    let tagged = push_image(root, image, &format!("{repository}:{tag}"), &[]).map_err(half_way)?;
+    publisher.record(root, &build, &tagged.reference, &signed, &verified, vec![])
 }
 
 /// Signing and verifying, checked once: the key, its password, and that it
@@ -107,7 +137,7 @@ pub struct Publisher {
 
 /// Where `sign` left an image's signature and attestations.
 pub struct SignedImage {
-    pub pinned: ImageRef,
+    pub pinned: Pinned,
     pub signature: String,
     pub attestations: String,
 }
@@ -124,52 +154,74 @@ impl Publisher {
         })
     }
 
-    /// Both SBOMs of `image` are there and are what they say.
-    pub fn check_sboms(&self, root: &Path, image: &str) -> Result<()> {
-        for (kind, path) in &sboms(root, image) {
-            super::check_sbom(path, *kind)?;
+    /// Both SBOMs of the image are there, are what they say, and are about
+    /// this build's digest (not a stale file of another build).
+    pub fn check_sboms(&self, root: &Path, build: &BuildRecord) -> Result<()> {
+        let hex = build.manifest_digest.trim_start_matches("sha256:");
+        for (kind, path) in &sboms(root, &build.image) {
+            let sbom = super::check_sbom(path, *kind)?;
+            if !serde_json::to_string(&sbom)?.contains(hex) {
+                return fail(format!(
+                    "{} does not describe {} (another build's SBOM?): run `cargo xtask sbom {}`",
+                    path.display(),
+                    build.manifest_digest,
+                    build.image
+                ));
+            }
         }
         Ok(())
     }
 
     /// Sign the pushed digest and attest both SBOMs to it.
-    pub fn sign(&self, root: &Path, image: &str, pushed: &Pushed) -> Result<SignedImage> {
-        let pinned = by_digest(&format!("{}@{}", pushed.repository, pushed.digest))?;
-        let signature = sign(&pinned, &self.signing, &self.secrets)?.stored_at;
+    pub fn sign(&self, root: &Path, image: &str, pinned: &Pinned) -> Result<SignedImage> {
+        let signature = sign(pinned, &self.signing, &self.secrets)?.stored_at;
         let mut attestations = String::new();
         for (kind, path) in &sboms(root, image) {
-            attestations = attest(&pinned, path, *kind, &self.signing, &self.secrets)?.stored_at;
+            attestations = attest(pinned, path, *kind, &self.signing, &self.secrets)?.stored_at;
         }
-        eprintln!("[{image}] signed {pinned}, SBOMs attested");
+        eprintln!("[{image}] signed {}, SBOMs attested", pinned.image);
         Ok(SignedImage {
-            pinned,
+            pinned: pinned.clone(),
             signature,
             attestations,
         })
     }
 
     /// Verify the signature and both attestations against the public key,
-    /// each predicate equal to its SBOM file; then the publish record.
+    /// each predicate equal to its SBOM file.
     pub fn verify(
         &self,
         root: &Path,
         build: &BuildRecord,
-        pushed: &Pushed,
         signed: &SignedImage,
-    ) -> Result<PublishRecord> {
+    ) -> Result<super::verified::Verified> {
         let sboms = sboms(root, &build.image);
         let expected: Vec<(PredicateKind, Option<&Path>)> = sboms
             .iter()
             .map(|(kind, path)| (*kind, Some(path.as_path())))
             .collect();
-        let verified = verify(&signed.pinned, &self.verifying, &expected)?;
+        // What was pushed with the publishing credentials is read back with them.
+        let verified = verify(&signed.pinned, &self.verifying, &expected, Access::Write)?;
         eprint!("{}", verified.render());
+        Ok(verified)
+    }
+
+    /// The publish record: what went where, and the gates it shipped without.
+    pub fn record(
+        &self,
+        root: &Path,
+        build: &BuildRecord,
+        pushed: &str,
+        signed: &SignedImage,
+        verified: &super::verified::Verified,
+        waived_gates: Vec<String>,
+    ) -> Result<PublishRecord> {
         let record = PublishRecord {
             image: build.image.clone(),
             archive_sha256: build.archive_sha256.clone(),
             manifest_digest: build.manifest_digest.clone(),
-            pushed: pushed.reference.clone(),
-            pinned: signed.pinned.to_string(),
+            pushed: pushed.to_string(),
+            pinned: signed.pinned.image.to_string(),
             signature: signed.signature.clone(),
             attestations: signed.attestations.clone(),
             predicate_types: verified
@@ -179,6 +231,7 @@ impl Publisher {
                 .collect(),
             public_key_sha256: verified.key_sha256.clone(),
             tlog: self.signing.tlog,
+            waived_gates,
         };
         record.save(root)?;
         Ok(record)
@@ -192,9 +245,12 @@ fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result
     for (name, value) in secrets {
         command.secret_env(name, value.clone());
     }
-    let output = command
-        .output()
-        .context("reading the public half of the signing key (is COSIGN_PASSWORD its password?)")?;
+    let output = command.output().with_context(|| {
+        format!(
+            "reading the public half of the signing key (is {} its password?)",
+            crate::tools::cosign::PASSWORD_ENV
+        )
+    })?;
     let ours = super::verified::key_fingerprint(&output.stdout)?;
     let committed = super::verified::key_fingerprint(
         &std::fs::read(public_key).with_context(|| format!("reading {}", public_key.display()))?,

@@ -139,8 +139,10 @@ struct Subject {
 }
 
 /// The attestation of `kind` for `digest` among the DSSE envelopes
-/// `cosign verify-attestation` printed (one per line); with `expected`
-/// (a file name and its JSON), its predicate must equal that SBOM.
+/// `cosign verify-attestation` printed (one per line). Every attestation of
+/// that type counts, not the last one printed: with `expected` (a file name
+/// and its JSON) each predicate must equal that SBOM; without, they must all
+/// say the same (two different SBOMs for one digest is no answer).
 pub fn attestation(
     stdout: &[u8],
     digest: &str,
@@ -149,7 +151,7 @@ pub fn attestation(
 ) -> Result<AttestationVerified> {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     let text = std::str::from_utf8(stdout).context("cosign printed something that is not UTF-8")?;
-    let mut found = None;
+    let mut predicates: Vec<serde_json::Value> = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let envelope: Envelope =
             serde_json::from_str(line).context("cosign printed a line that is no DSSE envelope")?;
@@ -171,31 +173,46 @@ pub fn attestation(
         {
             bail!("a verified attestation's subject is not {digest}");
         }
-        if statement.predicate_type != kind.predicate_type() {
-            continue;
+        if statement.predicate_type == kind.predicate_type() {
+            predicates.push(statement.predicate);
         }
-        found = Some(statement.predicate);
     }
-    let Some(predicate) = found else {
+    let Some(first) = predicates.first() else {
         bail!(
             "no verified attestation has predicate type {}",
             kind.predicate_type()
         );
     };
-    let sorted = serde_json::to_vec(&predicate)?;
-    let verified = AttestationVerified {
+    match expected {
+        Some((file, sbom)) => {
+            if let Some(other) = predicates.iter().position(|p| p != sbom) {
+                bail!(
+                    "the attested {} predicate{} is not {file}",
+                    kind.name(),
+                    if predicates.len() > 1 {
+                        format!(" (#{} of {})", other + 1, predicates.len())
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        None => {
+            if predicates.iter().any(|p| p != first) {
+                bail!(
+                    "{} {} attestations with different predicates: name the SBOM that must hold (--sbom FILE)",
+                    predicates.len(),
+                    kind.name()
+                );
+            }
+        }
+    }
+    let sorted = serde_json::to_vec(first)?;
+    Ok(AttestationVerified {
         predicate_type: kind.predicate_type().to_string(),
         predicate_sha256: crate::hash::hex_sha256(&sorted),
-        equals: None,
-    };
-    match expected {
-        None => Ok(verified),
-        Some((file, sbom)) if *sbom == predicate => Ok(AttestationVerified {
-            equals: Some(file.clone()),
-            ..verified
-        }),
-        Some((file, _)) => bail!("the attested {} predicate is not {file}", kind.name()),
-    }
+        equals: expected.map(|(file, _)| file.clone()),
+    })
 }
 
 #[cfg(test)]
