@@ -576,3 +576,41 @@ fn without_an_engine_the_run_stops_once_with_the_fix() {
         assert!(!checkout.path().join("out").exists(), "{args:?} did work");
     }
 }
+
+/// `build --on-recorded` builds only what is named: what it builds on comes
+/// from its record and archive (as CI hands them on), never rebuilt.
+#[test]
+fn on_recorded_builds_only_what_is_named() {
+    require_engine();
+    let checkout = demo_checkout();
+    let root = checkout.path();
+    let output = xtask_in(root, &["build", "hello", "--on-recorded"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("no build record") && text(&output).contains("base"),
+        "{}",
+        text(&output)
+    );
+    let output = xtask_in(root, &["build", "base"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let base = record(root, "base");
+    let json = root.join("build.json");
+    let output = xtask_in(
+        root,
+        &[
+            "build",
+            "hello",
+            "--on-recorded",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let built: Vec<String> = reports(&json).into_iter().map(|r| r.image).collect();
+    assert_eq!(built, ["hello"]);
+    assert_eq!(record(root, "base"), base, "base was not built again");
+    assert_eq!(
+        record(root, "hello").built_on[0].manifest_digest,
+        base.manifest_digest
+    );
+}

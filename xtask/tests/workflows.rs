@@ -59,7 +59,7 @@ fn actionlint_and_zizmor_accept_the_workflows() {
         .output()
         .unwrap();
     assert!(
-        text(&bare).contains("label \"docker\" is unknown"),
+        text(&bare).contains("label \"stagex-build\" is unknown"),
         "{}",
         text(&bare)
     );
@@ -179,4 +179,20 @@ fn every_xtask_command_in_the_workflows_parses() {
         }
     }
     assert!(parsed >= 12, "only {parsed} xtask commands found");
+}
+
+/// A hand-written workflow beside the generated ones fails the check.
+#[test]
+fn a_hand_written_workflow_is_refused() {
+    let checkout = copy_checkout();
+    let root = checkout.path();
+    copy_tree(&repo_root().join(".forgejo"), &root.join(".forgejo"));
+    std::fs::write(root.join(".forgejo/workflows/mine.yml"), "name: mine\n").unwrap();
+    let output = xtask(&["--root", root.to_str().unwrap(), "workflows", "--check"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(".forgejo/workflows/mine.yml not generated"),
+        "{}",
+        text(&output)
+    );
 }

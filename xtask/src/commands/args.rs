@@ -92,6 +92,25 @@ impl JsonArg {
     }
 }
 
+/// `--report PATH`: the command's step reports (its table) as JSON, for
+/// commands whose `--json` holds something else (findings, results);
+/// `summary` reads these.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReportArg {
+    /// Also write the step reports (the table) as JSON to PATH, for `summary`.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+}
+
+impl ReportArg {
+    pub fn write(&self, reports: &[crate::report::StepReport]) -> Result<()> {
+        match &self.report {
+            Some(path) => crate::files::write_json(path, reports),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Where signatures and keys come from, shared with `mirror`.
 #[derive(Debug, Args, Clone)]
 pub struct TrustArgs {

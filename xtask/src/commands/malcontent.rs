@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ImageArgs, JsonArg};
+use super::args::{ImageArgs, JsonArg, ReportArg};
 use crate::error::fail;
 use crate::files::write_atomically;
 use crate::model::catalog::Catalog;
@@ -57,6 +57,8 @@ pub struct Malcontent {
     pub fail_on_risk: Risk,
     #[command(flatten)]
     pub json: JsonArg,
+    #[command(flatten)]
+    pub report: ReportArg,
 }
 
 /// What malcontent said about one file.
@@ -164,6 +166,7 @@ impl Malcontent {
         let (reports, found) = analyse_images(root, &images, self.fail_on_risk, &env)?;
         eprint!("\n{}", report::table(&reports));
         self.json.write(&found)?;
+        self.report.write(&reports)?;
         report::fail_if_any(&reports, Step::Malcontent.name())
     }
 }

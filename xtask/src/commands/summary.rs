@@ -18,10 +18,14 @@ pub struct Summary {
     /// Also write the table as markdown here.
     #[arg(long, value_name = "PATH")]
     pub markdown: Option<PathBuf>,
+    /// Hold the reports against what a complete `build.yml` run leaves (from
+    /// the catalog): a missing one is a failure, never a silent gap.
+    #[arg(long)]
+    pub expect_build_workflow: bool,
 }
 
 impl Summary {
-    pub fn run(self, _root: &Path) -> Result<()> {
+    pub fn run(self, root: &Path) -> Result<()> {
         let mut files = Vec::new();
         for input in &self.inputs {
             collect(input, &mut files)?;
@@ -37,6 +41,11 @@ impl Summary {
                 Ok(found) => reports.extend(found),
                 Err(_) => eprintln!("note: {} holds no step reports: left out", file.display()),
             }
+        }
+        if self.expect_build_workflow {
+            let catalog = crate::model::catalog::Catalog::load(root)?;
+            let split = super::workflows::plan::split(&catalog)?;
+            reports.extend(missing(&reports, &split));
         }
         if reports.is_empty() {
             return crate::error::fail(format!(
@@ -54,6 +63,51 @@ impl Summary {
         }
         report::fail_if_any(&reports, "the run")
     }
+}
+
+/// The reports a complete run would have and `reports` lacks, as failures
+/// (publish, which runs on main only, as skipped when it did not run at all).
+fn missing(reports: &[StepReport], split: &super::workflows::plan::Split) -> Vec<StepReport> {
+    use std::time::Duration;
+    let has = |step: &str, image: &str| {
+        reports
+            .iter()
+            .any(|r| r.step == step && (image == "*" || r.image == image))
+    };
+    let absent = |step: &str, image: &str| {
+        StepReport::new(
+            image,
+            step,
+            Outcome::Failed(
+                "no report: its job stopped before this step wrote one (see that job's log)".into(),
+            ),
+            Duration::ZERO,
+        )
+    };
+    let mut found = Vec::new();
+    if !has("mirror", "*") {
+        found.push(absent("mirror", "-"));
+    }
+    for (step, image) in super::workflows::plan::expected_reports(split) {
+        if !has(&step, &image) {
+            found.push(absent(&step, &image));
+        }
+    }
+    if has("publish", "*") {
+        for image in &split.bases {
+            if !has("publish", image) {
+                found.push(absent("publish", image));
+            }
+        }
+    } else {
+        found.push(StepReport::new(
+            "-",
+            "publish",
+            Outcome::Skipped("did not run (a run off main, or nothing passed its gates)".into()),
+            Duration::ZERO,
+        ));
+    }
+    found
 }
 
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
@@ -121,5 +175,36 @@ mod tests {
             ),
         ];
         insta::assert_snapshot!(markdown(&reports));
+    }
+
+    #[test]
+    fn a_missing_report_is_a_failure() {
+        let split = crate::commands::workflows::plan::Split {
+            bases: vec!["base".into()],
+            apps: vec![],
+            left_out: vec![],
+        };
+        let mut reports: Vec<StepReport> = ["build", "verify-reproducible", "sbom", "scan"]
+            .iter()
+            .map(|step| StepReport::new("base", step, Outcome::Passed, Duration::ZERO))
+            .collect();
+        reports.push(StepReport::new(
+            "x",
+            "mirror",
+            Outcome::Passed,
+            Duration::ZERO,
+        ));
+        let found = missing(&reports, &split);
+        let rows: Vec<(String, String, bool)> = found
+            .iter()
+            .map(|r| (r.step.clone(), r.image.clone(), r.failed()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("malcontent".to_string(), "base".to_string(), true),
+                ("publish".to_string(), "-".to_string(), false)
+            ]
+        );
     }
 }

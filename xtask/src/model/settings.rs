@@ -70,9 +70,15 @@ pub const KEYS_DIR: &str = "keys";
 /// Where upstream StageX images are pulled from when mirroring.
 pub const UPSTREAM_REGISTRY_PREFIX: &str = "docker.io/stagex";
 
-/// The Forgejo runner label of runners with a Docker engine (and Rust, grype,
-/// mal, cosign): every generated job runs there.
-pub const RUNNER_LABEL: &str = "docker";
+/// The Forgejo runner label of the trusted runners that build and publish:
+/// a Docker engine, Rust, cosign, grype and mal, and the release secrets.
+/// Not Forgejo's usual `docker` label, which stock runners carry without any
+/// of that.
+pub const RUNNER_LABEL: &str = "stagex-build";
+
+/// The label of the runners for pull requests (the same tools, no secrets,
+/// never the hosts that sign): code from a pull request runs there.
+pub const CHECK_RUNNER_LABEL: &str = "stagex-check";
 
 /// Whether published images are also recorded in the public transparency
 /// log. Off: our registries are internal, and Rekor would publish their names.

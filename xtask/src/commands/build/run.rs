@@ -27,9 +27,21 @@ pub struct BuildRun {
 /// Run the builds, `jobs` at a time, each after the images it builds on. A
 /// failure skips only what depends on it. Reports are named `step`.
 pub fn run_builds(builds: &[ImageBuild], jobs: usize, env: &Env, step: &str) -> BuildRun {
+    run_builds_on(builds, BTreeMap::new(), jobs, env, step)
+}
+
+/// [`run_builds`], with images built earlier (`prebuilt`, by their records)
+/// supplied to what builds on them instead of being built again.
+pub fn run_builds_on(
+    builds: &[ImageBuild],
+    prebuilt: BTreeMap<String, BuildRecord>,
+    jobs: usize,
+    env: &Env,
+    step: &str,
+) -> BuildRun {
     let jobs = jobs.max(1);
     let mut reports: BTreeMap<String, StepReport> = BTreeMap::new();
-    let mut done: BTreeMap<String, BuildRecord> = BTreeMap::new();
+    let mut done: BTreeMap<String, BuildRecord> = prebuilt;
     let mut running: BTreeSet<String> = BTreeSet::new();
     let (sender, receiver) = mpsc::channel::<(String, Duration, Result<BuildRecord>)>();
     std::thread::scope(|scope| loop {
@@ -122,6 +134,8 @@ pub fn run_builds(builds: &[ImageBuild], jobs: usize, env: &Env, step: &str) -> 
         .iter()
         .filter_map(|b| reports.remove(&b.image))
         .collect();
+    let built: Vec<&str> = builds.iter().map(|b| b.image.as_str()).collect();
+    done.retain(|image, _| built.contains(&image.as_str()));
     BuildRun {
         reports: ordered,
         built: done,

@@ -15,7 +15,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::args::{JsonArg, TrustArgs};
+use super::args::{JsonArg, ReportArg, TrustArgs};
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
@@ -54,6 +54,8 @@ pub struct Mirror {
     pub dry_run: bool,
     #[command(flatten)]
     pub json: JsonArg,
+    #[command(flatten)]
+    pub report: ReportArg,
 }
 
 /// What happened to one reference.
@@ -113,6 +115,7 @@ impl Mirror {
             report::human_size(copied)
         );
         self.json.write(&results)?;
+        self.report.write(&reports)?;
         report::fail_if_any(&reports, "mirror")
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::args::{ImageArgs, JsonArg};
+use super::args::{ImageArgs, JsonArg, ReportArg};
 use crate::error::fail;
 use crate::files::write_atomically;
 use crate::model::catalog::Catalog;
@@ -33,6 +33,8 @@ pub struct Scan {
     pub gate: GateArgs,
     #[command(flatten)]
     pub json: JsonArg,
+    #[command(flatten)]
+    pub report: ReportArg,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -72,6 +74,7 @@ impl Scan {
         let (reports, scanned) = scan_images(root, &images, &self.gate, &env)?;
         eprint!("\n{}", report::table(&reports));
         self.json.write(&scanned)?;
+        self.report.write(&reports)?;
         report::fail_if_any(&reports, Step::Scan.name())
     }
 }

@@ -13,13 +13,14 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::{attest, by_digest, sign, verify, verifying, Access, KeyArgs, Pinned, PUBLIC_KEY};
-use crate::commands::args::JsonArg;
+use crate::commands::args::{JsonArg, ReportArg};
 use crate::commands::push::{check_gates, push_image, push_image_by_digest};
 use crate::error::fail;
 use crate::oci::reference::ImageRef;
 use crate::records::build::BuildRecord;
 use crate::records::image_dir;
 use crate::records::publish::PublishRecord;
+use crate::report::{Outcome, StepReport};
 use crate::tools::cosign::{Generation, PredicateKind, Signing, Verifying};
 use crate::tools::process::Env;
 
@@ -39,24 +40,40 @@ pub struct Publish {
     pub public_key: Option<PathBuf>,
     #[command(flatten)]
     pub json: JsonArg,
+    #[command(flatten)]
+    pub report: ReportArg,
 }
 
 impl Publish {
     pub fn run(self, root: &Path) -> Result<()> {
         let started = Instant::now();
-        let generation = super::cosign_generation()?;
         let public_key = self
             .public_key
             .clone()
             .unwrap_or_else(|| root.join(PUBLIC_KEY));
-        let record = publish(
-            root,
-            &self.image,
-            &self.to,
-            &self.key,
-            &public_key,
-            generation,
-        )?;
+        let result = super::cosign_generation().and_then(|generation| {
+            publish(
+                root,
+                &self.image,
+                &self.to,
+                &self.key,
+                &public_key,
+                generation,
+            )
+        });
+        // One report, failure included, for `summary`.
+        let report = match &result {
+            Ok(record) => {
+                let mut report =
+                    StepReport::new(&self.image, "publish", Outcome::Passed, started.elapsed());
+                report.digest = Some(record.manifest_digest.clone());
+                report.detail = Some(format!("{} signed and verified", record.pushed));
+                report
+            }
+            Err(error) => StepReport::from_error(&self.image, "publish", error, started.elapsed()),
+        };
+        self.report.write(&[report])?;
+        let record = result?;
         eprintln!(
             "published {} as {} ({}) in {:.1}s: signed, SBOMs attested ({}), both verified against {}",
             self.image,

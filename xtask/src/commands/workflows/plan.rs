@@ -49,16 +49,38 @@ pub struct Planned {
 }
 
 /// The images `build-scan` builds (built on no image of ours) and those
-/// `build-apps` builds, each with the images it builds on.
+/// `build-apps` builds, each with the images it builds on; and those left
+/// out, with why.
 pub struct Split {
     pub bases: Vec<String>,
     pub apps: Vec<(String, Vec<String>)>,
+    pub left_out: Vec<(String, String)>,
+}
+
+/// Why an image cannot build anywhere yet (a source context with no pinned
+/// commit: `build` refuses it), if it cannot.
+fn cannot_build(image: &crate::model::catalog::Image) -> Option<String> {
+    settings::BUILD_CONTEXTS
+        .iter()
+        .find(|context| context.image == image.name && context.commit.is_none())
+        .map(|context| {
+            format!(
+                "its source `{}` ({} {}) has no pinned commit in xtask/src/model/settings.rs",
+                context.name, context.git, context.tag
+            )
+        })
 }
 
 pub fn split(catalog: &Catalog) -> Result<Split> {
     let mut bases = Vec::new();
     let mut apps = Vec::new();
+    let mut left_out = Vec::new();
     for image in &catalog.images {
+        // A leg that fails on every run would hide the ones that fail for a reason.
+        if let Some(why) = cannot_build(image) {
+            left_out.push((image.name.clone(), why));
+            continue;
+        }
         let on: Vec<String> = image.depends_on().iter().map(|s| s.to_string()).collect();
         if on.is_empty() {
             bases.push(image.name.clone());
@@ -73,8 +95,31 @@ pub fn split(catalog: &Catalog) -> Result<Split> {
             );
         }
     }
-    Ok(Split { bases, apps })
+    Ok(Split {
+        bases,
+        apps,
+        left_out,
+    })
 }
+
+/// The (step, image) reports a complete `build.yml` run leaves (publish is
+/// judged apart: it runs on main only).
+pub fn expected_reports(split: &Split) -> Vec<(String, String)> {
+    let mut expected = Vec::new();
+    for image in split
+        .bases
+        .iter()
+        .chain(split.apps.iter().map(|(app, _)| app))
+    {
+        for step in GATE_STEPS {
+            expected.push((step.to_string(), image.clone()));
+        }
+    }
+    expected
+}
+
+/// The steps every image's leg runs, in order.
+pub const GATE_STEPS: &[&str] = &["build", "verify-reproducible", "sbom", "scan", "malcontent"];
 
 fn checkout() -> Step {
     Step::uses(
@@ -113,10 +158,10 @@ fn upload_reports() -> Step {
 }
 
 /// The job that builds the xtask binary once and hands it on.
-fn xtask_job() -> Job {
+fn xtask_job(label: &str) -> Job {
     Job {
         name: "Build the xtask binary".into(),
-        runs_on: settings::RUNNER_LABEL.into(),
+        runs_on: label.into(),
         needs: vec![],
         condition: None,
         permissions: Permissions::read_contents(),
@@ -135,20 +180,26 @@ fn xtask_job() -> Job {
                 Ordered::new()
                     .with("name", "xtask".to_string())
                     .with("path", format!("{BIN_DIR}/xtask"))
-                    .with("retention-days", "1".to_string()),
+                    // A re-run of a later job days after needs it still.
+                    .with("retention-days", "7".to_string()),
             ),
         ],
     }
 }
 
-/// A job of `steps` after `needs`, reading the repository only.
+/// A job of `steps` after `needs`, reading the repository only, on the
+/// trusted runners.
 fn job(name: &str, needs: &[&str], timeout_minutes: u32, steps: Vec<Step>) -> Job {
+    job_on(settings::RUNNER_LABEL, name, needs, timeout_minutes, steps)
+}
+
+fn job_on(label: &str, name: &str, needs: &[&str], timeout_minutes: u32, steps: Vec<Step>) -> Job {
     let mut all = vec![checkout()];
     all.extend(use_xtask());
     all.extend(steps);
     Job {
         name: name.into(),
-        runs_on: settings::RUNNER_LABEL.into(),
+        runs_on: label.into(),
         needs: needs.iter().map(|s| s.to_string()).collect(),
         condition: None,
         permissions: Permissions::read_contents(),
@@ -180,12 +231,13 @@ fn leg(image: &str) -> Ordered<String> {
     Ordered::new().with("image", image.to_string())
 }
 
-/// `xtask <step> "$IMAGE" …` for each gate step, each leaving its report.
-fn gate_steps() -> Vec<Step> {
+/// `xtask <step> "$IMAGE" …` for each gate step, each leaving its report;
+/// `build_flags` for the build (`--on-recorded` for apps).
+fn gate_steps(build_flags: &str) -> Vec<Step> {
     vec![
         Step::run(
             "Build (and prove it can start)",
-            format!("xtask build \"$IMAGE\" --registry \"$STAGEX_MIRROR\" --json {REPORTS}/build-\"$IMAGE\".json"),
+            format!("xtask build \"$IMAGE\"{build_flags} --registry \"$STAGEX_MIRROR\" --json {REPORTS}/build-\"$IMAGE\".json"),
         ),
         Step::run(
             "Verify it builds reproducibly",
@@ -197,11 +249,11 @@ fn gate_steps() -> Vec<Step> {
         ),
         Step::run(
             "Scan",
-            format!("xtask scan \"$IMAGE\" --json {REPORTS}/scan-\"$IMAGE\".json"),
+            format!("xtask scan \"$IMAGE\" --report {REPORTS}/scan-\"$IMAGE\".json"),
         ),
         Step::run(
             "malcontent",
-            format!("xtask malcontent \"$IMAGE\" --json {REPORTS}/malcontent-\"$IMAGE\".json"),
+            format!("xtask malcontent \"$IMAGE\" --report {REPORTS}/malcontent-\"$IMAGE\".json"),
         ),
     ]
 }
@@ -243,7 +295,7 @@ fn build_workflow(split: &Split) -> Workflow {
                 Step::run(
                     "Mirror",
                     format!(
-                        "xtask mirror --to-prefix \"$STAGEX_MIRROR\" --json {REPORTS}/mirror.json"
+                        "xtask mirror --to-prefix \"$STAGEX_MIRROR\" --report {REPORTS}/mirror.json"
                     ),
                 )
                 // The mirror's own credentials, for this job only.
@@ -254,13 +306,13 @@ fn build_workflow(split: &Split) -> Workflow {
         ],
     );
 
-    let mut scan_steps: Vec<Step> = gate_steps();
+    let mut scan_steps: Vec<Step> = gate_steps("");
     scan_steps.push(upload_image());
     scan_steps.push(upload_reports());
     let build_scan = from_mirror(per_image(
         job(
             "Build and scan ${{ matrix.image }}",
-            &["xtask", "mirror-deps"],
+            &["xtask", "lint", "mirror-deps"],
             120,
             scan_steps,
         ),
@@ -276,7 +328,7 @@ fn build_workflow(split: &Split) -> Workflow {
     publish_steps.push(
         Step::run(
             "Publish: push, sign, attest, verify",
-            format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --json {REPORTS}/publish-\"$IMAGE\".json"),
+            format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --report {REPORTS}/publish-\"$IMAGE\".json"),
         )
         .env("REGISTRY_PREFIX", "${{ vars.REGISTRY_PREFIX }}")
         .env("XTASK_REGISTRY_USERNAME", "${{ secrets.REGISTRY_USERNAME }}")
@@ -294,16 +346,19 @@ fn build_workflow(split: &Split) -> Workflow {
         ),
         split.bases.iter().map(|b| leg(b)).collect(),
     );
-    // Only what main built is published (a manual run on a branch is not).
-    publish.condition = Some("github.ref == 'refs/heads/main'".into());
+    // Only what main built is published (a manual run on a branch is not);
+    // a leg whose image did not pass has no artifact and fails alone,
+    // instead of one failed base stopping every publish.
+    publish.condition = Some("!cancelled() && github.ref == 'refs/heads/main'".into());
 
     let mut app_bases: Vec<&String> = split.apps.iter().flat_map(|(_, on)| on).collect();
     app_bases.sort();
     app_bases.dedup();
     let mut app_steps: Vec<Step> = app_bases.iter().map(|b| download_image(b)).collect();
-    app_steps.extend(gate_steps());
+    // The bases come from their artifacts, as build-scan checked them: never rebuilt.
+    app_steps.extend(gate_steps(" --on-recorded"));
     app_steps.push(upload_reports());
-    let build_apps = from_mirror(per_image(
+    let mut build_apps = from_mirror(per_image(
         job(
             "Build and scan ${{ matrix.image }} (on its base)",
             &["xtask", "build-scan"],
@@ -317,10 +372,13 @@ fn build_workflow(split: &Split) -> Workflow {
             .collect(),
     ));
 
+    // An app whose base did not pass fails at its download, alone.
+    build_apps.condition = Some("!cancelled()".into());
     let mut summary = job(
         "One table of every leg's reports",
         &[
             "xtask",
+            "lint",
             "mirror-deps",
             "build-scan",
             "publish",
@@ -337,7 +395,7 @@ fn build_workflow(split: &Split) -> Workflow {
             ),
             Step::run(
                 "Summary (the log shows the table)",
-                format!("xtask summary {REPORTS} --markdown summary.md"),
+                format!("xtask summary {REPORTS} --markdown summary.md --expect-build-workflow"),
             ),
             Step::uses(
                 "Keep the summary",
@@ -352,7 +410,8 @@ fn build_workflow(split: &Split) -> Workflow {
     summary.condition = Some("always()".into());
 
     let mut jobs = Ordered::new()
-        .with("xtask", xtask_job())
+        .with("xtask", xtask_job(settings::RUNNER_LABEL))
+        .with("lint", lint_job(settings::RUNNER_LABEL))
         .with("mirror-deps", mirror)
         .with("build-scan", build_scan)
         .with("publish", publish);
@@ -404,28 +463,38 @@ fn root_env() -> Ordered<String> {
         .with("CARGO_TERM_COLOR", "never".to_string())
 }
 
-fn check_workflow() -> Workflow {
-    let lint = job(
+/// Lint, and every generated file up to date: before anything builds (in
+/// build.yml too: a push to main is not published unlinted).
+fn lint_job(label: &str) -> Job {
+    job_on(
+        label,
         "Lint, and generated files up to date",
         &["xtask"],
         15,
         vec![
-            Step::run("Lint", format!("xtask lint --json {REPORTS}/lint.json")),
+            Step::run("Lint", "xtask lint"),
             Step::run("DIGESTS.md", "xtask digests --check"),
             Step::run("Workflows", "xtask workflows --check"),
             Step::run("cpes.txt", "xtask sbom --cpes --check"),
         ],
-    );
+    )
+}
+
+fn check_workflow() -> Workflow {
+    let label = settings::CHECK_RUNNER_LABEL;
     let test = Job {
-        name: "The test suite (real engine and registry under target/)".into(),
-        runs_on: settings::RUNNER_LABEL.into(),
+        name: "Formatting, clippy and the test suite (real engine and registry under target/)"
+            .into(),
+        runs_on: label.into(),
         needs: vec![],
         condition: None,
         permissions: Permissions::read_contents(),
         timeout_minutes: 45,
         strategy: None,
         env: Ordered::new(),
-        steps: vec![checkout(), Step::run("Test", "cargo xtask test")],
+        // What CI runs on a fresh machine: fmt, clippy, the suite, and no
+        // process left behind.
+        steps: vec![checkout(), Step::run("CI", "bash .ci/run")],
     };
     Workflow {
         name: "check".into(),
@@ -442,8 +511,8 @@ fn check_workflow() -> Workflow {
         }),
         env: root_env(),
         jobs: Ordered::new()
-            .with("xtask", xtask_job())
-            .with("lint", lint)
+            .with("xtask", xtask_job(label))
+            .with("lint", lint_job(label))
             .with("test", test),
     }
 }
@@ -463,9 +532,13 @@ pub fn plan(catalog: &Catalog) -> Result<Vec<Planned>> {
     ])
 }
 
-/// The job graph as text, for people (the README shows it).
-pub fn graph(planned: &[Planned]) -> String {
+/// The job graph as text, for people (the README shows it), and the images
+/// left out.
+pub fn graph(planned: &[Planned], split: &Split) -> String {
     let mut text = String::new();
+    for (image, why) in &split.left_out {
+        text.push_str(&format!("left out until it can build: {image}: {why}\n"));
+    }
     for planned in planned {
         text.push_str(&format!(".forgejo/workflows/{}\n", planned.file));
         for (name, job) in planned.workflow.jobs.iter() {
