@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    all, build, check_runtime, digests, doctor, keys, lint, malcontent, mirror, push, reproduce,
-    sbom, scan, signatures, signing, summary, workflows,
+    all, build, check_runtime, compare, digests, doctor, keys, lint, malcontent, mirror, pins,
+    push, reproduce, sbom, scan, signatures, signing, summary, workflows,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -38,6 +38,8 @@ pub enum Command {
     All(all::All),
     Lint(lint::Lint),
     Digests(digests::Digests),
+    Pins(pins::Pins),
+    Compare(compare::Compare),
     Build(build::Build),
     VerifyReproducible(reproduce::VerifyReproducible),
     CheckRuntime(check_runtime::CheckRuntime),
@@ -94,6 +96,8 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::All(cmd) => cmd.run(root),
         Command::Lint(cmd) => cmd.run(root),
         Command::Digests(cmd) => cmd.run(root),
+        Command::Pins(cmd) => cmd.run(root),
+        Command::Compare(cmd) => cmd.run(root),
         Command::Build(cmd) => cmd.run(root),
         Command::VerifyReproducible(cmd) => cmd.run(root),
         Command::CheckRuntime(cmd) => cmd.run(root),

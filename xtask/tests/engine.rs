@@ -104,6 +104,11 @@ fn a_containerfile_pinning_a_standin_by_digest_builds_from_the_registry() {
     let release = checkout.path().join("stagex-release/2026.03.0");
     std::fs::create_dir_all(release.join("digests")).unwrap();
     std::fs::write(
+        checkout.path().join("stagex-release/RELEASE"),
+        "2026.03.0\n",
+    )
+    .unwrap();
+    std::fs::write(
         release.join("digests/core.txt"),
         format!("{hex} core-busybox\n"),
     )

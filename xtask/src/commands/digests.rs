@@ -38,7 +38,7 @@ impl Digests {
 /// Write DIGESTS.md, or in check mode fail (exit 1) with a diff when it is stale.
 pub fn ensure(root: &Path, mode: Mode) -> Result<Outcome> {
     let catalog = Catalog::load(root)?;
-    let release = Release::load(root, settings::STAGEX_RELEASE)?;
+    let release = Release::current(root)?;
     ensure_file(&root.join(FILE), &render(&catalog, &release), mode, COMMAND)
 }
 
@@ -149,7 +149,7 @@ mod tests {
         }
         let catalog = Catalog::load(root.path()).unwrap();
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let release = Release::load(repo, settings::STAGEX_RELEASE).unwrap();
+        let release = Release::current(repo).unwrap();
         insta::assert_snapshot!(render(&catalog, &release));
     }
 }

@@ -108,7 +108,7 @@ pub struct Linted {
 
 pub fn lint_repository(root: &Path) -> Result<Linted> {
     let catalog = Catalog::load(root)?;
-    let release = Release::load(root, settings::STAGEX_RELEASE)?;
+    let release = Release::current(root)?;
     let findings = check(&catalog, &release);
     for finding in &findings {
         eprintln!("{finding}");
@@ -350,7 +350,7 @@ mod tests {
 
     fn release() -> Release {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        Release::load(root, settings::STAGEX_RELEASE).unwrap()
+        Release::current(root).unwrap()
     }
 
     fn lint(text: &str) -> Vec<String> {

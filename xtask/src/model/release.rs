@@ -23,10 +23,47 @@ pub struct Release {
     pub packages: BTreeMap<String, Package>,
 }
 
+/// The file naming the release every pin comes from: data, so that moving to
+/// a release (`pins update --to-release`) is one command, not a rebuild.
+pub const CURRENT_FILE: &str = "stagex-release/RELEASE";
+
+/// The name of the release the checkout pins against.
+pub fn current_name(root: &Path) -> Result<String> {
+    let path = root.join(CURRENT_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {}: it names the StageX release the pins come from (e.g. `2026.03.0`)",
+            path.display()
+        )
+    })?;
+    let name = text.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        bail!("{}: `{name}` is not a release name", path.display());
+    }
+    Ok(name.to_string())
+}
+
 impl Release {
+    /// The release the checkout pins against ([`CURRENT_FILE`]).
+    pub fn current(root: &Path) -> Result<Release> {
+        Release::load(root, &current_name(root)?)
+    }
+
     pub fn load(root: &Path, name: &str) -> Result<Release> {
-        let dir = root.join("stagex-release").join(name);
-        let digests_dir = dir.join("digests");
+        let mut release = Release::load_dir(&root.join("stagex-release").join(name))?;
+        release.name = name.to_string();
+        Ok(release)
+    }
+
+    /// A release list in a folder: `digests/*.txt` and `versions.tsv` (our
+    /// layout), or the `*.txt` lists themselves (StageX's), `versions.tsv`
+    /// optional (without it no version is known).
+    pub fn load_dir(dir: &Path) -> Result<Release> {
+        let digests_dir = if dir.join("digests").is_dir() {
+            dir.join("digests")
+        } else {
+            dir.to_path_buf()
+        };
         let mut packages = BTreeMap::new();
         let mut entries: Vec<_> = std::fs::read_dir(&digests_dir)
             .with_context(|| {
@@ -71,9 +108,20 @@ impl Release {
                 );
             }
         }
+        if packages.is_empty() {
+            bail!(
+                "{}: no `<sha256 hex> <package>` lines in any *.txt: not a StageX release list",
+                digests_dir.display()
+            );
+        }
         let versions_path = dir.join("versions.tsv");
-        let versions = std::fs::read_to_string(&versions_path)
-            .with_context(|| format!("reading {}", versions_path.display()))?;
+        let versions = match std::fs::read_to_string(&versions_path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", versions_path.display()))
+            }
+        };
         for (index, line) in versions.lines().enumerate().skip(1) {
             let columns: Vec<&str> = line.split('\t').collect();
             let [name, version, _defined_in, digest] = columns.as_slice() else {
@@ -102,7 +150,10 @@ impl Release {
             }
         }
         Ok(Release {
-            name: name.to_string(),
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             packages,
         })
     }
@@ -129,7 +180,8 @@ mod tests {
     #[test]
     fn the_repository_release_loads() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let release = Release::load(root, crate::model::settings::STAGEX_RELEASE).unwrap();
+        let release = Release::current(root).unwrap();
+        assert_eq!(release.name, "2026.03.0");
         assert!(release.packages.len() > 500, "{}", release.packages.len());
         let musl = release.package("core-musl").unwrap();
         assert_eq!(musl.version.as_deref(), Some("1.2.5"));
@@ -140,5 +192,25 @@ mod tests {
         let filesystem = release.package("core-filesystem").unwrap();
         assert_eq!(filesystem.version, None);
         assert!(release.package("core-libffi").unwrap().version.is_none());
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    /// StageX's own lists (no `digests/`, no versions) load too.
+    #[test]
+    fn stagex_lists_load_without_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("core.txt"),
+            format!("{} core-musl\n", "a".repeat(64)),
+        )
+        .unwrap();
+        let release = Release::load_dir(dir.path()).unwrap();
+        assert_eq!(release.package("core-musl").unwrap().version, None);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(Release::load_dir(empty.path()).is_err());
     }
 }

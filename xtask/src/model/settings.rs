@@ -1,9 +1,6 @@
 //! The few facts that are ours to choose. Everything else is derived from the
 //! Containerfiles.
 
-/// The StageX release every pin must come from (`stagex-release/<name>/`).
-pub const STAGEX_RELEASE: &str = "2026.03.0";
-
 /// The build argument that holds the StageX registry prefix in every
 /// Containerfile, so a build can pull from an internal mirror instead.
 pub const REGISTRY_ARG: &str = "STAGEX_REGISTRY";

@@ -25,7 +25,6 @@ use super::args::{ImageArgs, JsonArg};
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::release::Release;
-use crate::model::settings;
 use crate::oci::archive::OciArchive;
 use crate::oci::rootfs::{self, Reading};
 use crate::records::build::BuildRecord;
@@ -183,7 +182,7 @@ pub fn render(image: &str, verdict: &Verdict) -> String {
 /// Package names of the pinned StageX release, to name what provides a
 /// missing library (none when the checkout has no release list).
 pub fn release_packages(root: &Path) -> BTreeSet<String> {
-    Release::load(root, settings::STAGEX_RELEASE)
+    Release::current(root)
         .map(|release| release.packages.into_keys().collect())
         .unwrap_or_default()
 }

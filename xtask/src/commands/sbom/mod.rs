@@ -21,7 +21,6 @@ use crate::files::{ensure_file, write_atomically, Mode, Outcome as FileOutcome};
 use crate::model::catalog::Catalog;
 use crate::model::cpes::CpeMap;
 use crate::model::release::Release;
-use crate::model::settings;
 use crate::oci::archive::OciArchive;
 use crate::pipeline::Step;
 use crate::records::build::BuildRecord;
@@ -82,7 +81,7 @@ pub fn sbom_images(
     syft: bool,
     env: &Env,
 ) -> Result<Vec<StepReport>> {
-    let release = Release::load(root, settings::STAGEX_RELEASE)?;
+    let release = Release::current(root)?;
     let versions: BTreeMap<String, String> = release
         .packages
         .values()
@@ -251,7 +250,7 @@ pub fn parse_cpes(text: &str) -> Vec<String> {
 
 pub fn ensure_cpes(root: &Path, mode: Mode) -> Result<FileOutcome> {
     let catalog = Catalog::load(root)?;
-    let release = Release::load(root, settings::STAGEX_RELEASE)?;
+    let release = Release::current(root)?;
     let cpes = CpeMap::load(root)?;
     ensure_file(
         &root.join(CPES_FILE),
