@@ -4,28 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
 /// Regular files of an image as the engine exports its filesystem.
 fn engine_files(archive: &Path) -> usize {
-    let loaded = run_ok(Command::new("docker").arg("load").arg("-i").arg(archive));
-    let loaded = text(&loaded);
-    let id = loaded
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image ID: "))
-        .unwrap_or_else(|| panic!("docker load said: {loaded}"))
-        .trim()
-        .to_string();
-    let created = run_ok(Command::new("docker").args(["create", &id, "/nothing"]));
-    let container = String::from_utf8(created.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let exported = run_ok(Command::new("docker").args(["export", &container]));
-    run_ok(Command::new("docker").args(["rm", &container]));
-    let mut tar = tar::Archive::new(&exported.stdout[..]);
+    let exported = engine_export(archive);
+    let mut tar = tar::Archive::new(&exported[..]);
     tar.entries()
         .unwrap()
         .filter(|e| {

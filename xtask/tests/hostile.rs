@@ -16,18 +16,6 @@ use xtask::oci::auth::{CredentialSource, Role};
 use xtask::oci::reference::ImageRef;
 use xtask::oci::registry::{self, Registry};
 
-fn push_archive(archive: &Path, reference: &str) -> String {
-    let archive = OciArchive::open(archive).unwrap();
-    let target = ImageRef::parse(reference).unwrap();
-    registry::block_on(async {
-        let client = Registry::connect_to(&target, Role::Target).await?;
-        xtask::oci::transfer::push_archive(&client, &archive, &target).await
-    })
-    .unwrap()
-    .unwrap()
-    .digest
-}
-
 /// `cargo xtask ARGS` with extra environment.
 fn xtask_env(args: &[String], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));

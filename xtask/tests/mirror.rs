@@ -132,19 +132,6 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
     }
 }
 
-/// Push an OCI archive to `reference` with the library; its manifest digest.
-fn push_archive(archive: &Path, reference: &str) -> String {
-    let archive = OciArchive::open(archive).unwrap();
-    let target = ImageRef::parse(reference).unwrap();
-    registry::block_on(async {
-        let client = Registry::connect_to(&target, Role::Target).await?;
-        xtask::oci::transfer::push_archive(&client, &archive, &target).await
-    })
-    .unwrap()
-    .unwrap()
-    .digest
-}
-
 /// The mirror's typed per-reference results, from its `--json`.
 fn results(path: &Path) -> Vec<serde_json::Value> {
     read_json(path).as_array().unwrap().clone()

@@ -7,23 +7,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use xtask::oci::archive::OciArchive;
-use xtask::oci::auth::Role;
-use xtask::oci::reference::ImageRef;
-use xtask::oci::registry::{self, Registry};
-use xtask::oci::transfer;
-
-fn push(archive: &Path, reference: &str) -> String {
-    let archive = OciArchive::open(archive).unwrap();
-    let target = ImageRef::parse(reference).unwrap();
-    registry::block_on(async {
-        let client = Registry::connect_to(&target, Role::Target).await?;
-        transfer::push_archive(&client, &archive, &target).await
-    })
-    .unwrap()
-    .unwrap()
-    .digest
-}
 
 /// Every file of the checkout (outside out/), by content.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -72,7 +55,7 @@ fn a_moved_tag_is_found_and_moved_everywhere() {
     let prefix = format!("{registry}/pins-{}", std::process::id());
     for (package, tag, _) in standins(root) {
         let tag = tag.unwrap_or_else(|| "latest".to_string());
-        push(
+        push_archive(
             &standin_archive(&package),
             &format!("{prefix}/{package}:{tag}"),
         );
@@ -95,7 +78,7 @@ fn a_moved_tag_is_found_and_moved_everywhere() {
     assert!(output.status.success(), "{}", text(&output));
 
     // core-musl:1.2.5 now names other bytes.
-    let moved = push(
+    let moved = push_archive(
         &standin_archive("core-busybox"),
         &format!("{prefix}/core-musl:1.2.5"),
     );

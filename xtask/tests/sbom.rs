@@ -34,23 +34,9 @@ fn engine_added(path: &str) -> bool {
 /// The engine's own view of an image's filesystem: the archive loaded,
 /// a container created from it, and that container exported.
 fn engine_filesystem(archive: &Path) -> BTreeMap<String, Node> {
-    let loaded = run_ok(Command::new("docker").arg("load").arg("-i").arg(archive));
-    let loaded = text(&loaded);
-    let id = loaded
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image ID: "))
-        .unwrap_or_else(|| panic!("docker load said: {loaded}"))
-        .trim()
-        .to_string();
-    let created = run_ok(Command::new("docker").args(["create", &id, "/nothing"]));
-    let container = String::from_utf8(created.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
-    let exported = run_ok(Command::new("docker").args(["export", &container]));
-    run_ok(Command::new("docker").args(["rm", &container]));
+    let exported = engine_export(archive);
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
-    let mut tar = tar::Archive::new(&exported.stdout[..]);
+    let mut tar = tar::Archive::new(&exported[..]);
     for entry in tar.entries().unwrap() {
         let mut entry = entry.unwrap();
         let path = entry.path().unwrap().to_string_lossy().into_owned();

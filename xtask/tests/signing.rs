@@ -9,11 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
-use xtask::oci::archive::OciArchive;
-use xtask::oci::auth::Role;
-use xtask::oci::reference::ImageRef;
-use xtask::oci::registry::{self, Registry};
-use xtask::oci::transfer;
 
 const CANARY: &str = "canary-Pa55word-4f1d";
 
@@ -29,19 +24,6 @@ fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             .env("COSIGN_PASSWORD", CANARY),
     );
     (prefix.with_extension("key"), prefix.with_extension("pub"))
-}
-
-/// Push a stand-in archive to `registry/repository:tag`: its digest.
-fn push(archive: &Path, reference: &str) -> String {
-    let archive = OciArchive::open(archive).unwrap();
-    let target = ImageRef::parse(reference).unwrap();
-    let pushed = registry::block_on(async {
-        let client = Registry::connect_to(&target, Role::Target).await?;
-        transfer::push_archive(&client, &archive, &target).await
-    })
-    .unwrap()
-    .unwrap();
-    pushed.digest
 }
 
 /// A PATH whose `cosign` records the argv the kernel holds for it
@@ -152,7 +134,7 @@ fn sign_attest_and_verify_by_digest() {
     let (key, public) = key_pair(scratch.path(), "ours");
     let (_, other_public) = key_pair(scratch.path(), "theirs");
     let repository = format!("{registry}/signing-{}", std::process::id());
-    let digest = push(&standin_archive("core-busybox"), &format!("{repository}:1"));
+    let digest = push_archive(&standin_archive("core-busybox"), &format!("{repository}:1"));
     let pinned = format!("{repository}@{digest}");
     let mut signer = Signer::new(&root, scratch.path());
     let key = key.to_str().unwrap();
@@ -259,7 +241,7 @@ fn sign_attest_and_verify_by_digest() {
     assert!(text(&output).contains("is not"), "{}", text(&output));
 
     // The tag moves to another image: its digest carries no signature.
-    let moved = push(&standin_archive("core-musl"), &format!("{repository}:1"));
+    let moved = push_archive(&standin_archive("core-musl"), &format!("{repository}:1"));
     assert_ne!(moved, digest);
     let output = signer.run(&[
         "verify",
@@ -479,7 +461,7 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
     std::fs::create_dir_all(&root).unwrap();
     let (key, public) = key_pair(scratch.path(), "ours");
     let repository = format!("realm-{}", std::process::id());
-    let digest = push(
+    let digest = push_archive(
         &standin_archive("core-busybox"),
         &format!("{registry}/{repository}:1"),
     );

@@ -373,3 +373,38 @@ pub fn serve_redirect(to: &str) -> String {
     });
     format!("http://{address}")
 }
+
+/// Push an OCI archive to `reference` with the library; its manifest digest.
+pub fn push_archive(archive: &Path, reference: &str) -> String {
+    use xtask::oci::{archive::OciArchive, auth::Role, reference::ImageRef, registry};
+    let archive = OciArchive::open(archive).unwrap();
+    let target = ImageRef::parse(reference).unwrap();
+    registry::block_on(async {
+        let client = registry::Registry::connect_to(&target, Role::Target).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap()
+    .unwrap()
+    .digest
+}
+
+/// The engine's own export of the image in `archive` (loaded, a container
+/// created and removed): the tar of its filesystem, as `docker export` writes it.
+pub fn engine_export(archive: &Path) -> Vec<u8> {
+    let loaded = run_ok(Command::new("docker").arg("load").arg("-i").arg(archive));
+    let loaded = text(&loaded);
+    let id = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image ID: "))
+        .unwrap_or_else(|| panic!("docker load said: {loaded}"))
+        .trim()
+        .to_string();
+    let created = run_ok(Command::new("docker").args(["create", &id, "/nothing"]));
+    let container = String::from_utf8(created.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let exported = run_ok(Command::new("docker").args(["export", &container]));
+    run_ok(Command::new("docker").args(["rm", &container]));
+    exported.stdout
+}
