@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    all, build, check_runtime, compare, digests, doctor, keys, lint, malcontent, mirror, pins,
-    push, reproduce, sbom, scan, signatures, signing, summary, workflows,
+    all, build, check_runtime, compare, digests, doctor, k8s, keys, lint, malcontent, mirror, pins,
+    push, reproduce, run_example, sbom, scan, signatures, signing, summary, workflows,
 };
 use crate::dev::{bench, demo, test_env, test_suite};
 
@@ -53,6 +53,8 @@ pub enum Command {
     Publish(signing::publish::Publish),
     SigningKey(signing::key::SigningKey),
     Workflows(workflows::Workflows),
+    K8s(k8s::K8s),
+    RunExample(run_example::RunExample),
     Summary(summary::Summary),
     Signatures(signatures::Signatures),
     Mirror(mirror::Mirror),
@@ -111,6 +113,8 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Publish(cmd) => cmd.run(root),
         Command::SigningKey(cmd) => cmd.run(root),
         Command::Workflows(cmd) => cmd.run(root),
+        Command::K8s(cmd) => cmd.run(root),
+        Command::RunExample(cmd) => cmd.run(root),
         Command::Summary(cmd) => cmd.run(root),
         Command::Signatures(cmd) => cmd.run(root),
         Command::Mirror(cmd) => cmd.run(root),

@@ -16,6 +16,8 @@ pub enum Step {
     Digests,
     /// cpes.txt is up to date.
     Cpes,
+    /// k8s/ and policies/ are what the settings and cosign.pub make.
+    K8s,
     /// Every image built reproducibly into out/, with its build record.
     Build,
     /// Every built image built twice more and compared byte for byte.
@@ -40,6 +42,7 @@ impl Step {
         Step::Lint,
         Step::Digests,
         Step::Cpes,
+        Step::K8s,
         Step::Build,
         Step::VerifyReproducible,
         Step::Sbom,
@@ -58,6 +61,7 @@ impl Step {
             Step::Lint => "lint",
             Step::Digests => "digests",
             Step::Cpes => "cpes",
+            Step::K8s => "k8s",
             Step::Build => "build",
             Step::VerifyReproducible => "verify-reproducible",
             Step::Sbom => "sbom",
@@ -75,6 +79,7 @@ impl Step {
             Step::Lint
             | Step::Digests
             | Step::Cpes
+            | Step::K8s
             | Step::Sbom
             | Step::Scan
             | Step::Malcontent

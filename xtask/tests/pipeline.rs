@@ -355,6 +355,7 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
         "lint",
         "digests",
         "cpes",
+        "k8s",
         "build",
         "verify-reproducible",
         "sbom",
@@ -408,6 +409,9 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
             .env("COSIGN_PASSWORD", "test"),
     );
     std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
+    // A new key changes the admission policy that embeds it (`all` checks it).
+    let regenerated = xtask_in(root, &["k8s"]);
+    assert!(regenerated.status.success(), "{}", text(&regenerated));
     let without = [without[0].clone(), ("COSIGN_PASSWORD", "test".to_string())];
     let signing = ["--key", key.to_str().unwrap(), "--no-tlog"];
     let output = xtask_in_env(
@@ -456,6 +460,7 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
         row("lint", "-", "passed"),
         row("digests", "-", "passed"),
         row("cpes", "-", "passed"),
+        row("k8s", "-", "passed"),
     ];
     for step in ["build", "verify-reproducible", "sbom"] {
         expected.extend(images.map(|image| row(step, image, "passed")));
@@ -513,6 +518,7 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
         row("lint", "-", "passed"),
         row("digests", "-", "passed"),
         row("cpes", "-", "passed"),
+        row("k8s", "-", "passed"),
         row("build", "-", "skipped"),
         row("verify-reproducible", "-", "skipped"),
     ];

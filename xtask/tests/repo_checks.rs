@@ -228,7 +228,7 @@ fn lint_passes_on_the_repository() {
     let output = xtask(&["lint"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
-        text(&output).contains("10 Containerfiles follow every rule"),
+        text(&output).contains("12 Containerfiles follow every rule"),
         "{}",
         text(&output)
     );
@@ -322,7 +322,7 @@ fn all_runs_the_offline_steps_and_honours_skip() {
     let output = xtask(&[&["all"][..], &skip].concat());
     let report = text(&output);
     assert!(output.status.success(), "{report}");
-    for step in ["lint", "digests", "cpes"] {
+    for step in ["lint", "digests", "cpes", "k8s"] {
         assert!(
             report
                 .lines()
@@ -338,7 +338,11 @@ fn all_runs_the_offline_steps_and_honours_skip() {
     );
 
     // A stale generated file fails its step, and --skip leaves it out.
-    for (file, step) in [("DIGESTS.md", "digests"), ("cpes.txt", "cpes")] {
+    for (file, step) in [
+        ("DIGESTS.md", "digests"),
+        ("cpes.txt", "cpes"),
+        ("k8s/forgejo-runner/namespace.yaml", "k8s"),
+    ] {
         let checkout = copy_checkout();
         std::fs::write(checkout.path().join(file), "stale\n").unwrap();
         let root = checkout.path().to_str().unwrap();
@@ -373,7 +377,7 @@ fn hadolint_is_clean_and_ignores_are_justified() {
             files.push(path);
         }
     }
-    assert_eq!(files.len(), 10, "{files:?}");
+    assert_eq!(files.len(), 12, "{files:?}");
     for file in &files {
         let output = std::process::Command::new(&hadolint)
             .arg("--format")
@@ -614,5 +618,112 @@ fn the_readme_shows_the_current_job_graph() {
     assert!(
         readme.contains(&graph),
         "README.md does not show the current job graph; paste `cargo xtask workflows --graph`:\n{graph}"
+    );
+}
+
+/// The `cargo xtask …` commands of a markdown file's code blocks, each with
+/// its line: continuations joined, prompts, comments and environment
+/// assignments dropped, and every command of a `&&`, `;` or `$(…)` chain.
+fn documented_commands(markdown: &str) -> Vec<(usize, String)> {
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut pending: Option<(usize, String)> = None;
+    for (number, line) in markdown.lines().enumerate() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let (start, mut text) = match pending.take() {
+            Some((start, text)) => (start, format!("{text} {}", line.trim())),
+            None => (number + 1, line.trim().to_string()),
+        };
+        if let Some(rest) = text.strip_suffix('\\') {
+            pending = Some((start, rest.trim_end().to_string()));
+            continue;
+        }
+        if let Some(rest) = text.strip_prefix("$ ") {
+            text = rest.to_string();
+        }
+        let text = match text.find(" #") {
+            Some(comment) => text[..comment].to_string(),
+            None => text,
+        };
+        for part in text.split("&&").flat_map(|p| p.split(';')) {
+            let part = part
+                .trim()
+                .trim_start_matches("eval \"$(")
+                .trim_start_matches("source <(");
+            let part = part.trim_end_matches(")\"").trim_end_matches(')');
+            let words: Vec<&str> = part
+                .split_whitespace()
+                .skip_while(|word| word.contains('=') && !word.starts_with('-'))
+                .collect();
+            if words.len() >= 2 && words[0] == "cargo" && words[1] == "xtask" {
+                commands.push((start, words[2..].join(" ")));
+            }
+        }
+    }
+    commands
+}
+
+/// Every `cargo xtask …` in the README's and docs/'s code blocks is a
+/// command that exists: it parses with the real CLI.
+#[test]
+fn every_documented_command_parses() {
+    use clap::Parser as _;
+    let mut files = vec![repo_root().join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(repo_root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    assert!(docs.len() >= 5, "docs/: {docs:?}");
+    files.extend(docs);
+    let mut parsed = 0;
+    let mut broken = Vec::new();
+    for file in &files {
+        let markdown = std::fs::read_to_string(file).unwrap();
+        for (line, command) in documented_commands(&markdown) {
+            // `…` elides arguments in prose examples; the rest must parse.
+            let argv = std::iter::once("cargo xtask").chain(
+                command
+                    .split_whitespace()
+                    .filter(|word| *word != "…")
+                    .map(|word| word.trim_matches('"')),
+            );
+            match xtask::cli::Cli::try_parse_from(argv) {
+                Ok(_) => parsed += 1,
+                Err(error) => broken.push(format!(
+                    "{}:{line}: `cargo xtask {command}`: {}",
+                    file.display(),
+                    error.to_string().lines().next().unwrap_or_default()
+                )),
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+    assert!(parsed >= 30, "only {parsed} documented commands found");
+}
+
+#[test]
+fn documented_commands_are_found_in_chains_and_continuations() {
+    let markdown = "text `cargo xtask nope`\n```sh\n$ cargo xtask lint   # a comment\nA=1 cargo xtask build \\\n    --dry-run\neval \"$(cargo xtask test-env env)\"; cargo xtask doctor\ncargo xtask keys fetch && git diff keys/\n```\n";
+    let found: Vec<String> = documented_commands(markdown)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "lint",
+            "build --dry-run",
+            "test-env env",
+            "doctor",
+            "keys fetch"
+        ]
     );
 }

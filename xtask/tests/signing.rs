@@ -400,6 +400,12 @@ fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
     assert!(!text(&output).contains(CANARY));
     let public = std::fs::read_to_string(root.join("cosign.pub")).unwrap();
     assert!(public.starts_with("-----BEGIN PUBLIC KEY-----"), "{public}");
+    // The admission policy embeds the new key, regenerated in the same run.
+    let policy =
+        std::fs::read_to_string(root.join("policies/kyverno/stagex-images-signed.yaml")).unwrap();
+    let body = public.lines().nth(1).unwrap();
+    assert!(policy.contains(body), "{policy}");
+    assert!(!policy.contains("MISSING"), "{policy}");
     let private = config.join("stagex-base-images/cosign.key");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;

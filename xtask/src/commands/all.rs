@@ -14,7 +14,7 @@ use super::malcontent::{self, Risk};
 use super::scan::{self, GateArgs};
 use super::signing::publish::{Publisher, SignedImage};
 use super::signing::{self, KeyArgs};
-use super::{digests, lint, push, reproduce, sbom};
+use super::{digests, k8s, lint, push, reproduce, sbom};
 use crate::error::fail;
 use crate::files::Mode;
 use crate::model::catalog::Catalog;
@@ -245,6 +245,23 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
             Step::Cpes => run
                 .reports
                 .push(whole(sbom::ensure_cpes(root, Mode::Check).map(drop))),
+            Step::K8s => match k8s::ensure(root, Mode::Check) {
+                Ok(generated) => {
+                    // Up to date, and still not deployable: said, not failed.
+                    for gap in &generated.gaps {
+                        eprintln!("note: {gap}");
+                    }
+                    let mut report = whole(Ok(()));
+                    if !generated.gaps.is_empty() {
+                        report.detail = Some(format!(
+                            "up to date; {} gap(s) before it can be deployed (see the notes)",
+                            generated.gaps.len()
+                        ));
+                    }
+                    run.reports.push(report);
+                }
+                Err(error) => run.reports.push(whole(Err(error))),
+            },
             Step::VerifyReproducible => {
                 let images = later(&run);
                 if images.is_empty() {

@@ -87,6 +87,8 @@ impl Demo {
             prefix.with_extension("pub"),
             prepared.checkout.join(PUBLIC_KEY),
         )?;
+        // As `signing-key init` does: the admission policy embeds the key.
+        crate::commands::k8s::ensure(&prepared.checkout, crate::files::Mode::Write)?;
         let options = PipelineOptions {
             skip,
             engine: Default::default(),

@@ -268,6 +268,11 @@ pub fn checkout_files(
             "# Builds on this checkout's base image, supplied from its OCI archive.\n{header}# hadolint ignore=DL3006\nFROM base\nARG SOURCE_DATE_EPOCH\nRUN [\"/bin/sh\", \"-c\", \"echo hello from the demo > /home/user/hello.txt\"]\nENTRYPOINT [\"/bin/cat\", \"/home/user/hello.txt\"]\n"
         ),
     );
+    // What `run-example hello` must see it print.
+    files.insert(
+        "examples/hello/expected-output".to_string(),
+        "hello from the demo\n".to_string(),
+    );
     files.insert(
         crate::model::cpes::CPE_MAP.to_string(),
         "# The stand-ins' CPEs: the packages they stand in for.\ncore-musl\tmusl-libc\tmusl\ncore-busybox\tbusybox\tbusybox\n".to_string(),
@@ -309,6 +314,7 @@ fn write_checkout(
     }
     digests::ensure(checkout, crate::files::Mode::Write)?;
     crate::commands::sbom::ensure_cpes(checkout, crate::files::Mode::Write)?;
+    crate::commands::k8s::ensure(checkout, crate::files::Mode::Write)?;
     Ok(())
 }
 

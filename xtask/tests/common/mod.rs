@@ -48,6 +48,9 @@ pub fn copy_checkout() -> tempfile::TempDir {
             || name == "sbom"
             || name == "stagex-release"
             || name == "examples"
+            || name == "k8s"
+            || name == "policies"
+            || name == "cosign.pub"
             || entry.path().join("Containerfile").is_file();
         if keep {
             copy_tree(&entry.path(), &copy.path().join(&name));

@@ -128,8 +128,13 @@ impl Init {
             std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644))
                 .with_context(|| format!("making {} readable", public.display()))?;
         }
+        // The admission policy embeds the key: it changes with it.
+        let generated = crate::commands::k8s::ensure(root, crate::files::Mode::Write)?;
+        for written in &generated.written {
+            eprintln!("wrote {written} (it embeds the new public key)");
+        }
         eprintln!(
-            "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
+            "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it with the regenerated policies/, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
             public.display(),
             private.display()
         );

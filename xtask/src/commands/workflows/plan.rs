@@ -17,7 +17,7 @@ use super::model::{
     Triggers, Workflow,
 };
 use crate::model::catalog::Catalog;
-use crate::model::settings;
+use crate::model::settings::{self, Site};
 
 /// Actions, by full URL, pinned to the commit of the version named.
 pub const CHECKOUT: Action = Action {
@@ -284,7 +284,7 @@ fn download_image(image: &str) -> Step {
     )
 }
 
-fn build_workflow(split: &Split) -> Workflow {
+fn build_workflow(split: &Split, site: &Site) -> Workflow {
     let mirror_env = |step: Step| step.env("STAGEX_MIRROR", "${{ vars.STAGEX_MIRROR }}");
     let mirror = job(
         "Mirror the pinned StageX images (signature quorum checked)",
@@ -330,7 +330,8 @@ fn build_workflow(split: &Split) -> Workflow {
             "Publish: push, sign, attest, verify",
             format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --report {REPORTS}/publish-\"$IMAGE\".json"),
         )
-        .env("REGISTRY_PREFIX", "${{ vars.REGISTRY_PREFIX }}")
+        // The one publishing path: k8s/ and policies/ name it too.
+        .env("REGISTRY_PREFIX", site.publish_prefix.clone())
         .env("XTASK_REGISTRY_USERNAME", "${{ secrets.REGISTRY_USERNAME }}")
         .env("XTASK_REGISTRY_PASSWORD", "${{ secrets.REGISTRY_PASSWORD }}")
         .env("COSIGN_KEY", "${{ secrets.COSIGN_KEY }}")
@@ -475,6 +476,10 @@ fn lint_job(label: &str) -> Job {
             Step::run("Lint", "xtask lint"),
             Step::run("DIGESTS.md", "xtask digests --check"),
             Step::run("Workflows", "xtask workflows --check"),
+            Step::run(
+                "Kubernetes manifests and admission policy",
+                "xtask k8s --check",
+            ),
             Step::run("cpes.txt", "xtask sbom --cpes --check"),
         ],
     )
@@ -517,13 +522,18 @@ fn check_workflow() -> Workflow {
     }
 }
 
-/// Both workflows, from the catalog.
+/// Both workflows, from the catalog and this repository's settings.
 pub fn plan(catalog: &Catalog) -> Result<Vec<Planned>> {
+    plan_with(catalog, &Site::ours())
+}
+
+/// Both workflows, from the catalog and `site`.
+pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
     let split = split(catalog)?;
     Ok(vec![
         Planned {
             file: "build.yml",
-            workflow: build_workflow(&split),
+            workflow: build_workflow(&split, site),
         },
         Planned {
             file: "check.yml",
