@@ -148,8 +148,42 @@ fn moving_to_a_release_is_one_command_and_all_or_nothing() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     assert!(text(&output).contains("core-busybox"), "{}", text(&output));
 
-    // A Containerfile that cannot be written: nothing changes at all.
+    // A release name that is a path is refused before anything is read.
     let before = snapshot(root);
+    let output = xtask_in(
+        root,
+        &[
+            "pins",
+            "update",
+            "--to-release",
+            list,
+            "--release-name",
+            "../x",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(snapshot(root), before, "a file changed");
+    // Only one package of a release whose others moved too: refused whole.
+    let output = xtask_in(
+        root,
+        &[
+            "pins",
+            "update",
+            "--to-release",
+            list,
+            "--package",
+            "core-musl",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("core-busybox would stay outside it"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(snapshot(root), before, "a file changed");
+
+    // A Containerfile that cannot be written: nothing changes at all.
     let file = root.join("base/Containerfile");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();

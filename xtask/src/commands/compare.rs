@@ -77,12 +77,16 @@ pub fn measure(name: &str, archive: &OciArchive) -> Result<Measured> {
         layers: archive.manifest.layers.len(),
         ..Measured::default()
     };
+    // Hard links are one file's bytes, counted once.
+    let mut contents = std::collections::BTreeSet::new();
     for (path, entry) in &filesystem.entries {
         let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
         let in_bin = dir.ends_with("bin");
         if matches!(entry.kind, Kind::File | Kind::Hardlink) {
             measured.files += 1;
-            measured.uncompressed_bytes += entry.size;
+            if entry.origin().is_none_or(|origin| contents.insert(origin)) {
+                measured.uncompressed_bytes += entry.size;
+            }
             if entry.mode & 0o6000 != 0 {
                 measured.setid_files.push(format!("/{path}"));
             }
@@ -133,7 +137,12 @@ impl Compare {
             };
             all.push(measured);
         }
-        print!("{}", markdown(&all));
+        // The table for people; on stderr when the JSON takes stdout.
+        if self.json.json.as_deref() == Some(Path::new("-")) {
+            eprint!("{}", markdown(&all));
+        } else {
+            print!("{}", markdown(&all));
+        }
         self.json.write(&all)
     }
 }
@@ -207,6 +216,13 @@ fn pull(reference: &str, dest: &Path) -> Result<()> {
     registry::block_on(async {
         let client = Registry::connect_to(&reference, Role::Source).await?;
         let manifest_bytes = client.pull_manifest(&reference).await?;
+        // Asked by digest: what came is that manifest, or nothing is measured.
+        if let Some(wanted) = reference.digest_hex() {
+            let got = crate::hash::hex_sha256(&manifest_bytes);
+            if got != wanted {
+                bail!("{reference}: the registry served a manifest with digest sha256:{got}");
+            }
+        }
         let manifest = match AnyManifest::parse(&manifest_bytes)? {
             AnyManifest::Image(manifest) => manifest,
             AnyManifest::Index(_) => bail!(

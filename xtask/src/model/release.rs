@@ -37,10 +37,46 @@ pub fn current_name(root: &Path) -> Result<String> {
         )
     })?;
     let name = text.trim();
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+    if !is_name(name) {
         bail!("{}: `{name}` is not a release name", path.display());
     }
     Ok(name.to_string())
+}
+
+/// A list file, as StageX writes them: a regular file (not a device, a fifo,
+/// a link to one), at most [`MAX_LIST`] bytes.
+pub fn read_list(path: &Path) -> Result<String> {
+    let meta = path
+        .symlink_metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    if meta.len() > MAX_LIST {
+        bail!(
+            "{}: {} bytes, more than any release list ({MAX_LIST})",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A release list file larger than this is not one.
+const MAX_LIST: u64 = 16 << 20;
+
+/// Package names and version tags: what an image reference allows, nothing
+/// that could become a path, a column or another instruction.
+pub fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
 }
 
 impl Release {
@@ -79,7 +115,7 @@ impl Release {
             if path.extension().and_then(|e| e.to_str()) != Some("txt") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)?;
+            let text = read_list(&path)?;
             for (index, line) in text.lines().enumerate() {
                 if line.trim().is_empty() || line.starts_with('#') {
                     continue;
@@ -91,17 +127,36 @@ impl Release {
                         index + 1
                     );
                 };
-                if digest.len() != 64 || !digest.chars().all(|c| c.is_ascii_hexdigit()) {
+                if !crate::oci::reference::is_sha256_hex(digest) {
                     bail!(
                         "{}:{}: `{digest}` is not a sha256 hex digest",
                         path.display(),
                         index + 1
                     );
                 }
+                let name = package.trim();
+                if !is_name(name) {
+                    bail!(
+                        "{}:{}: `{}` is not a package name",
+                        path.display(),
+                        index + 1,
+                        name.escape_debug()
+                    );
+                }
+                if let Some(earlier) = packages.get(name) {
+                    let earlier: &Package = earlier;
+                    if earlier.digest != digest {
+                        bail!(
+                            "{}:{}: `{name}` is listed twice with different digests",
+                            path.display(),
+                            index + 1
+                        );
+                    }
+                }
                 packages.insert(
-                    package.trim().to_string(),
+                    name.to_string(),
                     Package {
-                        name: package.trim().to_string(),
+                        name: name.to_string(),
                         digest: digest.to_string(),
                         version: None,
                     },
@@ -115,12 +170,10 @@ impl Release {
             );
         }
         let versions_path = dir.join("versions.tsv");
-        let versions = match std::fs::read_to_string(&versions_path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(error) => {
-                return Err(error).with_context(|| format!("reading {}", versions_path.display()))
-            }
+        let versions = if versions_path.symlink_metadata().is_ok() {
+            read_list(&versions_path)?
+        } else {
+            String::new()
         };
         for (index, line) in versions.lines().enumerate().skip(1) {
             let columns: Vec<&str> = line.split('\t').collect();
@@ -143,6 +196,14 @@ impl Release {
                     "{}:{}: digest of `{name}` differs from the digests lists",
                     versions_path.display(),
                     index + 1
+                );
+            }
+            if !is_name(version) {
+                bail!(
+                    "{}:{}: `{}` is not a version tag",
+                    versions_path.display(),
+                    index + 1,
+                    version.escape_debug()
                 );
             }
             if *version != "latest" {
@@ -198,6 +259,31 @@ mod tests {
 #[cfg(test)]
 mod layout_tests {
     use super::*;
+
+    /// What a hostile list may hold is refused with its line.
+    #[test]
+    fn hostile_lists_are_refused() {
+        let case = |text: String| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("core.txt"), text).unwrap();
+            Release::load_dir(dir.path())
+        };
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        assert!(
+            case(format!("{a} core-musl\n{b} core-musl\n")).is_err(),
+            "duplicate"
+        );
+        assert!(
+            case(format!("{} core-musl\n", "A".repeat(64))).is_err(),
+            "uppercase"
+        );
+        assert!(case(format!("{a} ../x\n")).is_err(), "a path");
+        assert!(case(format!("{a} core\tmusl\n")).is_err(), "a tab");
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("core.txt")).unwrap();
+        assert!(Release::load_dir(dir.path()).is_err(), "a device");
+    }
 
     /// StageX's own lists (no `digests/`, no versions) load too.
     #[test]

@@ -216,7 +216,7 @@ fn release_name_of(dir: &Path) -> Result<String> {
         .trim_start_matches("release-")
         .trim_end_matches("-digests")
         .to_string();
-    if name.is_empty() || name.starts_with('.') {
+    if !release::is_name(&name) {
         bail!(
             "{}: no release name in the folder's name: pass --release-name",
             dir.display()
@@ -225,12 +225,20 @@ fn release_name_of(dir: &Path) -> Result<String> {
     Ok(name)
 }
 
+/// Files to write, by path: the new contents.
+type Contents = BTreeMap<PathBuf, Vec<u8>>;
+
 impl Update {
     pub fn run(self, root: &Path) -> Result<()> {
         let source = Source {
             registry: self.registry.clone(),
             release_list: self.to_release.clone(),
         };
+        if let Some(name) = &self.release_name {
+            if !release::is_name(name) {
+                bail!("--release-name `{name}`: letters, digits, `.`, `_`, `-` only");
+            }
+        }
         let judged = judge(root, &source)?;
         for name in &self.packages {
             if !judged.iter().any(|j| &j.pin.package == name) {
@@ -248,76 +256,32 @@ impl Update {
                 if self.registry.is_some() { "registry" } else { "release list" }
             ));
         }
-        // Every new content, in memory first.
-        let mut contents: BTreeMap<PathBuf, String> = BTreeMap::new();
-        let mut moved = Vec::new();
-        for judged in &chosen {
-            let State::Outdated { tag, digest } = &judged.state else {
-                continue;
-            };
-            let files: Vec<String> = judged
-                .pin
-                .places
+        // Moving to a release moves every pin's release: what is left behind
+        // must already be in the new one.
+        if self.to_release.is_some() {
+            let behind: Vec<&str> = judged
                 .iter()
-                .filter_map(|p| p.rsplit_once(':').map(|(file, _)| file.to_string()))
+                .filter(|j| !chosen.contains(j) && j.state != State::Current)
+                .map(|j| j.pin.package.as_str())
                 .collect();
-            for file in files.iter().collect::<std::collections::BTreeSet<_>>() {
-                let path = root.join(file);
-                let text = match contents.get(&path) {
-                    Some(text) => text.clone(),
-                    None => std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                };
-                let (text, _) = plan::rewrite(file, &text, &judged.pin, tag.as_deref(), digest)?;
-                contents.insert(path, text);
-            }
-            moved.push(Moved {
-                package: judged.pin.package.clone(),
-                from: pinned(judged.pin.tag.as_deref(), &judged.pin.digest),
-                to: pinned(tag.as_deref(), digest),
-                places: judged.pin.places.clone(),
-            });
-        }
-        // The release list moves with the pins: to the new release, or (from
-        // a registry) the current list records what the registry said.
-        let release_root = root.join("stagex-release");
-        match &self.to_release {
-            Some(dir) => {
-                let name = match &self.release_name {
-                    Some(name) => name.clone(),
-                    None => release_name_of(dir)?,
-                };
-                let release = Release::load_dir(dir)?;
-                let target = release_root.join(&name);
-                contents.extend(release_files(&target, &release));
-                contents.insert(root.join(release::CURRENT_FILE), format!("{name}\n"));
-            }
-            None => {
-                let mut current = Release::current(root)?;
-                for judged in &chosen {
-                    if let State::Outdated { tag, digest } = &judged.state {
-                        let entry = current
-                            .packages
-                            .entry(judged.pin.package.clone())
-                            .or_insert_with(|| release::Package {
-                                name: judged.pin.package.clone(),
-                                digest: String::new(),
-                                version: None,
-                            });
-                        entry.digest = digest.trim_start_matches("sha256:").to_string();
-                        entry.version = tag.clone();
-                    }
-                }
-                if !moved.is_empty() {
-                    eprintln!(
-                        "note: stagex-release/{} now records the digests read from the registry for what moved",
-                        current.name
-                    );
-                    contents.extend(release_files(&release_root.join(&current.name), &current));
-                }
+            if !behind.is_empty() {
+                return fail(format!(
+                    "the checkout would pin against the new release, but {} would stay outside it: nothing was changed (move them too, or leave out --package)",
+                    behind.join(", ")
+                ));
             }
         }
-        write_all(&contents)?;
+        let (contents, moved) = self.plan_files(root, &chosen)?;
+        let mut transaction = Transaction::begin(root, &contents)?;
+        let result = transaction.write(&contents).and_then(|()| {
+            crate::commands::digests::ensure(root, crate::files::Mode::Write)?;
+            crate::commands::sbom::ensure_cpes(root, crate::files::Mode::Write)?;
+            crate::commands::lint::lint_repository(root)?.verdict()
+        });
+        if let Err(error) = result {
+            transaction.roll_back();
+            return Err(error.context("pins update: every file is as it was"));
+        }
         for m in &moved {
             eprintln!(
                 "moved {}: {} → {} ({})",
@@ -330,71 +294,249 @@ impl Update {
         if moved.is_empty() {
             eprintln!("pins: nothing to move");
         }
-        crate::commands::digests::ensure(root, crate::files::Mode::Write)?;
-        crate::commands::sbom::ensure_cpes(root, crate::files::Mode::Write)?;
-        self.json.write(&moved)?;
-        crate::commands::lint::lint_repository(root)?.verdict()
+        self.json.write(&moved)
+    }
+
+    /// Every new file, in memory: the Containerfiles (each parsed again, so
+    /// nothing unreadable is written), and the release list.
+    fn plan_files(&self, root: &Path, chosen: &[&Judged]) -> Result<(Contents, Vec<Moved>)> {
+        let mut texts: BTreeMap<String, String> = BTreeMap::new();
+        let mut moved = Vec::new();
+        for judged in chosen {
+            let State::Outdated { tag, digest } = &judged.state else {
+                continue;
+            };
+            let files: std::collections::BTreeSet<String> = judged
+                .pin
+                .places
+                .iter()
+                .filter_map(|p| p.rsplit_once(':').map(|(file, _)| file.to_string()))
+                .collect();
+            for file in files {
+                let text = match texts.get(&file) {
+                    Some(text) => text.clone(),
+                    None => release::read_list(&root.join(&file))?,
+                };
+                let (text, _) = plan::rewrite(&file, &text, &judged.pin, tag.as_deref(), digest)?;
+                texts.insert(file, text);
+            }
+            moved.push(Moved {
+                package: judged.pin.package.clone(),
+                from: pinned(judged.pin.tag.as_deref(), &judged.pin.digest),
+                to: pinned(tag.as_deref(), digest),
+                places: judged.pin.places.clone(),
+            });
+        }
+        let mut contents = Contents::new();
+        for (file, text) in texts {
+            let path = root.join(&file);
+            crate::model::containerfile::Containerfile::parse(&path, &text)
+                .and_then(|parsed| parsed.external_refs())
+                .with_context(|| format!("{file} as it would be written: nothing was changed"))?;
+            contents.insert(path, text.into_bytes());
+        }
+        let release_root = root.join("stagex-release");
+        match &self.to_release {
+            Some(dir) => {
+                let name = match &self.release_name {
+                    Some(name) => name.clone(),
+                    None => release_name_of(dir)?,
+                };
+                let release = Release::load_dir(dir)?;
+                let has_versions = release.packages.values().any(|p| p.version.is_some());
+                let tagged_moves = chosen
+                    .iter()
+                    .any(|j| j.pin.tag.is_some() && matches!(j.state, State::Outdated { .. }));
+                if !has_versions && tagged_moves {
+                    return fail(format!(
+                        "{}: this list has no versions.tsv (StageX's own *.txt lists): tags, and the CPEs scanners match on, would be lost; copy StageX's package-versions table there as versions.tsv",
+                        dir.display()
+                    ));
+                }
+                contents.extend(copied_release(dir, &release_root.join(&name))?);
+                contents.insert(
+                    root.join(release::CURRENT_FILE),
+                    format!("{name}\n").into_bytes(),
+                );
+            }
+            None => {
+                let current = release::current_name(root)?;
+                contents.extend(synced_release(&release_root.join(&current), chosen)?);
+            }
+        }
+        Ok((contents, moved))
     }
 }
 
-/// A release list in our layout: `digests/stagex.txt` and `versions.tsv`.
-fn release_files(dir: &Path, release: &Release) -> BTreeMap<PathBuf, String> {
-    let mut digests = String::new();
-    let mut versions = String::from("image\tversion_tag\tdefined_in\tmanifest_digest\n");
-    for package in release.packages.values() {
-        digests.push_str(&format!("{} {}\n", package.digest, package.name));
-        versions.push_str(&format!(
-            "{}\t{}\t-\t{}\n",
-            package.name,
-            package.version.as_deref().unwrap_or("latest"),
-            package.digest
+/// A release's lists copied as they are (`digests/*.txt` or `*.txt`, and
+/// `versions.tsv`), under `dest`.
+fn copied_release(source: &Path, dest: &Path) -> Result<Contents> {
+    let lists = if source.join("digests").is_dir() {
+        source.join("digests")
+    } else {
+        source.to_path_buf()
+    };
+    let mut contents = Contents::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&lists)
+        .with_context(|| format!("reading {}", lists.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if !release::is_name(name.trim_end_matches(".txt")) {
+            bail!("{}: not a list name we copy", path.display());
+        }
+        contents.insert(
+            dest.join("digests").join(&name),
+            release::read_list(&path)?.into_bytes(),
+        );
+    }
+    let versions = source.join("versions.tsv");
+    if versions.symlink_metadata().is_ok() {
+        contents.insert(
+            dest.join("versions.tsv"),
+            release::read_list(&versions)?.into_bytes(),
+        );
+    }
+    Ok(contents)
+}
+
+/// The current release's lists with the moved packages' lines changed in
+/// place (the digests file that lists each, its versions.tsv line; every
+/// other line as it was): what the registry said, recorded.
+fn synced_release(dir: &Path, chosen: &[&Judged]) -> Result<Contents> {
+    let moves: BTreeMap<&str, (&Option<String>, &str)> = chosen
+        .iter()
+        .filter_map(|j| match &j.state {
+            State::Outdated { tag, digest } => Some((
+                j.pin.package.as_str(),
+                (tag, digest.trim_start_matches("sha256:")),
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut contents = Contents::new();
+    if moves.is_empty() {
+        return Ok(contents);
+    }
+    let mut found: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let digests = dir.join("digests");
+    let mut lists: Vec<PathBuf> = std::fs::read_dir(&digests)
+        .with_context(|| format!("reading {}", digests.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    lists.sort();
+    for path in lists {
+        let text = release::read_list(&path)?;
+        let mut changed = false;
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            let package = line.trim_end().split_once(' ').map(|(_, p)| p.trim());
+            match package.and_then(|p| moves.get_key_value(p)) {
+                Some((package, (_, hex))) => {
+                    out.push_str(&format!("{hex} {package}\n"));
+                    found.insert(package);
+                    changed = true;
+                }
+                None => out.push_str(line),
+            }
+        }
+        if changed {
+            contents.insert(path, out.into_bytes());
+        }
+    }
+    if let Some(absent) = moves.keys().find(|p| !found.contains(*p)) {
+        return fail(format!(
+            "{absent} is not in {}: nothing was changed (add it with `pins update --to-release`)",
+            dir.display()
         ));
     }
-    let mut files = BTreeMap::new();
-    files.insert(dir.join("digests/stagex.txt"), digests);
-    files.insert(dir.join("versions.tsv"), versions);
-    files
+    let versions = dir.join("versions.tsv");
+    let text = release::read_list(&versions)?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let columns: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+        match moves.get(columns[0]) {
+            Some((tag, hex)) if columns.len() == 4 => out.push_str(&format!(
+                "{}\t{}\t{}\t{hex}\n",
+                columns[0],
+                tag.as_deref().unwrap_or("latest"),
+                columns[2]
+            )),
+            _ => out.push_str(line),
+        }
+    }
+    contents.insert(versions, out.into_bytes());
+    Ok(contents)
 }
 
-/// Write every file or none: a target that cannot be written is found before
-/// anything is; temporary files first, renames last.
-fn write_all(contents: &BTreeMap<PathBuf, String>) -> Result<()> {
-    for path in contents.keys() {
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().readonly() {
-                return fail(format!(
-                    "{} is read-only: nothing was changed",
-                    path.display()
-                ));
-            }
-        }
-    }
-    let mut written: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (path, text) in contents {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let staged = std::fs::create_dir_all(dir).and_then(|()| {
-            let temporary = dir.join(format!(
-                ".{}.pins-{}",
-                path.file_name().unwrap_or_default().to_string_lossy(),
-                std::process::id()
-            ));
-            std::fs::write(&temporary, text).map(|()| temporary)
-        });
-        match staged {
-            Ok(temporary) => written.push((temporary, path.clone())),
-            Err(error) => {
-                for (temporary, _) in &written {
-                    let _ = std::fs::remove_file(temporary);
+/// What `update` writes, undone as a whole when anything after the first
+/// byte fails: each file's bytes before (or that it was not there).
+struct Transaction {
+    before: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl Transaction {
+    /// Remember every file about to change, generated ones included; refuse
+    /// when one cannot be written.
+    fn begin(root: &Path, contents: &Contents) -> Result<Transaction> {
+        let mut paths: Vec<PathBuf> = contents.keys().cloned().collect();
+        paths.push(root.join(crate::commands::digests::FILE));
+        paths.push(root.join(crate::commands::sbom::CPES_FILE));
+        let mut before = Vec::new();
+        for path in paths {
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() || !meta.is_file() => {
+                    return fail(format!(
+                        "{} is not a regular file: nothing was changed",
+                        path.display()
+                    ))
                 }
-                return Err(error).with_context(|| {
-                    format!("writing beside {}: nothing was changed", path.display())
-                });
+                Ok(meta) if meta.permissions().readonly() => {
+                    return fail(format!(
+                        "{} is read-only: nothing was changed",
+                        path.display()
+                    ))
+                }
+                Ok(_) => before.push((path.clone(), Some(std::fs::read(&path)?))),
+                Err(_) => before.push((path, None)),
+            }
+        }
+        Ok(Transaction { before })
+    }
+
+    fn write(&mut self, contents: &Contents) -> Result<()> {
+        for (path, bytes) in contents {
+            crate::files::write_atomically(path, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Put every file back as it was.
+    fn roll_back(&mut self) {
+        for (path, bytes) in &self.before {
+            let restored = match bytes {
+                Some(bytes) => crate::files::write_atomically(path, bytes),
+                None => std::fs::remove_file(path)
+                    .or_else(|e| {
+                        if e.kind() == std::io::ErrorKind::NotFound {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(Into::into),
+            };
+            if let Err(error) = restored {
+                eprintln!("error: could not restore {}: {error:#}", path.display());
             }
         }
     }
-    for (temporary, path) in written {
-        std::fs::rename(&temporary, &path)
-            .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
-    }
-    Ok(())
 }

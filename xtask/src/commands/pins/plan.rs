@@ -28,7 +28,9 @@ pub struct Pin {
 pub enum State {
     Current,
     Outdated {
+        #[serde(rename = "new_tag")]
         tag: Option<String>,
+        #[serde(rename = "new_digest")]
         digest: String,
     },
     /// Not in the release list, or the tag is gone from the registry.
