@@ -109,7 +109,11 @@ fn a_non_reproducible_image_is_caught_and_the_file_named() {
         "stamp",
         &busybox_image(
             root,
-            &[r#"["/usr/bin/busybox", "sh", "-c", "date +%s%N > /stamp.txt"]"#],
+            // 16 random bytes: two builds always differ (a clock reading
+            // would not within one second, and busybox's date has no %N).
+            &[
+                r#"["/usr/bin/busybox", "dd", "if=/dev/urandom", "of=/stamp.txt", "bs=16", "count=1"]"#,
+            ],
         ),
     );
     let output = xtask_in(root, &["verify-reproducible", "stamp"]);
