@@ -104,8 +104,8 @@ pub const DIND_IMAGE: &str = "docker.io/library/docker:26.1-dind@sha256:dd43b430
 
 /// The image a runner's jobs run in (`<label>:docker://<image>`): Rust, a
 /// Docker client, cosign, grype and mal. `None` until one is published; the
-/// runner's configuration then maps its label to the runner's default job
-/// image, and `cargo xtask k8s` says so.
+/// runner's label then names an image that cannot resolve, so jobs fail
+/// (never run on the runner itself), and `cargo xtask k8s` says so.
 pub const RUNNER_JOB_IMAGE: Option<&str> = None;
 
 /// The facts that generated files share, as one value, so a test can vary

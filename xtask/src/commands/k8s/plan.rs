@@ -21,6 +21,11 @@ const DIND_PORT: u16 = 2376;
 const CERTS: &str = "/certs";
 /// The Secret key holding the file `forgejo-runner register` wrote.
 const REGISTRATION_KEY: &str = ".runner";
+/// The runner's writable state (its registration copy).
+const DATA: &str = "/data";
+/// A job image that cannot resolve (`.invalid`, RFC 2606): jobs fail rather
+/// than run on the runner itself until `RUNNER_JOB_IMAGE` is set.
+const UNSET_JOB_IMAGE: &str = "registry.invalid/set-runner-job-image-in-xtask-settings";
 
 /// One generated file: path relative to the root, its header notes (what is
 /// not deployable yet), and its objects.
@@ -48,7 +53,7 @@ pub fn gaps(site: &Site, public_key: Option<&str>) -> Vec<String> {
     }
     if site.job_image.is_none() {
         gaps.push(
-            "RUNNER_JOB_IMAGE is not set in xtask/src/model/settings.rs: jobs run in the runner's default job image, which lacks Rust, cosign, grype and mal".to_string(),
+            "RUNNER_JOB_IMAGE is not set in xtask/src/model/settings.rs: the label names a job image that cannot resolve, so jobs fail until one with Rust, cosign, grype and mal is set".to_string(),
         );
     }
     gaps
@@ -140,16 +145,21 @@ fn runner_image(site: &Site) -> String {
 /// The runner's own configuration: its label, jobs on the DinD engine
 /// (sharing the pod's network, so `localhost:2376` is the engine for them
 /// too), the client certificates mounted read-only into each job.
-fn runner_config(site: &Site, label: &str) -> Result<String> {
+fn runner_config(site: &Site, label: &str, trusted: bool) -> Result<String> {
+    // A bare label runs jobs on the runner itself ("host" mode), beside its
+    // registration: never that. Without a job image the label names one that
+    // cannot resolve (.invalid), so jobs fail instead.
     let label = match &site.job_image {
         Some(image) => format!("{label}:docker://{image}"),
-        None => label.to_string(),
+        None => format!("{label}:docker://{UNSET_JOB_IMAGE}"),
     };
     let client = format!("{CERTS}/client");
     let config = json!({
         "log": {"level": "info"},
         "runner": {
-            "file": format!("/etc/forgejo-runner/registration/{REGISTRATION_KEY}"),
+            // The runner rewrites its registration after it starts: a
+            // writable copy, made by the init container from the Secret.
+            "file": format!("{DATA}/{REGISTRATION_KEY}"),
             "capacity": 1,
             "timeout": "3h",
             "labels": [label],
@@ -162,7 +172,9 @@ fn runner_config(site: &Site, label: &str) -> Result<String> {
         "cache": {"enabled": false},
         "container": {
             "network": "host",
-            "privileged": false,
+            // Pull-request jobs run the test suite, which starts its own
+            // engine: privileged, on nodes that hold nothing else.
+            "privileged": !trusted,
             "options": format!("--volume={client}:{client}:ro"),
             "valid_volumes": [client],
             "docker_host": "-",
@@ -177,7 +189,7 @@ fn runner_config(site: &Site, label: &str) -> Result<String> {
 fn runner(site: &Site, label: &str, trusted: bool) -> Result<Vec<Value>> {
     let name = format!("runner-{label}");
     let registration = format!("{name}-registration");
-    let config = runner_config(site, label)?;
+    let config = runner_config(site, label, trusted)?;
     let client = format!("{CERTS}/client");
     let docker_env = json!([
         {"name": "DOCKER_HOST", "value": format!("tcp://localhost:{DIND_PORT}")},
@@ -225,16 +237,49 @@ fn runner(site: &Site, label: &str, trusted: bool) -> Result<Vec<Value>> {
         },
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/forgejo-runner/config", "readOnly": true},
-            {"name": "registration", "mountPath": "/etc/forgejo-runner/registration", "readOnly": true},
+            {"name": "data", "mountPath": DATA},
             {"name": "docker-certs", "mountPath": CERTS, "readOnly": true},
             {"name": "home", "mountPath": "/home/user"},
             {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    });
+    // The registration, copied from the read-only Secret where the runner
+    // may rewrite it.
+    let registration_copy = json!({
+        "name": "registration",
+        "image": runner_image(site),
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "/usr/bin/busybox", "cp",
+            format!("/etc/forgejo-runner/registration/{REGISTRATION_KEY}"),
+            format!("{DATA}/{REGISTRATION_KEY}"),
+        ],
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "16Mi"},
+            "limits": {"cpu": "100m", "memory": "64Mi"},
+        },
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "registration", "mountPath": "/etc/forgejo-runner/registration", "readOnly": true},
+            {"name": "data", "mountPath": DATA},
         ],
     });
     let dind_container = json!({
         "name": "dind",
         "image": site.dind_image,
         "imagePullPolicy": "IfNotPresent",
+        // A native sidecar (Kubernetes 1.29+): started, and its startup
+        // probe passed, before the runner, which exits when it finds no
+        // engine; stopped after it.
+        "restartPolicy": "Always",
         // The one privileged container: a Docker engine needs it.
         "securityContext": {"privileged": true},
         // dockerd-entrypoint makes a CA, server and client certificates here
@@ -275,11 +320,23 @@ fn runner(site: &Site, label: &str, trusted: bool) -> Result<Vec<Value>> {
                     // Release runners and pull-request runners on nodes of
                     // their own (`kubectl label node N forgejo-runner-pool=LABEL`).
                     "nodeSelector": {"forgejo-runner-pool": label},
+                    // Taint those nodes (`kubectl taint node N
+                    // forgejo-runner-pool=LABEL:NoSchedule`): nothing else lands there.
+                    "tolerations": [{
+                        "key": "forgejo-runner-pool",
+                        "operator": "Equal",
+                        "value": label,
+                        "effect": "NoSchedule",
+                    }],
+                    // The Secret's files readable by the runner's group.
+                    "securityContext": {"fsGroup": 1000},
                     "terminationGracePeriodSeconds": if trusted { 600 } else { 120 },
-                    "containers": [runner_container, dind_container],
+                    "initContainers": [registration_copy, dind_container],
+                    "containers": [runner_container],
                     "volumes": [
                         {"name": "config", "configMap": {"name": format!("{name}-config")}},
-                        {"name": "registration", "secret": {"secretName": registration, "defaultMode": 0o400}},
+                        {"name": "registration", "secret": {"secretName": registration, "defaultMode": 0o440}},
+                        {"name": "data", "emptyDir": {"sizeLimit": "64Mi"}},
                         {"name": "docker-certs", "emptyDir": {}},
                         {"name": "docker-storage", "emptyDir": {"sizeLimit": "50Gi"}},
                         {"name": "home", "emptyDir": {}},
@@ -351,6 +408,10 @@ fn policy(site: &Site, public_key: Option<&str>) -> Value {
         "spec": {
             // Decided at admission; existing pods are not re-judged.
             "background": false,
+            // A rule that cannot be evaluated (the placeholder key, Kyverno
+            // unable to reach the registry) blocks the pod: fail closed,
+            // said here rather than left to the default.
+            "failurePolicy": "Fail",
             "webhookTimeoutSeconds": 30,
             "rules": [{
                 "name": "signed-with-cosign-pub-and-sbom-attested",
@@ -409,20 +470,33 @@ mod tests {
                 deployments += 1;
                 let spec = &object["spec"]["template"]["spec"];
                 assert_eq!(spec["automountServiceAccountToken"], false);
-                for container in spec["containers"].as_array().unwrap() {
+                let containers = spec["initContainers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .chain(spec["containers"].as_array().unwrap());
+                for container in containers {
                     let privileged = container["securityContext"]["privileged"] == true;
                     assert_eq!(privileged, container["name"] == "dind", "{container}");
                     let image = container["image"].as_str().unwrap();
                     assert!(image.contains("@sha256:"), "{image}");
                     assert!(container["resources"]["limits"].is_object(), "{container}");
                 }
-                let registration = spec["containers"][0]["volumeMounts"]
+                // The Secret is mounted read-only into the copy, and only there.
+                let registration = spec["initContainers"][0]["volumeMounts"]
                     .as_array()
                     .unwrap()
                     .iter()
                     .find(|m| m["name"] == "registration")
                     .unwrap();
                 assert_eq!(registration["readOnly"], true);
+                let runner_mounts =
+                    serde_json::to_string(&spec["containers"][0]["volumeMounts"]).unwrap();
+                assert!(!runner_mounts.contains("registration"), "{runner_mounts}");
+                assert_eq!(spec["securityContext"]["fsGroup"], 1000);
+                // The DinD sidecar starts first (a native sidecar).
+                assert_eq!(spec["initContainers"][1]["name"], "dind");
+                assert_eq!(spec["initContainers"][1]["restartPolicy"], "Always");
             }
         }
         assert_eq!(deployments, 2, "a release runner and a pull-request runner");
