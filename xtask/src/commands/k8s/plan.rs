@@ -183,6 +183,20 @@ fn runner_config(site: &Site, label: &str, trusted: bool) -> Result<String> {
     Ok(serde_yaml::to_string(&config)?)
 }
 
+/// What every container but DinD runs as: uid 1000, no privileges, no
+/// capabilities, a read-only root filesystem.
+fn unprivileged() -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
 /// ServiceAccount, ConfigMap, Deployment and NetworkPolicy of one runner.
 /// `trusted`: the runner that holds release secrets (its own nodes, apart
 /// from the pull-request runners: a privileged DinD can reach its node).
@@ -219,15 +233,7 @@ fn runner(site: &Site, label: &str, trusted: bool) -> Result<Vec<Value>> {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},
         },
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": unprivileged(),
         // The runner has no health endpoint: the probe proves the binary
         // still starts (a broken volume or image fails it).
         "livenessProbe": {
@@ -258,15 +264,7 @@ fn runner(site: &Site, label: &str, trusted: bool) -> Result<Vec<Value>> {
             "requests": {"cpu": "10m", "memory": "16Mi"},
             "limits": {"cpu": "100m", "memory": "64Mi"},
         },
-        "securityContext": {
-            "runAsNonRoot": true,
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": unprivileged(),
         "volumeMounts": [
             {"name": "registration", "mountPath": "/etc/forgejo-runner/registration", "readOnly": true},
             {"name": "data", "mountPath": DATA},
