@@ -55,6 +55,26 @@ pub fn ensure_file(path: &Path, contents: &str, mode: Mode, command: &str) -> Re
     }
 }
 
+/// Files in `dirs` (relative to `root`) that are not among `generated`:
+/// what a generator's check refuses, since nothing reviews a hand-written
+/// file beside generated ones. Sorted; a folder that is not there holds none.
+pub fn strays(root: &Path, dirs: &[&str], generated: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if !generated.contains(&path) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Write via a sibling temporary file and rename it into place.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     // Unique per process and call: threads may write side by side.

@@ -154,10 +154,10 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
     tools::require(&pipeline::tools_for(&steps), &options.env, "the pipeline")?;
     // The key, its password and its pair in cosign.pub, before anything is built.
     let publisher = if steps.contains(&Step::Sign) {
-        let generation = Generation::detect(&options.env)?.generation;
+        let cosign = Generation::detect(&options.env)?;
         let public_key = root.join(signing::PUBLIC_KEY);
         Some(
-            Publisher::prepare(&options.key, &public_key, generation).context(
+            Publisher::prepare(&options.key, &public_key, cosign).context(
                 "`all --push-prefix` signs what it pushes (or `--skip sign` ships unsigned)",
             )?,
         )

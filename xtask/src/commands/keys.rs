@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::args::JsonArg;
 use crate::error::fail;
 use crate::model::settings;
-use crate::oci::registry::{read_bounded, retrying, Transient};
+use crate::oci::registry::get_small_file;
 use crate::pgp::keys::{self, Pin};
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
@@ -196,24 +196,12 @@ fn check_source(url: &str) -> Result<()> {
 /// A key file's bytes; `None` when the server has none (404).
 async fn download(url: &str) -> Result<Option<Vec<u8>>> {
     check_source(url)?;
-    retrying(&format!("GET {url}"), || async {
-        let response = crate::http::client()?
-            .get(url)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            return Err(Transient(format!("HTTP {status}")).into());
-        }
-        if !status.is_success() {
-            bail!("HTTP {status}");
-        }
-        Ok(Some(read_bounded(response, MAX_KEY_BYTES).await?.to_vec()))
-    })
+    get_small_file(
+        crate::http::client()?,
+        url,
+        Duration::from_secs(30),
+        MAX_KEY_BYTES,
+    )
     .await
 }
 

@@ -748,6 +748,31 @@ fn snippet(body: &[u8]) -> String {
     line.chars().filter(|c| !c.is_control()).take(300).collect()
 }
 
+/// A small file over HTTP (a key, a signature): `None` on 404, throttling
+/// and server errors tried again, the body refused past `limit` bytes.
+pub async fn get_small_file(
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<Option<Vec<u8>>> {
+    retrying(&format!("GET {url}"), || async {
+        let response = http.get(url).timeout(timeout).send().await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            return Err(Transient(format!("HTTP {status}")).into());
+        }
+        if !status.is_success() {
+            bail!("HTTP {status}");
+        }
+        Ok(Some(read_bounded(response, limit).await?.to_vec()))
+    })
+    .await
+}
+
 /// A response body, refused once it grows past `limit` bytes.
 pub async fn read_bounded(mut response: Response, limit: usize) -> Result<Bytes> {
     let url = response.url().to_string();

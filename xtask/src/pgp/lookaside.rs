@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::oci::reference::{is_sha256_hex, ImageRef};
-use crate::oci::registry::{read_bounded, retrying, Transient};
+use crate::oci::registry::get_small_file;
 
 /// More signatures than this for one digest is not a lookaside we trust.
 const MAX_SIGNATURES: usize = 64;
@@ -158,24 +158,9 @@ impl Lookaside {
         if let Some(path) = url.strip_prefix("file://") {
             return read_signature_file(Path::new(path));
         }
-        retrying(&format!("GET {url}"), || async {
-            let response = self.http.get(url).timeout(REQUEST_DEADLINE).send().await?;
-            let status = response.status();
-            if status == reqwest::StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                return Err(Transient(format!("HTTP {status}")).into());
-            }
-            if !status.is_success() {
-                bail!("HTTP {status}");
-            }
-            let bytes = read_bounded(response, MAX_SIGNATURE_BYTES)
-                .await
-                .context("a signature is at most 1 MiB")?;
-            Ok(Some(bytes.to_vec()))
-        })
-        .await
+        get_small_file(self.http, url, REQUEST_DEADLINE, MAX_SIGNATURE_BYTES)
+            .await
+            .context("fetching a signature (at most 1 MiB)")
     }
 }
 

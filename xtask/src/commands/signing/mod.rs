@@ -54,9 +54,9 @@ pub struct KeyArgs {
 impl KeyArgs {
     /// The private key, and the secrets cosign needs for it, from the
     /// environment; a clear error when one is missing.
-    pub fn signing(&self, generation: Generation) -> Result<(Signing, Env)> {
+    pub fn signing(&self, cosign: cosign::Installed) -> Result<(Signing, Env)> {
         if self.no_tlog {
-            let version = installed_cosign()?.version;
+            let version = cosign.version;
             if cosign::ignores_no_tlog(version) {
                 bail!(
                     "cosign {}.{}.{} ignores --tlog-upload=false and would upload to the public transparency log (sigstore/cosign#4503): install cosign 3.0.3 or newer, or 2.x",
@@ -114,7 +114,7 @@ impl KeyArgs {
         }
         Ok((
             Signing {
-                generation,
+                generation: cosign.generation,
                 key,
                 tlog: !self.no_tlog,
             },
@@ -216,12 +216,8 @@ pub fn run_cosign(
     command.output()
 }
 
-/// The installed cosign, checked first (exit 2 when missing).
-pub fn cosign_generation() -> Result<Generation> {
-    Ok(installed_cosign()?.generation)
-}
-
-/// The installed cosign's generation and version.
+/// The installed cosign's generation and version, checked first (exit 2
+/// when missing).
 pub fn installed_cosign() -> Result<cosign::Installed> {
     let env = Env::new();
     tools::require(&[Tool::Cosign], &env, "signing")?;
@@ -254,8 +250,7 @@ pub struct Signed {
 impl Sign {
     pub fn run(self, _root: &Path) -> Result<()> {
         let pinned = by_digest(&self.reference)?;
-        let generation = cosign_generation()?;
-        let (signing, secrets) = self.key.signing(generation)?;
+        let (signing, secrets) = self.key.signing(installed_cosign()?)?;
         let started = Instant::now();
         let signed = sign(&pinned, &signing, &secrets)?;
         eprintln!(
@@ -322,8 +317,7 @@ impl Attest {
     pub fn run(self, _root: &Path) -> Result<()> {
         let pinned = by_digest(&self.reference)?;
         check_sbom(&self.sbom, self.kind)?;
-        let generation = cosign_generation()?;
-        let (signing, secrets) = self.key.signing(generation)?;
+        let (signing, secrets) = self.key.signing(installed_cosign()?)?;
         let signed = attest(&pinned, &self.sbom, self.kind, &signing, &secrets)?;
         eprintln!(
             "attested {} ({}) to {}; stored at {}",
@@ -417,7 +411,7 @@ impl Verify {
     pub fn run(self, root: &Path) -> Result<()> {
         let pinned = by_digest(&self.reference)?;
         let public_key = self.key.unwrap_or_else(|| root.join(PUBLIC_KEY));
-        let generation = cosign_generation()?;
+        let generation = installed_cosign()?.generation;
         let verifying = verifying(generation, &public_key, !self.no_tlog)?;
         let mut kinds = self.kinds.clone();
         if self.attestations && kinds.is_empty() {

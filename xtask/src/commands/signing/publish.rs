@@ -21,7 +21,7 @@ use crate::records::build::BuildRecord;
 use crate::records::image_dir;
 use crate::records::publish::PublishRecord;
 use crate::report::{Outcome, StepReport};
-use crate::tools::cosign::{Generation, PredicateKind, Signing, Verifying};
+use crate::tools::cosign::{Installed, PredicateKind, Signing, Verifying};
 use crate::tools::process::Env;
 
 /// Push an image whose gates passed, sign its digest, attest its SBOMs, and
@@ -51,15 +51,8 @@ impl Publish {
             .public_key
             .clone()
             .unwrap_or_else(|| root.join(PUBLIC_KEY));
-        let result = super::cosign_generation().and_then(|generation| {
-            publish(
-                root,
-                &self.image,
-                &self.to,
-                &self.key,
-                &public_key,
-                generation,
-            )
+        let result = super::installed_cosign().and_then(|cosign| {
+            publish(root, &self.image, &self.to, &self.key, &public_key, cosign)
         });
         // One report, failure included, for `summary`.
         let report = match &result {
@@ -119,14 +112,14 @@ pub fn publish(
     to: &str,
     key: &KeyArgs,
     public_key: &Path,
-    generation: Generation,
+    cosign: Installed,
 ) -> Result<PublishRecord> {
     // Everything that can refuse, before anything is pushed.
     let (repository, tag) = tag_target(to)?;
     let build = BuildRecord::load(root, image)?;
     build.verified_archive(root)?;
     check_gates(root, &build, &[])?;
-    let publisher = Publisher::prepare(key, public_key, generation)?;
+    let publisher = Publisher::prepare(key, public_key, cosign)?;
     publisher.check_sboms(root, &build)?;
     PublishRecord::remove(root, image)?;
 
@@ -160,9 +153,9 @@ pub struct SignedImage {
 }
 
 impl Publisher {
-    pub fn prepare(key: &KeyArgs, public_key: &Path, generation: Generation) -> Result<Publisher> {
-        let (signing, secrets) = key.signing(generation)?;
-        let verifying = verifying(generation, public_key, signing.tlog)?;
+    pub fn prepare(key: &KeyArgs, public_key: &Path, cosign: Installed) -> Result<Publisher> {
+        let (signing, secrets) = key.signing(cosign)?;
+        let verifying = verifying(cosign.generation, public_key, signing.tlog)?;
         check_key_pair(&signing, &secrets, public_key)?;
         Ok(Publisher {
             signing,
