@@ -128,6 +128,16 @@ impl PipelineRun {
 }
 
 impl PipelineOptions {
+    /// Gates the caller chose to skip: waived, and push says so (a gate
+    /// skipped for want of its tool is not).
+    fn waived_gates(&self) -> Vec<Step> {
+        Step::GATES
+            .iter()
+            .copied()
+            .filter(|gate| self.skip.contains(gate))
+            .collect()
+    }
+
     /// The steps that will run, in order.
     fn steps(&self) -> Vec<Step> {
         Step::ALL
@@ -327,13 +337,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     ));
                     continue;
                 }
-                // Gates the caller chose to skip are waived, and push says so;
-                // a gate skipped for want of its tool is not.
-                let waived: Vec<Step> = Step::GATES
-                    .iter()
-                    .copied()
-                    .filter(|gate| options.skip.contains(gate))
-                    .collect();
+                let waived = options.waived_gates();
                 for image in &images {
                     let started = Instant::now();
                     let repository = format!("{}/{image}", prefix.trim_end_matches('/'));
@@ -418,12 +422,8 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                                 let verified = publisher.verify(root, &build, done)?;
                                 // Verified: now the tag may point at it.
                                 let to = format!("{}/{image}:latest", prefix.trim_end_matches('/'));
-                                let waived_steps: Vec<Step> = Step::GATES
-                                    .iter()
-                                    .copied()
-                                    .filter(|gate| options.skip.contains(gate))
-                                    .collect();
-                                let tagged = push::push_image(root, image, &to, &waived_steps)?;
+                                let tagged =
+                                    push::push_image(root, image, &to, &options.waived_gates())?;
                                 publisher.record(
                                     root,
                                     &build,
