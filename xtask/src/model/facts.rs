@@ -271,6 +271,27 @@ impl FileFact {
     }
 }
 
+/// The facts file `text` with the `package` lines of `moved` marked
+/// `status=needs-reading` (their digest moved: the facts describe the old
+/// one); every other line as it was.
+pub fn mark_needs_reading(text: &str, moved: &[&str]) -> String {
+    let mut out = String::with_capacity(text.len() + 32 * moved.len());
+    for line in text.split_inclusive('\n') {
+        let body = line.trim_end_matches('\n');
+        let words: Vec<&str> = body.split_whitespace().collect();
+        let marks = matches!(words.as_slice(), ["package", name, ..] if moved.contains(name))
+            && !words.contains(&"status=needs-reading");
+        out.push_str(body);
+        if marks {
+            out.push_str(" status=needs-reading");
+        }
+        if line.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
 enum Record {
     Package(PackageFacts),
     File(String, FileFact),
@@ -550,6 +571,25 @@ mod tests {
             let error = format!("{:#}", parse(text).unwrap_err());
             assert!(error.starts_with(expected), "{error}\nexpected: {expected}");
         }
+    }
+
+    #[test]
+    fn moved_packages_are_marked_and_nothing_else_changes() {
+        let text = format!(
+            "# c\npackage core-a digest={HEX} read=r\ndata core-a /x at=a:1\npackage core-b digest={HEX} read=r\n"
+        );
+        let marked = mark_needs_reading(&text, &["core-b"]);
+        assert_eq!(
+            marked,
+            format!(
+                "# c\npackage core-a digest={HEX} read=r\ndata core-a /x at=a:1\npackage core-b digest={HEX} read=r status=needs-reading\n"
+            )
+        );
+        let facts = parse(&marked).unwrap();
+        assert!(facts.package("core-b").unwrap().needs_reading);
+        assert!(!facts.package("core-a").unwrap().needs_reading);
+        // Marking twice changes nothing more.
+        assert_eq!(mark_needs_reading(&marked, &["core-b"]), marked);
     }
 
     /// The repository's own facts parse, and every pin has a record.
