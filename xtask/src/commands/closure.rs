@@ -105,6 +105,46 @@ pub fn image_files(
     files
 }
 
+/// For each instruction of the final stage that may add a layer (`COPY`,
+/// `ADD`, `RUN`, `WORKDIR`, in order): its keyword, and the StageX package it
+/// copies from, if it copies one (directly, or through a stage that is only
+/// that package). A built image's last layers are these (a `WORKDIR` of a
+/// folder that exists adds none): a file's layer names the package it came
+/// from.
+pub fn layer_packages(image: &Image) -> Vec<(String, Option<String>)> {
+    let stages = split_stages(image);
+    let Some((last, earlier)) = stages.split_last() else {
+        return Vec::new();
+    };
+    let package_at = |line: usize, context: &str| {
+        image
+            .inputs
+            .iter()
+            .find(|input| input.line == line && input.context == context)
+            .and_then(|input| match &input.kind {
+                InputKind::Stagex { package } => Some(package.clone()),
+                _ => None,
+            })
+    };
+    last.body
+        .iter()
+        .filter(|i| matches!(i.keyword.as_str(), "COPY" | "ADD" | "RUN" | "WORKDIR"))
+        .map(|instruction| {
+            let package = instruction
+                .flag("from")
+                .filter(|_| instruction.keyword == "COPY")
+                .and_then(|from| match stage_index(&stages, from, stages.len() - 1) {
+                    Some(index) if earlier[index].body.is_empty() => {
+                        package_at(earlier[index].from.line, "FROM")
+                    }
+                    Some(_) => None,
+                    None => package_at(instruction.line, "COPY --from"),
+                });
+            (instruction.keyword.clone(), package)
+        })
+        .collect()
+}
+
 /// One stage: its FROM line, name and instructions.
 struct StageText<'a> {
     from: &'a Instruction,

@@ -29,11 +29,23 @@ pub struct Observed {
     pub links: BTreeMap<String, String>,
     /// Every absolute path in the archive.
     pub paths: BTreeSet<String>,
+    /// The layer (0-based) each ELF file came from.
+    pub layer_of: BTreeMap<String, usize>,
+    /// The instruction keyword that made each layer (`COPY`, `RUN`, …),
+    /// from the image config's history, when it accounts for every layer.
+    pub layer_kinds: Option<Vec<String>>,
 }
 
 impl Observed {
-    pub fn new(rootfs: &Rootfs, sniffs: &HashMap<rootfs::Origin, Sniff>) -> Observed {
-        let mut observed = Observed::default();
+    pub fn new(
+        rootfs: &Rootfs,
+        sniffs: &HashMap<rootfs::Origin, Sniff>,
+        layer_kinds: Option<Vec<String>>,
+    ) -> Observed {
+        let mut observed = Observed {
+            layer_kinds,
+            ..Observed::default()
+        };
         for (path, entry) in &rootfs.entries {
             let absolute = format!("/{path}");
             if entry.kind == rootfs::Kind::Symlink {
@@ -43,6 +55,7 @@ impl Observed {
             }
             if let Some(Sniff::Elf(elf)) = entry.origin().and_then(|origin| sniffs.get(&origin)) {
                 observed.elves.insert(absolute.clone(), elf.clone());
+                observed.layer_of.insert(absolute.clone(), entry.layer);
             }
             observed.paths.insert(absolute);
         }
@@ -222,14 +235,27 @@ pub fn compare(
         }
         differences.push(recorded(what.join("; "), Some(fact.render(&item.package))));
     }
-    // ELF files no fact speaks of: from a package the facts miss, or the
-    // image's own build. Which package is not in the archive: say where to look.
+    // ELF files no fact speaks of. The image's last layers are its final
+    // stage's COPY/ADD/RUN, one each: a file's layer names the package it was
+    // copied from; one the image built itself is no package's fact. A file
+    // of an earlier layer (a base image) is named by candidates only.
     let copied: BTreeSet<&str> = shipped.values().map(|s| s.package.as_str()).collect();
     let candidates = copied.into_iter().collect::<Vec<_>>().join(", ");
+    let sources = layer_sources(&closure::layer_packages(image), observed);
+    let source_of = |path: &str| -> Option<Option<String>> {
+        let layer = observed.layer_of.get(path)?;
+        sources.get(layer).cloned()
+    };
     for (path, elf) in &observed.elves {
         if accounted.contains(path) {
             continue;
         }
+        let package = match source_of(path) {
+            // Built by the image itself (a build stage, the context, RUN).
+            Some(None) => continue,
+            Some(Some(package)) => package,
+            None => "<package>".to_string(),
+        };
         let fact = FileFact {
             path: path.clone(),
             kind: Kind::Elf {
@@ -244,25 +270,88 @@ pub fn compare(
                     })
                     .collect(),
             },
-            source: crate::model::facts::Source {
-                path: "packages/<stage>/<name>/Containerfile".into(),
-                line: 1,
-            },
-            note: None,
+            // Where the package's other facts were read; which line
+            // installs this file is for a person to find.
+            source: facts
+                .package(&package)
+                .and_then(|p| p.files.first())
+                .map(|f| crate::model::facts::Source {
+                    path: f.source.path.clone(),
+                    line: 1,
+                })
+                .unwrap_or(crate::model::facts::Source {
+                    path: "packages/<stage>/<name>/Containerfile".into(),
+                    line: 1,
+                }),
+            note: Some("observed in a build: name the line that installs it".into()),
             line: 0,
         };
+        let what = if package == "<package>" {
+            format!("an ELF file no fact records (from one of {candidates}, or a base image)")
+        } else {
+            format!("an ELF file no fact of {package} records")
+        };
         differences.push(Difference {
-            package: "<package>".into(),
+            observed: Some(fact.render(&package)),
+            package,
             path: path.clone(),
-            what: format!(
-                "an ELF file no fact records (from one of {candidates}, or built by the image itself)"
-            ),
+            what,
             recorded: None,
             recorded_line: None,
-            observed: Some(fact.render("<package>")),
         });
     }
     differences
+}
+
+/// Layer → the package its instruction copied (`None`: the image made it),
+/// pairing the final stage's instructions with the last layers from the end;
+/// a `WORKDIR` no layer answers to made none. Layers before (a base image)
+/// or past a disagreement are left out: their package is not known.
+pub fn layer_sources(
+    instructions: &[(String, Option<String>)],
+    observed: &Observed,
+) -> BTreeMap<usize, Option<String>> {
+    let mut sources = BTreeMap::new();
+    let Some(kinds) = &observed.layer_kinds else {
+        return sources;
+    };
+    let mut layers = kinds.iter().enumerate().rev().peekable();
+    for (keyword, package) in instructions.iter().rev() {
+        match layers.peek() {
+            Some((index, kind)) if *kind == keyword => {
+                sources.insert(*index, package.clone());
+                layers.next();
+            }
+            _ if keyword == "WORKDIR" => {}
+            _ => break,
+        }
+    }
+    sources
+}
+
+/// The keyword of each layer's instruction, from an image config's history
+/// (`created_by` of the entries that are not `empty_layer`), when it
+/// accounts for every layer of `rootfs.diff_ids`.
+pub fn layer_kinds(config: &serde_json::Value) -> Option<Vec<String>> {
+    let layers = config["rootfs"]["diff_ids"].as_array()?.len();
+    let kinds: Vec<String> = config["history"]
+        .as_array()?
+        .iter()
+        .filter(|entry| !entry["empty_layer"].as_bool().unwrap_or(false))
+        .map(|entry| {
+            let created_by = entry["created_by"].as_str().unwrap_or_default();
+            // `/bin/sh -c #(nop) COPY …` (the classic builder) or `COPY …`.
+            let text = created_by
+                .split_once("#(nop)")
+                .map(|(_, rest)| rest)
+                .unwrap_or(created_by);
+            text.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase()
+        })
+        .collect();
+    (kinds.len() == layers).then_some(kinds)
 }
 
 /// The differences for people: one line each, and the line to paste.
@@ -292,12 +381,31 @@ pub fn render(image: &str, facts_path: &str, differences: &[Difference]) -> Stri
 
 /// The facts file `text` with the differences applied: a recorded line is
 /// replaced by the observed one (or dropped); a file no fact records is
-/// left to people (its package is not known). Pure.
+/// added after its package's last line, with the `at=` left for a person
+/// to fill in; one whose package is not known is left to people. Pure.
 pub fn apply(text: &str, differences: &[Difference]) -> String {
     let replace: BTreeMap<usize, Option<&str>> = differences
         .iter()
         .filter_map(|d| d.recorded_line.map(|line| (line, d.observed.as_deref())))
         .collect();
+    let mut added: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for d in differences {
+        if let (None, Some(observed)) = (d.recorded_line, &d.observed) {
+            if d.package != "<package>" {
+                added.entry(d.package.as_str()).or_default().push(observed);
+            }
+        }
+    }
+    // The last line of each package's records.
+    let mut last_line: BTreeMap<String, usize> = BTreeMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [_, package, ..] = words.as_slice() {
+            if matches!(words[0], "package" | "elf" | "data" | "link") {
+                last_line.insert(package.to_string(), index + 1);
+            }
+        }
+    }
     let mut out = String::new();
     for (index, line) in text.lines().enumerate() {
         match replace.get(&(index + 1)) {
@@ -309,6 +417,14 @@ pub fn apply(text: &str, differences: &[Difference]) -> String {
             None => {
                 out.push_str(line);
                 out.push('\n');
+            }
+        }
+        for (package, lines) in &added {
+            if last_line.get(*package) == Some(&(index + 1)) {
+                for observed in lines {
+                    out.push_str(observed);
+                    out.push('\n');
+                }
             }
         }
     }
@@ -366,7 +482,7 @@ mod tests {
         std::fs::write(
             root.path().join("img/Containerfile"),
             format!(
-                "FROM stagex/core-ruby@sha256:{HEX} AS ruby\nFROM scratch\nCOPY --from=ruby . /\n"
+                "FROM stagex/core-ruby@sha256:{HEX} AS ruby\nFROM scratch AS build\nRUN [\"/make\"]\nFROM scratch\nCOPY --from=ruby . /\nCOPY --from=build /out/app /usr/bin/app\n"
             ),
         )
         .unwrap();
@@ -409,6 +525,21 @@ mod tests {
             "/usr/bin/gem-native".into(),
             elf(Some("/lib/ld-musl-x86_64.so.1"), &["libc.musl-x86_64.so.1"]),
         );
+        // The image built /usr/bin/app itself (the last layer): no package's.
+        observed.paths.insert("/usr/bin/app".into());
+        observed.elves.insert(
+            "/usr/bin/app".into(),
+            elf(Some("/lib/ld-musl-x86_64.so.1"), &["libc.musl-x86_64.so.1"]),
+        );
+        observed.layer_kinds = Some(vec!["COPY".into(), "COPY".into(), "COPY".into()]);
+        for path in [
+            "/usr/lib/libruby.so.3.4.9",
+            "/usr/bin/ruby",
+            "/usr/bin/gem-native",
+        ] {
+            observed.layer_of.insert(path.into(), 1);
+        }
+        observed.layer_of.insert("/usr/bin/app".into(), 2);
         observed
     }
 
@@ -436,8 +567,8 @@ mod tests {
                 ),
                 (
                     "/usr/bin/gem-native".to_string(),
-                    "an ELF file no fact records (from one of core-ruby, or built by the image itself)".to_string(),
-                    Some("elf <package> /usr/bin/gem-native interp=/lib/ld-musl-x86_64.so.1 needs=libc.musl-x86_64.so.1 at=packages/<stage>/<name>/Containerfile:1".to_string())
+                    "an ELF file no fact of core-ruby records".to_string(),
+                    Some("elf core-ruby /usr/bin/gem-native interp=/lib/ld-musl-x86_64.so.1 needs=libc.musl-x86_64.so.1 at=r:1 -- observed in a build: name the line that installs it".to_string())
                 ),
             ]
         );
@@ -449,10 +580,64 @@ mod tests {
             written.contains("needs=libgmp.so.10,libucontext.so.1"),
             "{written}"
         );
-        // Compared again, only the file no fact records is left.
-        let again = compare("img", &catalog, &facts, &observed());
-        assert_eq!(again.len(), 1, "{again:?}");
-        assert_eq!(again[0].package, "<package>");
+        assert!(
+            written.contains("elf core-ruby /usr/bin/gem-native"),
+            "{written}"
+        );
+        // Compared again, the facts and the archive agree.
+        assert_eq!(compare("img", &catalog, &facts, &observed()), []);
+        // Without the layer count, a file's package is not known: named by
+        // candidates, and not written.
+        let mut unlayered = observed();
+        unlayered.layer_kinds = None;
+        let differences = compare("img", &catalog, &facts, &unlayered);
+        let unknown: Vec<&Difference> = differences
+            .iter()
+            .filter(|d| d.package == "<package>")
+            .collect();
+        assert_eq!(unknown.len(), 1, "{differences:?}");
+        assert_eq!(unknown[0].path, "/usr/bin/app");
+        assert_eq!(apply(&written, &differences), written);
+    }
+
+    #[test]
+    fn layers_are_named_by_the_history_from_the_end() {
+        let config = serde_json::json!({
+            "rootfs": {"diff_ids": ["sha256:a", "sha256:b", "sha256:c", "sha256:d"]},
+            "history": [
+                {"created_by": "COPY / / # buildkit"},
+                {"created_by": "ARG SOURCE_DATE_EPOCH", "empty_layer": true},
+                {"created_by": "COPY /etc/ssl/ /etc/ssl/ # buildkit"},
+                {"created_by": "/bin/sh -c #(nop) COPY file:abc in / "},
+                {"created_by": "RUN /make # buildkit"},
+                {"created_by": "ENTRYPOINT [\"/app\"]", "empty_layer": true},
+            ]
+        });
+        let kinds = layer_kinds(&config).unwrap();
+        assert_eq!(kinds, ["COPY", "COPY", "COPY", "RUN"]);
+        let observed = Observed {
+            layer_kinds: Some(kinds),
+            ..Observed::default()
+        };
+        let instructions = [
+            ("COPY".to_string(), Some("core-a".to_string())),
+            ("COPY".to_string(), Some("core-b".to_string())),
+            ("WORKDIR".to_string(), None),
+            ("RUN".to_string(), None),
+        ];
+        let sources = layer_sources(&instructions, &observed);
+        assert_eq!(
+            sources,
+            BTreeMap::from([
+                (1, Some("core-a".to_string())),
+                (2, Some("core-b".to_string())),
+                (3, None)
+            ])
+        );
+        // A history that does not account for every layer names none.
+        let mut short = config.clone();
+        short["rootfs"]["diff_ids"] = serde_json::json!(["sha256:a"]);
+        assert_eq!(layer_kinds(&short), None);
     }
 
     #[test]
@@ -466,6 +651,7 @@ mod tests {
         let mut observed = observed();
         observed.elves.remove("/usr/bin/gem-native");
         observed.elves.remove("/usr/lib/libruby.so.3.4.9");
+        observed.elves.remove("/usr/bin/app");
         assert_eq!(compare("img", &catalog, &facts, &observed), []);
     }
 }

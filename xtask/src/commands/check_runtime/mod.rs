@@ -272,7 +272,11 @@ pub fn check_archive_observed(
             ))
         }
     };
-    let observed = facts::Observed::new(&filesystem, &sniffs);
+    let layer_kinds = archive
+        .config()
+        .ok()
+        .and_then(|config| facts::layer_kinds(&config));
+    let observed = facts::Observed::new(&filesystem, &sniffs, layer_kinds);
     Ok((
         Image::new(&filesystem, &sniffs, &config, packages).check(),
         observed,
