@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::lint::{Finding, Rule};
 use crate::model::catalog::{Catalog, Image, InputKind};
 use crate::model::containerfile::Instruction;
-use crate::model::facts::Facts;
-use crate::model::facts::{FileFact, Kind, PackageFacts};
+use crate::model::facts::{Facts, FileFact, Kind, PackageFacts};
 use crate::model::release::Release;
 
 /// Library folders musl searches by default (after `/lib` is resolved).
