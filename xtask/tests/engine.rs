@@ -118,6 +118,12 @@ fn a_containerfile_pinning_a_standin_by_digest_builds_from_the_registry() {
         format!("image\tversion_tag\tdefined_in\tmanifest_digest\ncore-busybox\t1.37.0\tstand-in\t{hex}\n"),
     )
     .unwrap();
+    // Its package facts: lint checks what the image ships from them.
+    std::fs::write(
+        release.join("packages.facts"),
+        format!("package core-busybox digest={hex} read=stand-in\nelf core-busybox /usr/bin/busybox at=standins/core-busybox/Containerfile:2\n"),
+    )
+    .unwrap();
     let root = checkout.path().to_str().unwrap();
     let lint = xtask(&["--root", root, "lint"]);
     assert!(lint.status.success(), "{}", text(&lint));

@@ -273,6 +273,66 @@ fn a_digest_outside_the_release_fails_lint_at_its_line() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
 }
 
+/// Held-out mutations: a package an image's programs need, removed from the
+/// image, fails lint offline naming the image, the file, the soname and the
+/// package that provides it.
+#[test]
+fn a_removed_package_an_image_needs_fails_lint_naming_the_soname() {
+    for (image, line, soname, provider) in [
+        (
+            "base-ruby",
+            "COPY --from=gmp . /",
+            "libgmp.so.10",
+            "core-gmp",
+        ),
+        (
+            "base-python",
+            "COPY --from=openssl . /",
+            "libssl.so.3",
+            "core-openssl",
+        ),
+        (
+            "forgejo-runner",
+            "COPY --from=curl . /",
+            "libcurl.so.4",
+            "core-curl",
+        ),
+        (
+            "base-nodejs",
+            "COPY --from=libcxx . /",
+            "libc++.so.1",
+            "core-libcxx",
+        ),
+    ] {
+        let checkout = copy_checkout();
+        let path = checkout.path().join(image).join("Containerfile");
+        let original = std::fs::read_to_string(&path).unwrap();
+        assert!(original.contains(line), "{image} has `{line}`");
+        std::fs::write(&path, original.replace(&format!("{line}\n"), "")).unwrap();
+        let root = checkout.path().to_str().unwrap();
+        let output = xtask(&["--root", root, "lint"]);
+        let report = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{image}: {report}");
+        let finding = report
+            .lines()
+            .find(|l| {
+                l.contains(&format!(
+                    "needs {soname}, which nothing copied into {image} ships"
+                ))
+            })
+            .unwrap_or_else(|| panic!("{image} without `{line}`: {report}"));
+        assert!(
+            finding.starts_with(&format!("{image}/Containerfile:")),
+            "{finding}"
+        );
+        assert!(finding.contains("missing-library"), "{finding}");
+        assert!(
+            finding.contains(&format!("pinned package {provider} (")),
+            "{finding}"
+        );
+    }
+}
+
 #[test]
 fn a_removed_digests_line_fails_the_check_with_a_diff() {
     let checkout = copy_checkout();

@@ -13,6 +13,7 @@ use super::args::JsonArg;
 use crate::error::fail;
 use crate::model::catalog::{Catalog, Image, Input, InputKind};
 use crate::model::containerfile::{CommandForm, Containerfile, Instruction};
+use crate::model::facts::{self, Facts};
 use crate::model::release::Release;
 use crate::model::settings;
 
@@ -45,6 +46,12 @@ pub enum Rule {
     ShellForm,
     /// ADD from the network.
     AddUrl,
+    /// A pinned package with no record in the package facts.
+    MissingFacts,
+    /// A shipped ELF file needs a library nothing in the image provides.
+    MissingLibrary,
+    /// A shipped ELF file's dynamic linker is not in the image.
+    MissingInterpreter,
 }
 
 impl Rule {
@@ -62,6 +69,9 @@ impl Rule {
             Rule::MissingVersionTag => "missing-version-tag",
             Rule::ShellForm => "shell-form",
             Rule::AddUrl => "add-url",
+            Rule::MissingFacts => "missing-facts",
+            Rule::MissingLibrary => "missing-library",
+            Rule::MissingInterpreter => "missing-interpreter",
         }
     }
 }
@@ -109,7 +119,23 @@ pub struct Linted {
 pub fn lint_repository(root: &Path) -> Result<Linted> {
     let catalog = Catalog::load(root)?;
     let release = Release::current(root)?;
-    let findings = check(&catalog, &release);
+    let mut findings = check(&catalog, &release);
+    // What the images ship, from the package facts (closure.rs).
+    match Facts::current(root)? {
+        Some(facts) => {
+            let closure = super::closure::check(&catalog, &release, &facts);
+            findings.extend(closure.findings);
+            for note in closure.notes {
+                eprintln!("note: {note}");
+            }
+        }
+        None => findings.push(Finding {
+            location: format!("stagex-release/{}/{}", release.name, facts::FILE),
+            rule: Rule::MissingFacts,
+            message: "no package facts: what the images ship cannot be checked".into(),
+            fix: "record the pinned packages' files (see stagex-release/README.md)".into(),
+        }),
+    }
     for finding in &findings {
         eprintln!("{finding}");
     }

@@ -49,6 +49,43 @@ pub const STANDINS: &[Standin] = &[
     },
 ];
 
+/// A program of a stand-in package: a made ELF file that loads as the real
+/// one does (its interpreter and libraries, under the stand-in musl's names).
+pub struct Program {
+    pub path: &'static str,
+    pub needs: &'static [&'static str],
+}
+
+/// The stand-in musl: Debian's `libc.so`, which is also its dynamic linker.
+const INTERPRETER: &str = "/lib/ld-musl-x86_64.so.1";
+const LIBC: &str = "libc.so";
+
+/// core-ca-certificates' programs (StageX packages/core/ca-certificates/
+/// Containerfile:23, `make install`; c_rehash links core-openssl's libcrypto).
+pub const CA_PROGRAMS: &[Program] = &[
+    Program {
+        path: "/usr/sbin/update-ca-certificates",
+        needs: &[LIBC],
+    },
+    Program {
+        path: "/usr/bin/c_rehash",
+        needs: &["libcrypto.so.3", LIBC],
+    },
+];
+
+impl Program {
+    pub fn elf(&self) -> Vec<u8> {
+        use crate::commands::check_runtime::elf::synthetic::{make, Spec};
+        make(&Spec {
+            bits: 64,
+            machine: 62,
+            interpreter: Some(INTERPRETER),
+            needed: self.needs,
+            ..Spec::default()
+        })
+    }
+}
+
 /// The release the fixture checkout's lists are filed under.
 const STANDIN_RELEASE: &str = "2026.03.0";
 
@@ -209,6 +246,22 @@ fn write_standin_contexts(debian: &Path, dir: &Path) -> Result<()> {
                 }
                 std::fs::create_dir_all(rootfs.join("etc/ssl/certs"))?;
                 std::fs::write(rootfs.join("etc/ssl/certs/ca-certificates.crt"), bundle)?;
+                std::os::unix::fs::symlink(
+                    "certs/ca-certificates.crt",
+                    rootfs.join("etc/ssl/cert.pem"),
+                )?;
+                // StageX's package also ships its programs, musl programs
+                // of which c_rehash needs libcrypto: so does the stand-in,
+                // so a whole-package copy fails here as it would there.
+                for program in CA_PROGRAMS {
+                    let path = rootfs.join(program.path.trim_start_matches('/'));
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::write(&path, program.elf())?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+                }
             }
             other => bail!("no recipe for stand-in {other}"),
         }
@@ -247,7 +300,7 @@ pub fn checkout_files(
     files.insert(
         "base/Containerfile".to_string(),
         format!(
-            "# Like ../../base: FHS layout, musl, busybox, CA bundle.\n{header}FROM {} AS musl\nFROM {} AS busybox\nFROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=musl . /\nCOPY --from=busybox . /\nCOPY --from=ca-certificates . /\n",
+            "# Like ../../base: FHS layout, musl, busybox, CA bundle.\n{header}FROM {} AS musl\nFROM {} AS busybox\nFROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=musl . /\nCOPY --from=busybox . /\n# Only the bundle: the package's programs need libcrypto.\nCOPY --from=ca-certificates /etc/ssl/ /etc/ssl/\n",
             pin("core-musl"),
             pin("core-busybox"),
             pin("core-ca-certificates"),
@@ -257,7 +310,7 @@ pub fn checkout_files(
     files.insert(
         "base-static/Containerfile".to_string(),
         format!(
-            "# Like ../../base-static: FHS layout and the CA bundle only.\n{header}FROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=ca-certificates . /\nENTRYPOINT []\n",
+            "# Like ../../base-static: FHS layout and the CA bundle only.\n{header}FROM {} AS ca-certificates\n\nFROM {}\nARG SOURCE_DATE_EPOCH\nCOPY --from=ca-certificates /etc/ssl/ /etc/ssl/\nENTRYPOINT []\n",
             pin("core-ca-certificates"),
             pin("core-filesystem")
         ),
@@ -293,8 +346,61 @@ pub fn checkout_files(
         ));
     }
     files.insert(format!("{release}/digests/core.txt"), digests);
+    files.insert(
+        format!("{release}/{}", crate::model::facts::FILE),
+        standin_facts(standins),
+    );
     files.insert(format!("{release}/versions.tsv"), versions);
     files
+}
+
+/// The package facts of the stand-ins, as their contexts above make them
+/// (each read at its stand-in Containerfile's `COPY rootfs/ /`, line 2).
+fn standin_facts(standins: &BTreeMap<String, String>) -> String {
+    let at = |package: &str| format!("at=standins/{package}/Containerfile:2");
+    let mut text =
+        String::from("# The stand-ins' facts: what xtask/src/dev/standins.rs puts in each.\n");
+    for standin in STANDINS {
+        let package = standin.package;
+        let hex = standins[package].trim_start_matches("sha256:");
+        text.push_str(&format!("package {package} digest={hex} read=stand-in\n"));
+        let at = at(package);
+        match package {
+            "core-filesystem" => {
+                for (link, target) in [
+                    ("bin", "usr/bin"),
+                    ("lib", "usr/lib"),
+                    ("sbin", "usr/sbin"),
+                    ("lib64", "usr/lib"),
+                ] {
+                    text.push_str(&format!("link {package} /{link} to={target} {at}\n"));
+                }
+                text.push_str(&format!("data {package} /etc/passwd {at}\n"));
+            }
+            "core-musl" => {
+                text.push_str(&format!(
+                    "elf {package} /usr/lib/{LIBC} soname={LIBC} {at}\nlink {package} /usr/lib/ld-musl-x86_64.so.1 to={LIBC} {at}\n"
+                ));
+            }
+            "core-busybox" => {
+                text.push_str(&format!("elf {package} /usr/bin/busybox {at}\n"));
+            }
+            "core-ca-certificates" => {
+                text.push_str(&format!(
+                    "data {package} /etc/ssl/certs/ca-certificates.crt {at}\nlink {package} /etc/ssl/cert.pem to=certs/ca-certificates.crt {at}\n"
+                ));
+                for program in CA_PROGRAMS {
+                    text.push_str(&format!(
+                        "elf {package} {} interp={INTERPRETER} needs={} {at}\n",
+                        program.path,
+                        program.needs.join(",")
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    text
 }
 
 fn write_checkout(
@@ -340,5 +446,89 @@ mod tests {
             .map(|(path, text)| format!("==> {path}\n{text}"))
             .collect();
         insta::assert_snapshot!(rendered.join("\n"));
+    }
+
+    /// The fixture checkout passes lint's closure check, and copying the
+    /// whole stand-in CA package fails it as the real package would: a
+    /// program without its interpreter (base-static) or without libcrypto.
+    #[test]
+    fn the_standins_catch_a_whole_package_copy_of_the_ca_certificates() {
+        use crate::model::facts::Facts;
+        use crate::model::release::Release;
+        let standins: BTreeMap<String, String> = STANDINS
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    s.package.to_string(),
+                    format!("sha256:{}", (i + 1).to_string().repeat(64)),
+                )
+            })
+            .collect();
+        let findings = |edit: &dyn Fn(&str, String) -> String| {
+            let root = tempfile::tempdir().unwrap();
+            for (path, text) in checkout_files("registry/stagex", &standins) {
+                let path_buf = root.path().join(&path);
+                std::fs::create_dir_all(path_buf.parent().unwrap()).unwrap();
+                std::fs::write(path_buf, edit(&path, text)).unwrap();
+            }
+            let catalog = Catalog::load(root.path()).unwrap();
+            let release = Release::current(root.path()).unwrap();
+            let facts = Facts::current(root.path()).unwrap().unwrap();
+            let mut found: Vec<String> =
+                crate::commands::closure::check(&catalog, &release, &facts)
+                    .findings
+                    .iter()
+                    .map(|f| format!("{} {}: {}", f.location, f.rule, f.message))
+                    .collect();
+            found.extend(
+                crate::commands::lint::check(&catalog, &release)
+                    .iter()
+                    .map(|f| f.to_string()),
+            );
+            found
+        };
+        assert_eq!(findings(&|_, text| text), Vec::<String>::new());
+        let whole = |_: &str, text: String| {
+            text.replace(
+                "COPY --from=ca-certificates /etc/ssl/ /etc/ssl/",
+                "COPY --from=ca-certificates . /",
+            )
+        };
+        let found = findings(&whole);
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(
+            found.iter().any(|f| f.starts_with("base/Containerfile:")
+                && f.contains("missing-library")
+                && f.contains("`/usr/bin/c_rehash`")
+                && f.contains("needs libcrypto.so.3")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("base-static/Containerfile:")
+                    && f.contains("missing-interpreter")
+                    && f.contains("c_rehash")),
+            "{found:#?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("base-static/Containerfile:")
+                    && f.contains("missing-interpreter")
+                    && f.contains("update-ca-certificates")),
+            "{found:#?}"
+        );
+    }
+
+    /// The stand-in programs are what their facts say.
+    #[test]
+    fn the_standin_programs_load_as_recorded() {
+        for program in CA_PROGRAMS {
+            let elf = crate::commands::check_runtime::elf::read(&program.elf()).unwrap();
+            assert_eq!(elf.interpreter.as_deref(), Some(INTERPRETER));
+            assert_eq!(elf.needed, program.needs);
+        }
     }
 }

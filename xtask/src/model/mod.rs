@@ -4,5 +4,6 @@
 pub mod catalog;
 pub mod containerfile;
 pub mod cpes;
+pub mod facts;
 pub mod release;
 pub mod settings;

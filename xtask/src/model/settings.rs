@@ -45,9 +45,17 @@ pub const BUILD_CONTEXTS: &[BuildContext] = &[BuildContext {
     name: "forgejo-runner-src",
     image: "forgejo-runner",
     git: "https://code.forgejo.org/forgejo/runner",
-    tag: "v6.4.0",
-    // Not readable from this offline workplace: no mirror, package or module
-    // proxy record of v6.4.0's commit was found. See the README.
+    // v6.4.0 was built before; its own RELEASE-NOTES.md says "Do not use,
+    // contains a regression" (a job whose `if:` is false is failed), and
+    // multi-line secrets are masked only from 8.0.0, timeout-minutes
+    // enforced only from 11.1. v12.6.2: module code.forgejo.org/forgejo/runner/v12,
+    // `go 1.25.0` in its go.mod (pallet-go is 1.26.0, GOTOOLCHAIN=local).
+    tag: "v12.6.2",
+    // Not readable from this offline workplace: the stored mirror
+    // (project-mirrors/forgejo-runner) has the history but no tags, and no
+    // package or module-proxy record names v12.6.2's commit. Confirm with
+    // `git ls-remote https://code.forgejo.org/forgejo/runner 'refs/tags/v12.6.2^{}'`
+    // and write the full commit here; until then the build refuses the source.
     commit: None,
 }];
 

@@ -269,8 +269,12 @@ fn check_runtime(build: &ImageBuild) -> Result<RuntimeRecord> {
             .with_context(|| format!("keeping the rejected archive as {}", rejected.display()))
     };
     let packages = runtime::release_packages(&build.options.root);
-    let verdict = match runtime::check_archive(&partial, &packages) {
-        Ok(verdict) => verdict,
+    let verdict = match runtime::check_archive_observed(&partial, &packages) {
+        Ok((verdict, observed)) => {
+            // Where the package facts were wrong, said with the line to paste.
+            runtime::Known::load(&build.options.root).compare(&build.image, &observed);
+            verdict
+        }
         Err(error) => {
             keep_aside()?;
             return Err(error.context(format!(

@@ -162,11 +162,13 @@ pub fn read(bytes: &[u8]) -> Result<ElfFile> {
     })
 }
 
-#[cfg(test)]
-pub mod tests {
+/// Small, well-formed ELF files made to order: the tests' fixtures and the
+/// stand-in packages' programs (`dev/standins.rs`), which must fail to load
+/// exactly where the real packages' programs would.
+pub mod synthetic {
     use super::*;
 
-    /// What a test ELF file holds.
+    /// What a made ELF file holds.
     #[derive(Debug, Clone, Default)]
     pub struct Spec<'a> {
         pub bits: u8,
@@ -283,6 +285,12 @@ pub mod tests {
         assert_eq!(out.len(), total);
         out
     }
+}
+
+#[cfg(test)]
+pub mod tests {
+    pub use super::synthetic::{make, Spec};
+    use super::*;
 
     #[test]
     fn both_classes_and_byte_orders_read_alike() {

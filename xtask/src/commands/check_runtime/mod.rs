@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod elf;
+pub mod facts;
 pub mod loader;
 pub mod providers;
 pub mod tree;
@@ -44,6 +45,10 @@ pub struct CheckRuntime {
     /// `docker buildx build --output type=oci` of your own).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["images", "all"])]
     pub archive: Vec<PathBuf>,
+    /// Write what the archives show into the package facts
+    /// (`stagex-release/<release>/packages.facts`) where they differ.
+    #[arg(long)]
+    pub write_facts: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -64,6 +69,9 @@ pub struct Checked {
     /// The tool could not run, rather than the check failing (exit 2).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub could_not_run: bool,
+    /// Where the archive and the package facts differ.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<facts::Difference>,
     pub seconds: f64,
 }
 
@@ -87,17 +95,23 @@ impl CheckRuntime {
                 .collect()
         };
         let packages = release_packages(root);
+        let known = Known::load(root);
+        let mut written: Vec<facts::Difference> = Vec::new();
         let mut reports = Vec::new();
         let mut checked = Vec::new();
         for (image, archive) in targets {
             let started = Instant::now();
             let result = archive.and_then(|path| {
-                let verdict = check_archive(&path, &packages)?;
-                Ok((path, verdict))
+                let (verdict, observed) = check_archive_observed(&path, &packages)?;
+                Ok((path, verdict, observed))
             });
             let report = match result {
-                Ok((path, verdict)) => {
+                Ok((path, verdict, observed)) => {
                     eprint!("{}", render(&image, &verdict));
+                    let differences = known.compare(&image, &observed);
+                    if self.write_facts {
+                        written.extend(differences.iter().cloned());
+                    }
                     let outcome = outcome(&verdict);
                     checked.push(Checked {
                         image: image.clone(),
@@ -106,6 +120,7 @@ impl CheckRuntime {
                         verdict: Some(verdict),
                         error: None,
                         could_not_run: false,
+                        facts: differences,
                         seconds: started.elapsed().as_secs_f64(),
                     });
                     StepReport::new(&image, STEP, outcome, started.elapsed())
@@ -120,6 +135,7 @@ impl CheckRuntime {
                         verdict: None,
                         error: Some(format!("{error:#}")),
                         could_not_run: report.could_not_run,
+                        facts: Vec::new(),
                         seconds: started.elapsed().as_secs_f64(),
                     });
                     report
@@ -128,6 +144,13 @@ impl CheckRuntime {
             reports.push(report);
         }
         eprint!("\n{}", report::table(&reports));
+        if self.write_facts && !written.is_empty() {
+            facts::write(root, &written)?;
+            eprintln!(
+                "wrote {} difference(s) into the package facts; review them and name the package of any `<package>` line by hand",
+                written.len()
+            );
+        }
         self.json.write(&checked)?;
         report::fail_if_any(&reports, STEP)
     }
@@ -187,10 +210,43 @@ pub fn release_packages(root: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The catalog and package facts, when the checkout has them: what a build's
+/// archive is compared with.
+pub struct Known {
+    found: Option<(Catalog, crate::model::facts::Facts)>,
+}
+
+impl Known {
+    pub fn load(root: &Path) -> Known {
+        let found = Catalog::load(root)
+            .ok()
+            .zip(crate::model::facts::Facts::current(root).ok().flatten());
+        Known { found }
+    }
+
+    /// The differences between `image`'s archive and the facts, each printed.
+    pub fn compare(&self, image: &str, observed: &facts::Observed) -> Vec<facts::Difference> {
+        let Some((catalog, known)) = &self.found else {
+            return Vec::new();
+        };
+        let differences = facts::compare(image, catalog, known, observed);
+        eprint!("{}", facts::render(image, &known.path, &differences));
+        differences
+    }
+}
+
 /// Check the image in the OCI archive at `path`. An archive whose layers
 /// cannot be read safely, or whose config is malformed, is a failed check
 /// (exit 1); one that cannot be opened could not be checked (exit 2).
 pub fn check_archive(path: &Path, packages: &BTreeSet<String>) -> Result<Verdict> {
+    check_archive_observed(path, packages).map(|(verdict, _)| verdict)
+}
+
+/// [`check_archive`], and what the archive holds for the package facts.
+pub fn check_archive_observed(
+    path: &Path,
+    packages: &BTreeSet<String>,
+) -> Result<(Verdict, facts::Observed)> {
     let archive = OciArchive::open(path).with_context(|| format!("opening {}", path.display()))?;
     let config = match archive
         .config()
@@ -216,5 +272,13 @@ pub fn check_archive(path: &Path, packages: &BTreeSet<String>) -> Result<Verdict
             ))
         }
     };
-    Ok(Image::new(&filesystem, &sniffs, &config, packages).check())
+    let layer_kinds = archive
+        .config()
+        .ok()
+        .and_then(|config| facts::layer_kinds(&config));
+    let observed = facts::Observed::new(&filesystem, &sniffs, layer_kinds);
+    Ok((
+        Image::new(&filesystem, &sniffs, &config, packages).check(),
+        observed,
+    ))
 }

@@ -17,6 +17,7 @@ use clap::{Args, Subcommand};
 use super::args::JsonArg;
 use crate::error::fail;
 use crate::model::catalog::Catalog;
+use crate::model::facts;
 use crate::model::release::{self, Release};
 use crate::oci::auth::Role;
 use crate::oci::reference::ImageRef;
@@ -336,6 +337,29 @@ impl Update {
             contents.insert(path, text.into_bytes());
         }
         let release_root = root.join("stagex-release");
+        // The facts of every moved package need a new reading (lint notes
+        // them until they are read): carried to the release the pins move to.
+        let facts_file = release_root
+            .join(release::current_name(root)?)
+            .join(facts::FILE);
+        let moved_packages: Vec<&str> = moved.iter().map(|m| m.package.as_str()).collect();
+        let facts_text = match facts_file.symlink_metadata() {
+            Ok(_) => Some(facts::mark_needs_reading(
+                &release::read_list(&facts_file)?,
+                &moved_packages,
+            )),
+            Err(_) => None,
+        };
+        let facts_dest = match &self.to_release {
+            Some(dir) => match &self.release_name {
+                Some(name) => release_root.join(name),
+                None => release_root.join(release_name_of(dir)?),
+            },
+            None => release_root.join(release::current_name(root)?),
+        };
+        if let Some(text) = facts_text {
+            contents.insert(facts_dest.join(facts::FILE), text.into_bytes());
+        }
         match &self.to_release {
             Some(dir) => {
                 let name = match &self.release_name {
