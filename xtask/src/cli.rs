@@ -87,10 +87,34 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> Result<()> {
-    let root = cli.root.unwrap_or_else(crate::files::project_root);
-    let root =
-        std::fs::canonicalize(&root).with_context(|| format!("--root {}", root.display()))?;
+    if let Command::Completions { shell } = cli.command {
+        return completions(shell);
+    }
+    // `--root`/`XTASK_ROOT` win; else the checkout the working folder is in
+    // (never the one this binary was compiled in).
+    let root = match &cli.root {
+        Some(dir) => crate::files::given_root(dir)?,
+        None => crate::files::find_root(&std::env::current_dir().context("the working folder")?)?,
+    };
+    // Tools `test-env up` provisioned under target/ are found without
+    // exporting anything (after PATH, so a user's own tools win).
+    crate::tools::process::use_provisioned(test_env::Layout::for_root(&root).path_dirs());
     dispatch(cli.command, &root)
+}
+
+/// Completions for `cargo xtask …`: a `cargo` command whose one subcommand
+/// is `xtask` (they take over `cargo`'s own completion in that shell, which
+/// the README says). Written whole, and a closed pipe (`| head`) is no error.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use std::io::Write;
+    let xtask = Cli::command().name("xtask").bin_name("cargo xtask");
+    let mut cargo = clap::Command::new("cargo").bin_name("cargo").subcommand(xtask);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cargo, "cargo", &mut script);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 fn dispatch(command: Command, root: &Path) -> Result<()> {
@@ -120,11 +144,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Mirror(cmd) => cmd.run(root),
         Command::Keys(cmd) => cmd.run(root),
         Command::Doctor(cmd) => cmd.run(root),
-        Command::Completions { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "xtask", &mut std::io::stdout());
-            Ok(())
-        }
+        Command::Completions { .. } => Ok(()),
         Command::Test(cmd) => cmd.run(root),
         Command::TestEnv(cmd) => cmd.run(root),
         Command::Demo(cmd) => cmd.run(root),

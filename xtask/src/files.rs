@@ -110,7 +110,40 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The repository this xtask was built from: the default `--root`.
+/// What marks a checkout of this repository: the release the Containerfiles pin.
+pub const CHECKOUT_MARKER: &str = "stagex-release/RELEASE";
+
+/// The checkout `start` is in, as cargo and git find theirs: `start` or the
+/// nearest folder above it that holds [`CHECKOUT_MARKER`].
+pub fn find_root(start: &Path) -> Result<std::path::PathBuf> {
+    let start = std::fs::canonicalize(start)
+        .with_context(|| format!("the working folder {}", start.display()))?;
+    for dir in start.ancestors() {
+        if dir.join(CHECKOUT_MARKER).is_file() {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    anyhow::bail!(
+        "{} is not inside a checkout of this repository (no {CHECKOUT_MARKER} here or above): cd into one, or pass --root DIR (or set XTASK_ROOT)",
+        start.display()
+    )
+}
+
+/// `--root DIR` (or `XTASK_ROOT`) as given: it must be a checkout.
+pub fn given_root(dir: &Path) -> Result<std::path::PathBuf> {
+    let root =
+        std::fs::canonicalize(dir).with_context(|| format!("--root {}", dir.display()))?;
+    if !root.join(CHECKOUT_MARKER).is_file() {
+        anyhow::bail!(
+            "--root {}: not a checkout of this repository (no {CHECKOUT_MARKER}); pass the folder of a clone",
+            dir.display()
+        );
+    }
+    Ok(root)
+}
+
+/// The checkout these sources are in (unit tests read the repository's own
+/// files; the command finds its root with [`find_root`]).
 pub fn project_root() -> std::path::PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     // xtask/ lives directly in the workspace root.

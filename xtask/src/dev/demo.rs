@@ -128,7 +128,14 @@ impl Demo {
                 pushed: run
                     .pushed
                     .get(name)
-                    .map(|p| format!("{}@{}", p.reference, p.digest)),
+                    // The pushed reference already names its digest.
+                    .map(|p| {
+                        if p.reference.ends_with(&p.digest) {
+                            p.reference.clone()
+                        } else {
+                            format!("{}@{}", p.reference, p.digest)
+                        }
+                    }),
                 pulled_back_identical: passed(Step::Push, name),
                 signed_and_verified: passed(Step::Verify, name),
             })

@@ -117,7 +117,8 @@ impl Layout {
     pub fn registry(&self) -> String {
         format!("127.0.0.1:{}", self.registry_port)
     }
-    fn path_dirs(&self) -> Vec<PathBuf> {
+    /// Where the provisioned programs are (searched by every command).
+    pub fn path_dirs(&self) -> Vec<PathBuf> {
         vec![
             self.tools().join("usr/bin"),
             self.tools().join("usr/sbin"),

@@ -18,6 +18,24 @@ use std::process::Output;
 
 use anyhow::{Context, Result};
 
+/// Folders of tools provisioned under `target/` (`cargo xtask test-env up`),
+/// searched after `PATH`: a fresh clone finds them with nothing exported.
+static PROVISIONED: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+
+/// Set once, at start-up, from the checkout.
+pub fn use_provisioned(dirs: Vec<PathBuf>) {
+    let _ = PROVISIONED.set(dirs.into_iter().filter(|dir| dir.is_dir()).collect());
+}
+
+/// `PATH` with the provisioned folders after it, when there are any.
+fn search_path() -> Option<OsString> {
+    let provisioned = PROVISIONED.get().filter(|dirs| !dirs.is_empty())?;
+    let inherited = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&inherited).collect();
+    dirs.extend(provisioned.iter().filter(|dir| !dirs.contains(dir)).cloned().collect::<Vec<_>>());
+    std::env::join_paths(dirs).ok()
+}
+
 /// Environment for child processes, on top of what they inherit.
 pub type Env = BTreeMap<String, String>;
 
@@ -215,6 +233,12 @@ impl Cmd {
 
     fn expression(&self) -> duct::Expression {
         let mut expression = duct::cmd(&self.program, &self.args).unchecked();
+        // The child's PATH is where its program is looked up too.
+        if !self.env.iter().any(|(name, _)| name == "PATH") {
+            if let Some(path) = search_path() {
+                expression = expression.env("PATH", path);
+            }
+        }
         let given = |name: &str| self.secrets.iter().any(|(n, _)| n == name);
         for name in SECRET_VARIABLES.iter().filter(|name| !given(name)) {
             expression = expression.env_remove(name);
