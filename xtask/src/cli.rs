@@ -108,7 +108,9 @@ pub fn run(cli: Cli) -> Result<()> {
 fn completions(shell: clap_complete::Shell) -> Result<()> {
     use std::io::Write;
     let xtask = Cli::command().name("xtask").bin_name("cargo xtask");
-    let mut cargo = clap::Command::new("cargo").bin_name("cargo").subcommand(xtask);
+    let mut cargo = clap::Command::new("cargo")
+        .bin_name("cargo")
+        .subcommand(xtask);
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cargo, "cargo", &mut script);
     match std::io::stdout().lock().write_all(&script) {

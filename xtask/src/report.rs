@@ -1,10 +1,70 @@
-//! The one report type every step produces, and its renderings.
+//! The one report type every step produces, its renderings, and the one
+//! JSON document every `--json PATH|-` writes.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The JSON document every command's `--json PATH|-` writes: one contract,
+/// versioned by `schema`; each command's JSON Schema is generated from these
+/// types into `docs/schemas/<command>.v1.json` (`cargo xtask docs`).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Document<T> {
+    /// `xtask/<command>/v1`: the command, and the version of this shape.
+    pub schema: String,
+    pub tool: ToolInfo,
+    /// The command's table: one row per image (or reference) and step, what
+    /// `summary` reads.
+    pub steps: Vec<StepReport>,
+    /// What the command found, in the command's own shape.
+    pub result: T,
+}
+
+/// Which xtask wrote a document.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ToolInfo {
+    pub version: String,
+    /// The checkout's commit, when it is a git checkout.
+    pub commit: Option<String>,
+}
+
+/// The version of the document shape (`xtask/<command>/v1`).
+pub const DOCUMENT_VERSION: &str = "v1";
+
+/// The schema id of `command`'s document.
+pub fn schema_id(command: &str) -> String {
+    format!("xtask/{command}/{DOCUMENT_VERSION}")
+}
+
+static CHECKOUT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The checkout documents describe (set once at start-up).
+pub fn set_checkout(root: &Path) {
+    let _ = CHECKOUT.set(root.to_path_buf());
+}
+
+impl<T> Document<T> {
+    pub fn new(command: &str, steps: Vec<StepReport>, result: T) -> Document<T> {
+        static COMMIT: OnceLock<Option<String>> = OnceLock::new();
+        let commit = COMMIT.get_or_init(|| {
+            let root = CHECKOUT.get()?;
+            crate::tools::git::head_commit(root)
+        });
+        Document {
+            schema: schema_id(command),
+            tool: ToolInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                commit: commit.clone(),
+            },
+            steps,
+            result,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "outcome", content = "reason")]
 pub enum Outcome {
     Passed,
@@ -12,7 +72,7 @@ pub enum Outcome {
     Skipped(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepReport {
     /// The image this is about, or `-` for repository-wide steps.
     pub image: String,

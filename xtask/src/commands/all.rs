@@ -74,7 +74,7 @@ impl All {
         };
         let run = run_pipeline(root, &options)?;
         eprint!("\n{}", report::table(&run.reports));
-        self.json.write(&run.reports)?;
+        self.json.write("all", &run.reports, &())?;
         report::fail_if_any(&run.reports, "all")?;
         run.complete()
     }

@@ -75,39 +75,37 @@ pub fn default_jobs() -> usize {
         .unwrap_or(2)
 }
 
-/// `--json PATH`: the command's report as JSON, to a file or to stdout (`-`).
+/// `--json PATH|-`: the command's one versioned report document
+/// ([`crate::report::Document`]), to a file (missing folders are created;
+/// written atomically) or to stdout (`-`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct JsonArg {
-    /// Also write the report as JSON to PATH (`-` for stdout).
+    /// Also write the report document (`xtask/<command>/v1`, schema in docs/schemas/) to PATH, `-` for stdout; missing folders are created.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 }
 
 impl JsonArg {
-    pub fn write<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+    /// Write `command`'s document (its step rows and its result) when
+    /// `--json` was given.
+    pub fn write<T: Serialize>(
+        &self,
+        command: &str,
+        steps: &[crate::report::StepReport],
+        result: &T,
+    ) -> Result<()> {
         match &self.json {
-            Some(path) => crate::files::write_json(path, value),
+            Some(path) => crate::files::write_json(
+                path,
+                &crate::report::Document::new(command, steps.to_vec(), result),
+            ),
             None => Ok(()),
         }
     }
-}
 
-/// `--report PATH`: the command's step reports (its table) as JSON, for
-/// commands whose `--json` holds something else (findings, results);
-/// `summary` reads these.
-#[derive(Debug, Args, Clone, Default)]
-pub struct ReportArg {
-    /// Also write the step reports (the table) as JSON to PATH, for `summary`.
-    #[arg(long, value_name = "PATH")]
-    pub report: Option<PathBuf>,
-}
-
-impl ReportArg {
-    pub fn write(&self, reports: &[crate::report::StepReport]) -> Result<()> {
-        match &self.report {
-            Some(path) => crate::files::write_json(path, reports),
-            None => Ok(()),
-        }
+    /// Whether the document goes to stdout (people's output then stays on stderr).
+    pub fn to_stdout(&self) -> bool {
+        self.json.as_deref() == Some(std::path::Path::new("-"))
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Compare {
 }
 
 /// One image's numbers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Measured {
     pub name: String,
     pub compressed_bytes: u64,
@@ -143,7 +143,7 @@ impl Compare {
         } else {
             print!("{}", markdown(&all));
         }
-        self.json.write(&all)
+        self.json.write("compare", &[], &all)
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Doctor {
 }
 
 /// One tool's check, with what uses it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Diagnosis {
     #[serde(flatten)]
     pub check: Check,
@@ -44,7 +44,7 @@ fn other_uses(tool: Tool) -> &'static [&'static str] {
 impl Doctor {
     pub fn run(self, _root: &Path) -> Result<()> {
         let diagnoses = diagnose(&Env::new());
-        self.json.write(&diagnoses)?;
+        self.json.write("doctor", &[], &diagnoses)?;
         eprint!("{}", render(&diagnoses));
         let blocking: Vec<&str> = diagnoses
             .iter()

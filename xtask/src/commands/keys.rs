@@ -53,7 +53,7 @@ struct Fetch {
 }
 
 /// What happened to one pinned key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Fetched {
     pub maintainer: String,
     pub fingerprint: String,
@@ -111,7 +111,7 @@ impl Keys {
                     .unwrap_or_default()
             );
         }
-        fetch.json.write(&results)?;
+        fetch.json.write("keys-fetch", &[], &results)?;
         let refused: Vec<&str> = results
             .iter()
             .filter(|r| r.outcome == "refused")

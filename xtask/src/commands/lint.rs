@@ -25,7 +25,7 @@ pub struct Lint {
 }
 
 /// The rules, each with the id findings carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rule {
     /// `# syntax=` pulls a frontend image by tag.
@@ -82,7 +82,7 @@ impl fmt::Display for Rule {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Finding {
     /// `base-go/Containerfile:4`
     pub location: String,
@@ -104,7 +104,7 @@ impl fmt::Display for Finding {
 impl Lint {
     pub fn run(self, root: &Path) -> Result<()> {
         let linted = lint_repository(root)?;
-        self.json.write(&linted.findings)?;
+        self.json.write("lint", &[], &linted.findings)?;
         linted.verdict()
     }
 }

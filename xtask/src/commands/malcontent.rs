@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ImageArgs, JsonArg, ReportArg};
+use super::args::{ImageArgs, JsonArg};
 use crate::error::fail;
 use crate::files::write_atomically;
 use crate::model::catalog::Catalog;
@@ -24,7 +24,17 @@ use crate::report::{self, Outcome, StepReport};
 use crate::tools::{process::Env, Tool};
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Risk {
@@ -57,12 +67,10 @@ pub struct Malcontent {
     pub fail_on_risk: Risk,
     #[command(flatten)]
     pub json: JsonArg,
-    #[command(flatten)]
-    pub report: ReportArg,
 }
 
 /// What malcontent said about one file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct FileRisk {
     pub path: String,
     pub risk: Risk,
@@ -74,7 +82,7 @@ pub struct FileRisk {
 }
 
 /// One image's analysis, for `--json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Analysed {
     pub image: String,
     /// Files with findings, riskiest first.
@@ -165,8 +173,7 @@ impl Malcontent {
         crate::tools::require(&[Tool::Mal], &env, "malcontent")?;
         let (reports, found) = analyse_images(root, &images, self.fail_on_risk, &env)?;
         eprint!("\n{}", report::table(&reports));
-        self.json.write(&found)?;
-        self.report.write(&reports)?;
+        self.json.write("malcontent", &reports, &found)?;
         report::fail_if_any(&reports, Step::Malcontent.name())
     }
 }

@@ -49,7 +49,7 @@ impl Push {
             crate::report::human_size(pushed.bytes_uploaded),
             pushed.blobs_skipped
         );
-        self.json.write(&pushed)
+        self.json.write("push", &[], &pushed)
     }
 }
 

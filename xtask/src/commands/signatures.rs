@@ -45,7 +45,7 @@ impl Signatures {
         let files = registry::block_on(lookaside.fetch_all(&repository, &digest_hex))??;
         let report = verify::verify_quorum(&files, &keyring, &repository, &digest_hex, threshold);
         eprint!("{}", render(&report, args.trust.lookaside()));
-        args.json.write(&report)?;
+        args.json.write("signatures-verify", &[], &report)?;
         if report.met {
             Ok(())
         } else {

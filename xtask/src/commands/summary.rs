@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::report::{self, Outcome, StepReport};
+use crate::report::{self, Document, Outcome, StepReport};
 
 /// One table (and markdown) from the JSON reports under DIR… (CI's summary job).
 #[derive(Debug, Args)]
@@ -35,11 +35,16 @@ impl Summary {
         for file in &files {
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            // A list of step reports, or a command's own JSON (not a report:
-            // named and left out, never guessed at).
-            match serde_json::from_slice::<Vec<StepReport>>(&bytes) {
-                Ok(found) => reports.extend(found),
-                Err(_) => eprintln!("note: {} holds no step reports: left out", file.display()),
+            // A command's `--json` document; anything else is named and
+            // left out, never guessed at.
+            match serde_json::from_slice::<Document<serde_json::Value>>(&bytes) {
+                Ok(document) if document.schema.starts_with("xtask/") => {
+                    reports.extend(document.steps)
+                }
+                _ => eprintln!(
+                    "note: {} is no xtask report document (`--json`): left out",
+                    file.display()
+                ),
             }
         }
         if self.expect_build_workflow {

@@ -31,14 +31,13 @@ pub struct Demo {
 /// A fixed epoch: the demo's output does not depend on when it runs.
 pub const DEMO_EPOCH: u64 = 1_700_000_000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DemoReport {
     pub registry: String,
     pub images: Vec<DemoImage>,
-    pub steps: Vec<StepReport>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct DemoImage {
     pub image: String,
     pub digest: String,
@@ -154,9 +153,8 @@ impl Demo {
         let demo = DemoReport {
             registry: prepared.registry.clone(),
             images,
-            steps: run.reports,
         };
-        self.json.write(&demo)?;
-        report::fail_if_any(&demo.steps, "demo")
+        self.json.write("demo", &run.reports, &demo)?;
+        report::fail_if_any(&run.reports, "demo")
     }
 }

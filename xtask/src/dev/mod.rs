@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod schemas;
 pub mod standins;
 pub mod test_env;
 pub mod test_suite;

@@ -46,6 +46,7 @@ impl OciArchive {
             entries: MAX_ARCHIVE_ENTRIES,
             entry_bytes: u64::MAX,
             total_bytes: u64::MAX,
+            ..Limits::default()
         });
         let mut archive = TarReader::new(source, &budget, path.display().to_string());
         let mut blobs = BTreeMap::new();

@@ -25,6 +25,7 @@ pub fn unpack(archive: &Path, layout: &Path) -> Result<()> {
         entries: 10_000,
         entry_bytes: u64::MAX,
         total_bytes: u64::MAX,
+        ..Limits::default()
     });
     let mut tar = TarReader::new(source, &budget, archive.display().to_string());
     while let Some(entry) = tar.next_entry()? {

@@ -389,7 +389,12 @@ pub fn in_tree_target(path: &str, target: &str) -> Option<String> {
         }
     }
     let depth = parents(path).count();
-    let climbs = target.split('/').take_while(|part| *part == "..").count();
+    // `./..` and `..//..` climb as `../..` does.
+    let climbs = target
+        .split('/')
+        .filter(|part| !matches!(*part, "" | "."))
+        .take_while(|part| *part == "..")
+        .count();
     if !target.starts_with('/') && climbs <= depth {
         // Already inside: kept as written.
         return Some(target.to_string());
@@ -653,6 +658,16 @@ mod tests {
             ("a/b/c", "/usr/./lib//x/", Some("../../usr/lib/x")),
             ("lib/x", "sub/../../../etc/passwd", None),
             ("lib/x", "/usr/lib/../../etc", None),
+            // Found by attack: `.` and empty parts between climbs.
+            ("link0", "./../../../../etc/hostname", Some("etc/hostname")),
+            (
+                "d/link1",
+                "..//../../../etc/hostname",
+                Some("../etc/hostname"),
+            ),
+            ("d/e/link2", "../.././../../../../etc", Some("../../etc")),
+            ("up", "./..", Some(".")),
+            ("d/x", "./../y", Some("./../y")),
         ] {
             assert_eq!(
                 in_tree_target(path, target).as_deref(),

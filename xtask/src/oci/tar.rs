@@ -37,13 +37,22 @@ pub struct Limits {
     pub entries: u64,
     /// Bytes of one entry.
     pub entry_bytes: u64,
-    /// Bytes of all entries' contents, decompressed, over all layers.
+    /// Bytes read from all layers, decompressed: contents, headers, PAX
+    /// records and long names alike.
     pub total_bytes: u64,
+    /// Bytes of all names and link targets over all layers (what the
+    /// filesystem model holds in memory).
+    pub name_bytes: u64,
 }
+
+/// Parts of one path: far deeper than any real image (the filesystem model
+/// walks every parent of every path).
+pub const MAX_DEPTH: usize = 128;
 
 pub const ENTRIES_VARIABLE: &str = "XTASK_ARCHIVE_MAX_ENTRIES";
 pub const ENTRY_BYTES_VARIABLE: &str = "XTASK_ARCHIVE_MAX_FILE_BYTES";
 pub const TOTAL_BYTES_VARIABLE: &str = "XTASK_ARCHIVE_MAX_BYTES";
+pub const NAME_BYTES_VARIABLE: &str = "XTASK_ARCHIVE_MAX_NAME_BYTES";
 
 impl Default for Limits {
     fn default() -> Limits {
@@ -51,6 +60,7 @@ impl Default for Limits {
             entries: 200_000,
             entry_bytes: 4 << 30,
             total_bytes: 16 << 30,
+            name_bytes: 64 << 20,
         }
     }
 }
@@ -63,6 +73,7 @@ impl Limits {
             (ENTRIES_VARIABLE, &mut limits.entries),
             (ENTRY_BYTES_VARIABLE, &mut limits.entry_bytes),
             (TOTAL_BYTES_VARIABLE, &mut limits.total_bytes),
+            (NAME_BYTES_VARIABLE, &mut limits.name_bytes),
         ] {
             if let Ok(value) = std::env::var(variable) {
                 *field = value.trim().parse().with_context(|| {
@@ -80,6 +91,7 @@ pub struct Budget {
     pub limits: Limits,
     entries: Cell<u64>,
     bytes: Cell<u64>,
+    names: Cell<u64>,
 }
 
 impl Budget {
@@ -88,6 +100,7 @@ impl Budget {
             limits,
             entries: Cell::new(0),
             bytes: Cell::new(0),
+            names: Cell::new(0),
         }
     }
 
@@ -110,15 +123,34 @@ impl Budget {
                 self.limits.entry_bytes
             ));
         }
+        self.charge_bytes(size)?;
+        self.entries.set(entries);
+        Ok(())
+    }
+
+    /// Bytes read that are no entry's content: headers, PAX records, long
+    /// names, what follows the end of a stream.
+    fn charge_bytes(&self, size: u64) -> std::result::Result<(), String> {
         let bytes = self.bytes.get().saturating_add(size);
         if bytes > self.limits.total_bytes {
             return Err(format!(
-                "more than {} bytes of content in all: refused ({TOTAL_BYTES_VARIABLE} raises the limit)",
+                "more than {} bytes read in all: refused ({TOTAL_BYTES_VARIABLE} raises the limit)",
                 self.limits.total_bytes
             ));
         }
-        self.entries.set(entries);
         self.bytes.set(bytes);
+        Ok(())
+    }
+
+    fn charge_names(&self, size: u64) -> std::result::Result<(), String> {
+        let names = self.names.get().saturating_add(size);
+        if names > self.limits.name_bytes {
+            return Err(format!(
+                "more than {} bytes of names and link targets in all: refused ({NAME_BYTES_VARIABLE} raises the limit)",
+                self.limits.name_bytes
+            ));
+        }
+        self.names.set(names);
         Ok(())
     }
 }
@@ -132,6 +164,13 @@ pub trait Source: Read {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         Ok(())
+    }
+
+    /// Read what follows the end of the archive, up to `limit` bytes: a
+    /// decompressor checks its trailer (containerd drains a layer and fails
+    /// on a bad checksum there). Returns the bytes read.
+    fn drain(&mut self, limit: u64) -> io::Result<u64> {
+        io::copy(&mut self.take(limit), &mut io::sink())
     }
 }
 
@@ -167,6 +206,11 @@ impl Read for FileSource {
 }
 
 impl Source for FileSource {
+    /// A file has no trailer to check: nothing is read.
+    fn drain(&mut self, _: u64) -> io::Result<u64> {
+        Ok(0)
+    }
+
     fn skip(&mut self, n: u64) -> io::Result<()> {
         if n > self.len.saturating_sub(self.position) {
             return Err(io::ErrorKind::UnexpectedEof.into());
@@ -309,6 +353,9 @@ impl<'b, R: Source> TarReader<'b, R> {
             return Err(self.refuse("", "the archive ends inside a header (truncated)"));
         }
         self.position += BLOCK;
+        self.budget
+            .charge_bytes(BLOCK)
+            .map_err(|reason| self.refuse("", reason))?;
         Ok(true)
     }
 
@@ -330,13 +377,47 @@ impl<'b, R: Source> TarReader<'b, R> {
                 format!("a {what} of {size} bytes: refused (Go's reader stops at {MAX_META})"),
             ));
         }
+        self.budget
+            .charge_bytes(size + padding(size))
+            .map_err(|reason| self.refuse("", reason))?;
         let mut bytes = vec![0; size as usize];
         self.source
             .read_exact(&mut bytes)
             .map_err(|error| self.io_error("", error))?;
         self.position += size;
-        self.skip(padding(size))?;
+        // Python reads records and names on into the padding; Go stops at
+        // the size. Only NULs there are read alike.
+        let mut pad = vec![0; padding(size) as usize];
+        self.source
+            .read_exact(&mut pad)
+            .map_err(|error| self.io_error("", error))?;
+        self.position += pad.len() as u64;
+        if pad.iter().any(|&b| b != 0) {
+            return Err(self.refuse(
+                "",
+                format!("a {what} with data after its size: Python reads it, Go does not"),
+            ));
+        }
         Ok(bytes)
+    }
+
+    /// The end: what follows is drained (bounded by the budget) so that a
+    /// compressed stream's trailer is checked, as engines check it.
+    fn finish(&mut self) -> Result<()> {
+        self.done = true;
+        let left = self
+            .budget
+            .limits
+            .total_bytes
+            .saturating_sub(self.budget.bytes.get());
+        let drained = self
+            .source
+            .drain(left.saturating_add(1))
+            .map_err(|error| self.io_error("", error))?;
+        self.budget
+            .charge_bytes(drained)
+            .map_err(|reason| self.refuse("", format!("after the end of the archive: {reason}")))?;
+        Ok(())
     }
 
     /// The next entry, or `None` at the end of the archive.
@@ -359,7 +440,7 @@ impl<'b, R: Source> TarReader<'b, R> {
                         "the archive ends after PAX records or a GNU long name, before their entry",
                     ));
                 }
-                self.done = true;
+                self.finish()?;
                 return Ok(None);
             }
             if block.iter().all(|&b| b == 0) {
@@ -377,7 +458,7 @@ impl<'b, R: Source> TarReader<'b, R> {
                         "a zero block followed by more entries: Go's reader refuses them, Python's stops before them",
                     ));
                 }
-                self.done = true;
+                self.finish()?;
                 return Ok(None);
             }
             let raw = self.parse_block(&block)?;
@@ -414,9 +495,17 @@ impl<'b, R: Source> TarReader<'b, R> {
                 }
                 _ => {
                     let header = self.entry(raw, pending)?;
+                    let names = header.name.len() + header.link.as_ref().map_or(0, String::len);
                     self.budget
                         .charge(header.size)
+                        .and_then(|()| self.budget.charge_names(names as u64))
                         .map_err(|reason| self.refuse(&header.name, reason))?;
+                    if header.name.split('/').filter(|p| !p.is_empty()).count() > MAX_DEPTH {
+                        return Err(self.refuse(
+                            &header.name,
+                            format!("more than {MAX_DEPTH} folders deep: refused"),
+                        ));
+                    }
                     self.remaining = header.size;
                     self.padding = padding(header.size);
                     self.current = header.name.clone();
@@ -605,11 +694,18 @@ impl<'b, R: Source> TarReader<'b, R> {
                 )
             })
         };
+        // Go reads the checksum as octal only.
+        if block[148] == 0x80 {
+            return Err(self.refuse("", "a base-256 checksum: Go refuses it"));
+        }
         let checksum = field(148..156, "checksum")?;
         let (unsigned, signed) = checksums(block);
         if checksum != unsigned && Some(checksum) != u64::try_from(signed).ok() {
             return Err(self.refuse("", "a bad header checksum: not a tar header"));
         }
+        // Go parses the device numbers of every USTAR and GNU header.
+        field(329..337, "devmajor")?;
+        field(337..345, "devminor")?;
         let magic = &block[257..265];
         let gnu = if magic == USTAR_MAGIC {
             if &block[508..512] == b"tar\0" {
@@ -819,8 +915,11 @@ fn pax_time(value: &str) -> Option<u64> {
             return None;
         }
     }
-    // Python reads the time as a float: past 2^53 the two would round apart.
-    decimal(seconds).filter(|&s| s < 1 << 53)
+    // Python reads the time as a float and may round it up (x.9999999 → x+1);
+    // Go truncates. Only times both read alike are kept.
+    let whole = decimal(seconds).filter(|&s| s < 1 << 53)?;
+    let float = value.parse::<f64>().ok()?;
+    (float.trunc() as u64 == whole).then_some(whole)
 }
 
 /// PAX records (`<length> <key>=<value>\n`, the length counting the whole
@@ -945,6 +1044,7 @@ mod tests {
             entries: 2,
             entry_bytes: 10,
             total_bytes: 15,
+            name_bytes: 100,
         });
         budget.charge(10).unwrap();
         let error = budget.charge(11).unwrap_err();

@@ -161,7 +161,7 @@ fn archive_chunks(
 }
 
 /// What a push did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Pushed {
     /// `registry/repository:tag` as pushed.
     pub reference: String,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::oci::reference::{is_sha256_hex, ImageRef};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PayloadForm {
     /// containers/image "simple signing": an object, type `atomic container signature`,

@@ -98,7 +98,7 @@ impl Keyring {
 }
 
 /// What one signature file proved.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     pub file: String,
     /// Fingerprint (or key ID) of the key that made the signature.
@@ -114,7 +114,7 @@ pub struct Verdict {
 }
 
 /// The verdicts for one digest and whether they meet the threshold.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QuorumReport {
     pub repository: String,
     pub digest: String,

@@ -10,7 +10,7 @@ use super::record_path;
 use crate::error::fail;
 use crate::files::write_atomically;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BuildRecord {
     pub image: String,
     pub containerfile: String,
@@ -38,7 +38,7 @@ pub struct BuildRecord {
 
 /// The runtime check's result, as the build record keeps it: only images
 /// that passed are recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuntimeRecord {
     /// What the runtime executes, and the program that resolves to.
     pub argv: Vec<String>,
@@ -52,13 +52,13 @@ pub struct RuntimeRecord {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BuiltOn {
     pub image: String,
     pub manifest_digest: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SourceInput {
     pub context: String,
     pub git: String,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::image_dir;
 use crate::files::write_atomically;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublishRecord {
     pub image: String,
     pub archive_sha256: String,

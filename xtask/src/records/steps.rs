@@ -12,7 +12,7 @@ use super::image_dir;
 use crate::files::write_atomically;
 use crate::report::Outcome;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepRecord {
     pub image: String,
     pub step: String,

@@ -124,7 +124,9 @@ impl PrivateKey {
 }
 
 /// What an SBOM attestation says its predicate is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PredicateKind {
     Spdxjson,

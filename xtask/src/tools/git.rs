@@ -26,6 +26,11 @@ pub fn last_commit_time(repository: &Path) -> Result<u64> {
         .with_context(|| format!("`git log` gave `{output}` as the commit time"))
 }
 
+/// The commit checked out at `dir`, when it is a git checkout.
+pub fn head_commit(dir: &Path) -> Option<String> {
+    resolve(dir, "HEAD").ok()
+}
+
 /// The commit `revision` names in the repository at `dir`.
 pub fn resolve(dir: &Path, revision: &str) -> Result<String> {
     let mut command = Cmd::new("git");

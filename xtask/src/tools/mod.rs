@@ -16,7 +16,7 @@ use crate::model::settings;
 use process::{Cmd, Env};
 
 /// A program (or engine feature) some step needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
     DockerEngine,
@@ -31,7 +31,7 @@ pub enum Tool {
     Hadolint,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     Ok,
@@ -40,7 +40,7 @@ pub enum Status {
 }
 
 /// Whether one tool is here, and how to get it when it is not.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub tool: Tool,
     pub name: &'static str,

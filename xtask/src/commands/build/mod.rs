@@ -36,8 +36,8 @@ pub struct Build {
     /// record and verified archive (CI hands those on), never rebuilt.
     #[arg(long)]
     pub on_recorded: bool,
-    /// Print the exact commands and change nothing.
-    #[arg(long)]
+    /// Print the exact commands and change nothing (no report: `--json` is refused with it).
+    #[arg(long, conflicts_with = "json")]
     pub dry_run: bool,
     #[command(flatten)]
     pub json: JsonArg,
@@ -71,7 +71,7 @@ impl Build {
         }
         let run = run::run_builds_on(&builds, prebuilt, self.jobs.get(), &env, Step::Build.name());
         eprint!("\n{}", report::table(&run.reports));
-        self.json.write(&run.reports)?;
+        self.json.write("build", &run.reports, &())?;
         report::fail_if_any(&run.reports, "build")
     }
 }

@@ -181,7 +181,7 @@ impl RunConfig {
 }
 
 /// One thing that would fail at start, and where.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct Problem {
     /// The file (or `USER`, `WORKDIR`) the problem is about.
     pub file: String,
@@ -204,7 +204,7 @@ impl std::fmt::Display for Problem {
 }
 
 /// The check's result for one image.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     /// What the runtime executes (entrypoint + command).
     pub argv: Vec<String>,

@@ -23,7 +23,7 @@ const MAX_DYNAMIC_STRINGS: usize = 4096;
 pub const MAGIC: &[u8] = b"\x7fELF";
 
 /// Which objects can load which: class, byte order and machine must match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 pub struct Abi {
     pub bits: u8,
     pub little_endian: bool,
@@ -59,7 +59,7 @@ fn machine_name(machine: u16) -> String {
 }
 
 /// One ELF file as the loader sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ElfFile {
     pub abi: Abi,
     /// `ET_EXEC`, `ET_DYN`, …: only these two are loaded.

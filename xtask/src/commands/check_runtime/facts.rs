@@ -108,7 +108,7 @@ impl Observed {
 }
 
 /// One way the facts and the archive differ.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Difference {
     pub package: String,
     pub path: String,

@@ -55,7 +55,7 @@ pub struct CheckRuntime {
 
 /// One image's check, for `--json`: its verdict, or why it could not be
 /// checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Checked {
     pub image: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,7 +151,7 @@ impl CheckRuntime {
                 written.len()
             );
         }
-        self.json.write(&checked)?;
+        self.json.write("check-runtime", &reports, &checked)?;
         report::fail_if_any(&reports, STEP)
     }
 }

@@ -25,7 +25,7 @@ const BLOBS_AT_ONCE: usize = 4;
 const MAX_DEPTH: usize = 1;
 
 /// What one copy did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Counts {
     pub blobs_copied: usize,
     pub blobs_mounted: usize,

@@ -15,7 +15,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::args::{JsonArg, ReportArg, TrustArgs};
+use super::args::{JsonArg, TrustArgs};
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
@@ -49,17 +49,15 @@ pub struct Mirror {
     /// References copied at once.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
-    /// Print what would be copied, from where to where, and copy nothing.
-    #[arg(long)]
+    /// Print what would be copied, from where to where, and copy nothing (no report: `--json` is refused with it).
+    #[arg(long, conflicts_with = "json")]
     pub dry_run: bool,
     #[command(flatten)]
     pub json: JsonArg,
-    #[command(flatten)]
-    pub report: ReportArg,
 }
 
 /// What happened to one reference.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct MirrorResult {
     pub item: MirrorItem,
     #[serde(flatten)]
@@ -114,8 +112,7 @@ impl Mirror {
             started.elapsed().as_secs_f64(),
             report::human_size(copied)
         );
-        self.json.write(&results)?;
-        self.report.write(&reports)?;
+        self.json.write("mirror", &reports, &results)?;
         report::fail_if_any(&reports, "mirror")
     }
 }

@@ -10,7 +10,7 @@ use crate::model::settings;
 use crate::oci::reference::ImageRef;
 
 /// One reference to mirror, planned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MirrorItem {
     /// The identity StageX signs: `stagex/core-musl`.
     pub repository: String,

@@ -181,7 +181,7 @@ impl Check {
     pub fn run(self, root: &Path) -> Result<()> {
         let judged = judge(root, &self.source)?;
         eprint!("{}", render(&judged));
-        self.json.write(&judged)?;
+        self.json.write("pins-check", &[], &judged)?;
         let stale: Vec<&str> = judged
             .iter()
             .filter(|j| j.state != State::Current)
@@ -199,7 +199,7 @@ impl Check {
 }
 
 /// What `update` moved, for `--json`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Moved {
     pub package: String,
     pub from: String,
@@ -295,7 +295,7 @@ impl Update {
         if moved.is_empty() {
             eprintln!("pins: nothing to move");
         }
-        self.json.write(&moved)
+        self.json.write("pins-update", &[], &moved)
     }
 
     /// Every new file, in memory: the Containerfiles (each parsed again, so

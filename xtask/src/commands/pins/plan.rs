@@ -11,7 +11,7 @@ use crate::model::catalog::Catalog;
 use crate::model::release::Release;
 
 /// One package as the Containerfiles pin it, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Pin {
     pub package: String,
     pub tag: Option<String>,
@@ -23,7 +23,7 @@ pub struct Pin {
 }
 
 /// What the source of truth says of a pin now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "state")]
 pub enum State {
     Current,
@@ -37,7 +37,7 @@ pub enum State {
     Missing,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Judged {
     #[serde(flatten)]
     pub pin: Pin,

@@ -44,7 +44,7 @@ impl VerifyReproducible {
         let options = build::options(root, &self.engine)?;
         let reports = verify(&catalog, self.images.names(), &options, &env)?;
         eprint!("\n{}", report::table(&reports));
-        self.json.write(&reports)?;
+        self.json.write("verify-reproducible", &reports, &())?;
         report::fail_if_any(&reports, "verify-reproducible")
     }
 }

@@ -67,7 +67,7 @@ impl Sbom {
         let images = self.images.select(&catalog)?;
         let reports = sbom_images(root, &catalog, &images, !self.no_syft, &Env::new())?;
         eprint!("\n{}", report::table(&reports));
-        self.json.write(&reports)?;
+        self.json.write("sbom", &reports, &())?;
         report::fail_if_any(&reports, Step::Sbom.name())
     }
 }

@@ -7,7 +7,17 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -43,7 +53,7 @@ impl std::fmt::Display for Severity {
 }
 
 /// One vulnerability in one package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Finding {
     pub id: String,
     pub severity: Severity,
@@ -218,7 +228,7 @@ fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
 }
 
 /// One excuse: this vulnerability in this package is accepted until `expires`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ignore {
     pub id: String,
@@ -261,7 +271,7 @@ pub fn load_ignores(path: &Path) -> Result<Vec<Ignore>> {
 }
 
 /// What the gate decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Verdict {
     /// Findings at or above the threshold that nothing excuses.
     pub failing: Vec<Finding>,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use super::args::{ImageArgs, JsonArg, ReportArg};
+use super::args::{ImageArgs, JsonArg};
 use crate::error::fail;
 use crate::files::write_atomically;
 use crate::model::catalog::Catalog;
@@ -33,8 +33,6 @@ pub struct Scan {
     pub gate: GateArgs,
     #[command(flatten)]
     pub json: JsonArg,
-    #[command(flatten)]
-    pub report: ReportArg,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -57,7 +55,7 @@ impl Default for GateArgs {
 }
 
 /// One image's scan, for `--json` and the summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Scanned {
     pub image: String,
     pub findings: Vec<Finding>,
@@ -73,8 +71,7 @@ impl Scan {
         crate::tools::require(&[Tool::Grype], &env, "scan")?;
         let (reports, scanned) = scan_images(root, &images, &self.gate, &env)?;
         eprint!("\n{}", report::table(&reports));
-        self.json.write(&scanned)?;
-        self.report.write(&reports)?;
+        self.json.write("scan", &reports, &scanned)?;
         report::fail_if_any(&reports, Step::Scan.name())
     }
 }

@@ -237,7 +237,7 @@ pub struct Sign {
 }
 
 /// What `sign` and `attest` did, for `--json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Signed {
     pub reference: String,
     /// Where cosign keeps it (`cosign triangulate`).
@@ -264,7 +264,7 @@ impl Sign {
                 " (no transparency log)"
             }
         );
-        self.json.write(&signed)
+        self.json.write("sign", &[], &signed)
     }
 }
 
@@ -326,7 +326,7 @@ impl Attest {
             signed.reference,
             signed.stored_at
         );
-        self.json.write(&signed)
+        self.json.write("attest", &[], &signed)
     }
 }
 
@@ -425,7 +425,7 @@ impl Verify {
         // Anyone's check: the docker config's entry for that host, if any.
         let verified = verify(&pinned, &verifying, &expected, Access::Read)?;
         eprint!("{}", verified.render());
-        self.json.write(&verified)
+        self.json.write("verify", &[], &verified)
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::tools::cosign::PredicateKind;
 
 /// What `verify` proved, for people and `--json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Verified {
     pub reference: String,
     pub digest: String,
@@ -23,7 +23,7 @@ pub struct Verified {
     pub tlog: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AttestationVerified {
     pub predicate_type: String,
     /// sha256 of the predicate as attested (its JSON, keys sorted).

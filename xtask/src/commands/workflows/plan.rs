@@ -249,11 +249,11 @@ fn gate_steps(build_flags: &str) -> Vec<Step> {
         ),
         Step::run(
             "Scan",
-            format!("xtask scan \"$IMAGE\" --report {REPORTS}/scan-\"$IMAGE\".json"),
+            format!("xtask scan \"$IMAGE\" --json {REPORTS}/scan-\"$IMAGE\".json"),
         ),
         Step::run(
             "malcontent",
-            format!("xtask malcontent \"$IMAGE\" --report {REPORTS}/malcontent-\"$IMAGE\".json"),
+            format!("xtask malcontent \"$IMAGE\" --json {REPORTS}/malcontent-\"$IMAGE\".json"),
         ),
     ]
 }
@@ -295,7 +295,7 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
                 Step::run(
                     "Mirror",
                     format!(
-                        "xtask mirror --to-prefix \"$STAGEX_MIRROR\" --report {REPORTS}/mirror.json"
+                        "xtask mirror --to-prefix \"$STAGEX_MIRROR\" --json {REPORTS}/mirror.json"
                     ),
                 )
                 // The mirror's own credentials, for this job only.
@@ -328,7 +328,7 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
     publish_steps.push(
         Step::run(
             "Publish: push, sign, attest, verify",
-            format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --report {REPORTS}/publish-\"$IMAGE\".json"),
+            format!("xtask publish \"$IMAGE\" --to \"$REGISTRY_PREFIX/$IMAGE:latest\"{tlog} --json {REPORTS}/publish-\"$IMAGE\".json"),
         )
         // The one publishing path: k8s/ and policies/ name it too.
         .env("REGISTRY_PREFIX", site.publish_prefix.clone())
