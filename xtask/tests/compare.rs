@@ -52,7 +52,7 @@ fn compare_reports_the_real_sizes_and_counts() {
     );
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("| layers |"), "{}", text(&output));
-    let measured = read_json(&json);
+    let measured = read_document(&json, "compare");
     for (index, image) in ["base", "base-static"].iter().enumerate() {
         let archive = root.join(format!("out/{image}/image.tar"));
         let opened = xtask::oci::archive::OciArchive::open(&archive).unwrap();

@@ -117,7 +117,7 @@ fn keys_are_accepted_only_under_their_fingerprint_and_changes_are_named() {
         Some(1),
         "Dave's key is refused:\n{log}"
     );
-    let results = read_json(&json);
+    let results = read_document(&json, "keys-fetch");
     let row = |name: &str| {
         results
             .as_array()
@@ -271,7 +271,7 @@ fn a_foreign_subkey_appended_to_a_key_is_dropped() {
     ]);
     let log = text(&output);
     assert!(output.status.success(), "{log}");
-    let row = &read_json(&json)[0];
+    let row = &read_document(&json, "keys-fetch")[0];
     assert_eq!(row["outcome"], "new", "{log}");
     assert!(
         row["details"].to_string().contains("new key, 1 subkey(s)"),
@@ -342,7 +342,7 @@ fn keys_never_come_over_plain_http_off_loopback() {
     ]);
     let log = text(&output);
     assert_eq!(output.status.code(), Some(2), "{log}");
-    let row = &read_json(&json)[0];
+    let row = &read_document(&json, "keys-fetch")[0];
     assert_eq!(row["outcome"], "unavailable", "{log}");
     let expected = format!(
         "redirected to http://192.0.2.2:9/vks/v1/by-fingerprint/{}: refused",

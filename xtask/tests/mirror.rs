@@ -113,7 +113,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
             .join(format!("stagex/{package}@sha256={hex}/signature-2"));
         assert!(copied.is_file(), "{}", copied.display());
     }
-    let results = read_json(&json);
+    let results = read_document(&json, "mirror");
     assert_eq!(results.as_array().unwrap().len(), standins.len());
 
     // Again, without the rejected one: nothing to copy, only HEADs.
@@ -126,7 +126,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
     again.extend(verified);
     let output = mirror(&again);
     assert!(output.status.success(), "{}", text(&output));
-    for result in read_json(&json).as_array().unwrap() {
+    for result in read_document(&json, "mirror").as_array().unwrap() {
         assert_eq!(result["outcome"], "skipped", "{result}");
         assert_eq!(result["blobs_copied"], 0, "{result}");
     }
@@ -134,7 +134,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
 
 /// The mirror's typed per-reference results, from its `--json`.
 fn results(path: &Path) -> Vec<serde_json::Value> {
-    read_json(path).as_array().unwrap().clone()
+    read_document(path, "mirror").as_array().unwrap().clone()
 }
 
 /// `mirror --registry SOURCE --to-prefix TARGET --json JSON` with `signed`'s

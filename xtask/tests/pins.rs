@@ -32,7 +32,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 fn states(json: &Path) -> BTreeMap<String, String> {
-    read_json(json)
+    read_document(json, "pins-check")
         .as_array()
         .unwrap()
         .iter()

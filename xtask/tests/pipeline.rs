@@ -335,8 +335,9 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
         json.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output));
-    let report = read_json(&json);
-    let images = report["images"].as_array().unwrap();
+    let report = validated_document(&std::fs::read(&json).unwrap());
+    assert_eq!(report["schema"], "xtask/demo/v1");
+    let images = report["result"]["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
     for image in images {
         assert_eq!(image["reproducible"], true, "{image}");

@@ -787,3 +787,31 @@ fn documented_commands_are_found_in_chains_and_continuations() {
         ]
     );
 }
+
+/// Commands that run offline write documents that follow their committed
+/// schemas (the engine-backed ones are held to theirs where their tests read
+/// them: `common::validated_document`).
+#[test]
+fn offline_commands_write_documents_their_schemas_accept() {
+    let root = repo_root();
+    let release = root.join("stagex-release/2026.03.0");
+    for (command, args) in [
+        ("lint", vec!["lint", "--json", "-"]),
+        (
+            "pins-check",
+            vec![
+                "pins",
+                "check",
+                "--release-list",
+                release.to_str().unwrap(),
+                "--json",
+                "-",
+            ],
+        ),
+    ] {
+        let output = xtask(&args);
+        assert!(output.status.success(), "{command}: {}", text(&output));
+        let result = document_result(&output.stdout, command);
+        assert!(result.is_array(), "{command}: {result}");
+    }
+}

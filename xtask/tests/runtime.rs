@@ -158,7 +158,7 @@ fn build_proves_each_image_can_start_and_refuses_those_that_cannot() {
         &["check-runtime", "tini", "--json", checked.to_str().unwrap()],
     );
     assert!(output.status.success(), "{}", text(&output));
-    let results = read_json(&checked);
+    let results = read_document(&checked, "check-runtime");
     assert_eq!(results[0]["image"], "tini");
     assert_eq!(results[0]["passed"], true);
     assert_eq!(results[0]["problems"], serde_json::json!([]));

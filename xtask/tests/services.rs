@@ -9,7 +9,7 @@ fn doctor_passes_inside_test_env() {
     require_engine();
     let output = xtask(&["doctor", "--json", "-"]);
     assert!(output.status.success(), "{}", text(&output));
-    let checks: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let checks = document_result(&output.stdout, "doctor");
     let status = |name: &str| {
         checks
             .as_array()

@@ -34,7 +34,9 @@ fn verify(
         "--json",
         "-",
     ]);
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    let json = serde_json::from_slice::<serde_json::Value>(&output.stdout)
+        .map(|document| document["result"].clone())
+        .unwrap_or(serde_json::Value::Null);
     (output.status.code(), json, text(&output))
 }
 

@@ -167,7 +167,7 @@ fn sign_attest_and_verify_by_digest() {
         json.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output));
-    let verified = read_json(&json);
+    let verified = read_document(&json, "verify");
     assert_eq!(verified["digest"], digest.as_str());
     assert_eq!(verified["signatures"], 1);
 
@@ -216,7 +216,7 @@ fn sign_attest_and_verify_by_digest() {
         json.to_str().unwrap(),
     ]);
     assert!(output.status.success(), "{}", text(&output));
-    let verified = read_json(&json);
+    let verified = read_document(&json, "verify");
     assert_eq!(
         verified["attestations"][0]["predicate_type"],
         "https://spdx.dev/Document"

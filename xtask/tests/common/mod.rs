@@ -229,11 +229,64 @@ pub fn record(root: &Path, image: &str) -> xtask::records::build::BuildRecord {
 }
 
 /// The step reports a command wrote with `--json PATH`.
+/// A `--json` document held to its command's committed JSON Schema
+/// (`docs/schemas/<command>.v1.json`) by check-jsonschema: every test that
+/// reads a command's document checks the contract on the way.
+pub fn validated_document(bytes: &[u8]) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)));
+    let id = document["schema"].as_str().unwrap_or_default();
+    let command = id
+        .strip_prefix("xtask/")
+        .and_then(|rest| rest.strip_suffix("/v1"))
+        .unwrap_or_else(|| panic!("not an xtask document: {document}"));
+    let schema = repo_root().join(format!("docs/schemas/{command}.v1.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join("document.json");
+    std::fs::write(&instance, bytes).unwrap();
+    let output = Command::new(require_tool("check-jsonschema"))
+        .arg("--schemafile")
+        .arg(&schema)
+        .arg(&instance)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the {command} document does not follow {}: {}",
+        schema.display(),
+        text(&output)
+    );
+    document
+}
+
+/// The step rows of a `--json` document.
 pub fn reports(path: &Path) -> Vec<xtask::report::StepReport> {
-    serde_json::from_slice(
+    let document = validated_document(
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    );
+    serde_json::from_value(document["steps"].clone())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `result` of a `--json` document (file or stdout bytes), after its
+/// envelope was checked: schema `xtask/<command>/v1`, the tool's version.
+pub fn document_result(bytes: &[u8], command: &str) -> serde_json::Value {
+    let document = validated_document(bytes);
+    assert_eq!(
+        document["schema"],
+        format!("xtask/{command}/v1"),
+        "{document}"
+    );
+    assert_eq!(document["tool"]["version"], env!("CARGO_PKG_VERSION"));
+    document["result"].clone()
+}
+
+/// [`document_result`] of a file.
+pub fn read_document(path: &Path, command: &str) -> serde_json::Value {
+    document_result(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        command,
     )
-    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `cargo xtask --root ROOT ARGS…` with a fixed SOURCE_DATE_EPOCH (fixture
