@@ -29,8 +29,24 @@ pub struct Cli {
     /// repository; CI sets XTASK_ROOT to the job's checkout).
     #[arg(long, global = true, value_name = "DIR", env = "XTASK_ROOT")]
     pub root: Option<PathBuf>,
+    /// Say less: results, warnings and errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: also every command run, secrets masked (what XTASK_COMMAND_LOG records).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Colour on stderr: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,13 +96,28 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            anstream::eprintln!("{} {error:#}", crate::ui::error_label());
             crate::error::exit_code(&error)
         }
     }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let level = if cli.quiet {
+        crate::ui::Level::Quiet
+    } else if cli.verbose {
+        crate::ui::Level::Verbose
+    } else {
+        crate::ui::Level::Normal
+    };
+    crate::ui::set(
+        level,
+        match cli.color {
+            ColorWhen::Auto => anstream::ColorChoice::Auto,
+            ColorWhen::Always => anstream::ColorChoice::Always,
+            ColorWhen::Never => anstream::ColorChoice::Never,
+        },
+    );
     if let Command::Completions { shell } = cli.command {
         return completions(shell);
     }

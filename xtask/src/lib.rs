@@ -17,3 +17,4 @@ pub mod records;
 pub mod report;
 pub mod time;
 pub mod tools;
+pub mod ui;

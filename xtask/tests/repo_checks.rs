@@ -496,7 +496,7 @@ const LAYERS: &[&[&str]] = &[
     &["model"],
     &["pgp"],
     &["oci"],
-    &["files", "hash", "http", "time"],
+    &["files", "hash", "http", "time", "ui"],
     &["error"],
 ];
 

@@ -130,7 +130,7 @@ fn sign_attest_and_verify_by_digest() {
     let registry = require_engine();
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
+    make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
     let (_, other_public) = key_pair(scratch.path(), "theirs");
     let repository = format!("{registry}/signing-{}", std::process::id());
@@ -379,7 +379,7 @@ fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
     require_tool("cosign");
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("checkout");
-    std::fs::create_dir_all(&root).unwrap();
+    make_checkout(&root);
     let config = scratch.path().join("config");
     let init = |force: bool| {
         let mut args = vec!["signing-key", "init"];
@@ -464,7 +464,7 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
     let registry = require_engine();
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
+    make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
     let repository = format!("realm-{}", std::process::id());
     let digest = push_archive(
@@ -547,6 +547,7 @@ fn the_private_key_never_lands_in_the_checkout() {
     require_tool("cosign");
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("checkout");
+    make_checkout(&root);
     std::fs::create_dir_all(root.join("keys")).unwrap();
     let outside = scratch.path().join("outside");
     std::os::unix::fs::symlink(root.join("secret"), &outside).unwrap();

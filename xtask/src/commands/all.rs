@@ -73,7 +73,10 @@ impl All {
             fail_on_risk: self.fail_on_risk,
         };
         let run = run_pipeline(root, &options)?;
-        eprint!("\n{}", report::table(&run.reports));
+        anstream::eprint!(
+            "\n{}",
+            crate::ui::coloured_table(&report::table(&run.reports))
+        );
         self.json.write("all", &run.reports, &())?;
         report::fail_if_any(&run.reports, "all")?;
         run.complete()
@@ -229,12 +232,12 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
             run.reports.push(skipped(step, why));
             continue;
         }
-        eprintln!("==> {step}");
+        crate::ui::say!("==> {step}");
         let started = Instant::now();
         let whole = |result: Result<()>| match result {
             Ok(()) => StepReport::new("-", step.name(), Outcome::Passed, started.elapsed()),
             Err(error) => {
-                eprintln!("error: {error:#}");
+                anstream::eprintln!("error: {error:#}");
                 StepReport::from_error("-", step.name(), &error, started.elapsed())
             }
         };
@@ -259,7 +262,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                 Ok(generated) => {
                     // Up to date, and still not deployable: said, not failed.
                     for gap in &generated.gaps {
-                        eprintln!("note: {gap}");
+                        crate::ui::say!("note: {gap}");
                     }
                     let mut report = whole(Ok(()));
                     if !generated.gaps.is_empty() {
@@ -293,7 +296,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     continue;
                 }
                 if let Some(missing) = missing_tool(step, &options.env) {
-                    eprintln!("{step} skipped: {missing}");
+                    crate::ui::say!("{step} skipped: {missing}");
                     run.incomplete.push(format!("{step} skipped: {missing}"));
                     if step == Step::Malcontent {
                         // The extraction (and its refusals) needs no tool.
@@ -356,7 +359,11 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                     };
                     let report = match pushed {
                         Ok(pushed) => {
-                            eprintln!("[{image}] pushed {}@{}", pushed.repository, pushed.digest);
+                            crate::ui::say!(
+                                "[{image}] pushed {}@{}",
+                                pushed.repository,
+                                pushed.digest
+                            );
                             let mut report = StepReport::new(
                                 image,
                                 step.name(),
@@ -372,7 +379,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                             report
                         }
                         Err(error) => {
-                            eprintln!("[{image}] push FAILED: {error:#}");
+                            anstream::eprintln!("[{image}] push FAILED: {error:#}");
                             StepReport::from_error(image, step.name(), &error, started.elapsed())
                         }
                     };
@@ -448,7 +455,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                             report
                         }
                         Ok(Some(why)) => {
-                            eprintln!("[{image}] {step} skipped: {why}");
+                            crate::ui::say!("[{image}] {step} skipped: {why}");
                             StepReport::new(
                                 image,
                                 step.name(),
@@ -457,7 +464,7 @@ pub fn run_pipeline(root: &Path, options: &PipelineOptions) -> Result<PipelineRu
                             )
                         }
                         Err(error) => {
-                            eprintln!("[{image}] {step} FAILED: {error:#}");
+                            anstream::eprintln!("[{image}] {step} FAILED: {error:#}");
                             StepReport::from_error(image, step.name(), &error, started.elapsed())
                         }
                     };

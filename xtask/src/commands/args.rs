@@ -144,7 +144,7 @@ impl TrustArgs {
             .unwrap_or_else(|| root.join(settings::KEYS_DIR));
         let keyring = Keyring::load(&dir)?;
         for note in &keyring.notes {
-            eprintln!("note: {note}");
+            crate::ui::say!("note: {note}");
         }
         Ok(keyring)
     }

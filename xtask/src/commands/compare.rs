@@ -139,7 +139,7 @@ impl Compare {
         }
         // The table for people; on stderr when the JSON takes stdout.
         if self.json.json.as_deref() == Some(Path::new("-")) {
-            eprint!("{}", markdown(&all));
+            crate::ui::say_more!("{}", markdown(&all));
         } else {
             print!("{}", markdown(&all));
         }

@@ -28,8 +28,8 @@ impl Digests {
     pub fn run(self, root: &Path) -> Result<()> {
         let mode = if self.check { Mode::Check } else { Mode::Write };
         match ensure(root, mode)? {
-            Outcome::Unchanged => eprintln!("{FILE} is up to date"),
-            Outcome::Written => eprintln!("wrote {FILE}"),
+            Outcome::Unchanged => crate::ui::say!("{FILE} is up to date"),
+            Outcome::Written => crate::ui::say!("wrote {FILE}"),
         }
         Ok(())
     }

@@ -45,14 +45,14 @@ impl Doctor {
     pub fn run(self, _root: &Path) -> Result<()> {
         let diagnoses = diagnose(&Env::new());
         self.json.write("doctor", &[], &diagnoses)?;
-        eprint!("{}", render(&diagnoses));
+        crate::ui::say_more!("{}", render(&diagnoses));
         let blocking: Vec<&str> = diagnoses
             .iter()
             .filter(|d| d.required && d.check.status != Status::Ok)
             .map(|d| d.check.name)
             .collect();
         if blocking.is_empty() {
-            eprintln!("doctor: everything the pipeline needs is here");
+            crate::ui::say!("doctor: everything the pipeline needs is here");
             Ok(())
         } else {
             fail(format!(

@@ -98,7 +98,7 @@ impl Keys {
             results
         })?;
         for result in &results {
-            eprintln!(
+            crate::ui::say!(
                 "{:<11} {} {:<20} {}{}",
                 result.outcome,
                 result.fingerprint,

@@ -126,7 +126,7 @@ pub fn lint_repository(root: &Path) -> Result<Linted> {
             let closure = super::closure::check(&catalog, &release, &facts);
             findings.extend(closure.findings);
             for note in closure.notes {
-                eprintln!("note: {note}");
+                crate::ui::say!("note: {note}");
             }
         }
         None => findings.push(Finding {
@@ -137,7 +137,7 @@ pub fn lint_repository(root: &Path) -> Result<Linted> {
         }),
     }
     for finding in &findings {
-        eprintln!("{finding}");
+        crate::ui::say!("{finding}");
     }
     Ok(Linted {
         findings,
@@ -150,9 +150,10 @@ impl Linted {
     /// Passed, or a failure (exit 1) counting the findings.
     pub fn verdict(&self) -> Result<()> {
         if self.findings.is_empty() {
-            eprintln!(
+            crate::ui::say!(
                 "lint: {} Containerfiles follow every rule (StageX release {})",
-                self.images, self.release
+                self.images,
+                self.release
             );
             Ok(())
         } else {

@@ -172,7 +172,7 @@ impl Malcontent {
         let env = Env::new();
         crate::tools::require(&[Tool::Mal], &env, "malcontent")?;
         let (reports, found) = analyse_images(root, &images, self.fail_on_risk, &env)?;
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         self.json.write("malcontent", &reports, &found)?;
         report::fail_if_any(&reports, Step::Malcontent.name())
     }
@@ -201,7 +201,7 @@ pub fn analyse_images(
                 });
             }
             Err(error) => {
-                eprintln!("[{image}] malcontent FAILED: {error:#}");
+                anstream::eprintln!("[{image}] malcontent FAILED: {error:#}");
                 reports.push(StepReport::from_error(
                     image,
                     step,
@@ -229,13 +229,13 @@ fn extracted(root: &Path, image: &str) -> Result<(BuildRecord, tempfile::TempDir
     match crate::oci::rootfs::extract(&archive, &rootfs) {
         Ok(extracted) => {
             for (path, target) in extracted.left_out.iter().take(20) {
-                eprintln!(
+                crate::ui::say!(
                     "[{image}] malcontent: the symlink /{path} → {} is left out of the analysed tree (it climbs with `..` after descending)",
                     target.escape_debug()
                 );
             }
             if extracted.left_out.len() > 20 {
-                eprintln!(
+                crate::ui::say!(
                     "[{image}] malcontent: {} more symlinks left out",
                     extracted.left_out.len() - 20
                 );
@@ -283,7 +283,7 @@ pub fn extract_only(root: &Path, images: &[String], why: &str) -> Vec<StepReport
                     started.elapsed(),
                 ),
                 Err(error) => {
-                    eprintln!("[{image}] malcontent FAILED: {error:#}");
+                    anstream::eprintln!("[{image}] malcontent FAILED: {error:#}");
                     StepReport::from_error(image, step, &error, started.elapsed())
                 }
             }

@@ -39,7 +39,7 @@ impl Push {
         let started = Instant::now();
         let waived = if self.allow_ungated { Step::GATES } else { &[] };
         let pushed = push_image(root, &self.image, &self.to, waived)?;
-        eprintln!(
+        crate::ui::say!(
             "pushed {} as {}@{} in {:.1}s: {} blob(s) uploaded ({}), {} already there",
             self.image,
             pushed.reference,
@@ -113,7 +113,7 @@ pub fn check_gates(root: &Path, record: &BuildRecord, waived: &[Step]) -> Result
     }
     let waived: Vec<&str> = waived.iter().map(|gate| gate.name()).collect();
     for unmet in unmet_gates(root, record, &waived)? {
-        eprintln!("warning: {} ships ungated: {unmet}", record.image);
+        anstream::eprintln!("warning: {} ships ungated: {unmet}", record.image);
     }
     Ok(())
 }

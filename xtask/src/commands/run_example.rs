@@ -188,9 +188,10 @@ impl RunExample {
             ));
         }
         compare(&planned.example, &planned.expected, &printed)?;
-        eprintln!(
+        crate::ui::say!(
             "[{}] printed the expected output: {}",
-            planned.example, planned.expected
+            planned.example,
+            planned.expected
         );
         Ok(())
     }

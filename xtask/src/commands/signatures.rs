@@ -44,7 +44,7 @@ impl Signatures {
         let lookaside = args.trust.lookaside_store()?;
         let files = registry::block_on(lookaside.fetch_all(&repository, &digest_hex))??;
         let report = verify::verify_quorum(&files, &keyring, &repository, &digest_hex, threshold);
-        eprint!("{}", render(&report, args.trust.lookaside()));
+        crate::ui::say_more!("{}", render(&report, args.trust.lookaside()));
         args.json.write("signatures-verify", &[], &report)?;
         if report.met {
             Ok(())

@@ -41,7 +41,7 @@ impl Summary {
                 Ok(document) if document.schema.starts_with("xtask/") => {
                     reports.extend(document.steps)
                 }
-                _ => eprintln!(
+                _ => crate::ui::say!(
                     "note: {} is no xtask report document (`--json`): left out",
                     file.display()
                 ),
@@ -62,7 +62,7 @@ impl Summary {
                     .join(", ")
             ));
         }
-        print!("{}", report::table(&reports));
+        anstream::print!("{}", crate::ui::coloured_table(&report::table(&reports)));
         if let Some(path) = &self.markdown {
             crate::files::write_atomically(path, markdown(&reports).as_bytes())?;
         }

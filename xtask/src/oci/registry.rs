@@ -113,7 +113,7 @@ where
         tries += 1;
         match attempt().await {
             Err(error) if tries < ATTEMPTS && is_transient(&error) => {
-                eprintln!("  {what}: {error:#}; retrying in {delay:?}");
+                anstream::eprintln!("  {what}: {error:#}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }

@@ -85,7 +85,7 @@ impl Lookaside {
                     if !insecure {
                         bail!("lookaside `{base}`: plain http:// is accepted on loopback only; use https://, or --insecure-lookaside if you must");
                     }
-                    eprintln!(
+                    anstream::eprintln!(
                         "warning: reading signatures over plain HTTP from {} (--insecure-lookaside)",
                         url.host_str().unwrap_or("")
                     );

@@ -262,6 +262,9 @@ impl Cmd {
     }
 
     fn record(&self) {
+        if crate::ui::level() == crate::ui::Level::Verbose {
+            anstream::eprintln!("+ {}", self.display());
+        }
         if let Some(log) = std::env::var_os(COMMAND_LOG_ENV) {
             let line = format!("{}\n", self.display());
             let appended = std::fs::OpenOptions::new()
@@ -270,7 +273,7 @@ impl Cmd {
                 .open(&log)
                 .and_then(|mut file| file.write_all(line.as_bytes()));
             if let Err(error) = appended {
-                eprintln!(
+                anstream::eprintln!(
                     "warning: cannot append to {COMMAND_LOG_ENV}={}: {error}",
                     Path::new(&log).display()
                 );

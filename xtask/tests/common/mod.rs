@@ -328,6 +328,16 @@ pub fn path_without(programs: &[&str]) -> String {
         .into_owned()
 }
 
+/// An empty folder made a checkout (the release file marks one).
+pub fn make_checkout(root: &Path) {
+    std::fs::create_dir_all(root.join("stagex-release")).unwrap();
+    std::fs::copy(
+        repo_root().join("stagex-release/RELEASE"),
+        root.join("stagex-release/RELEASE"),
+    )
+    .unwrap();
+}
+
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(
         &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),

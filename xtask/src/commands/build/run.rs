@@ -57,7 +57,7 @@ pub fn run_builds_on(
             });
             if let Some(dep) = blocked {
                 let why = format!("`{dep}` did not build");
-                eprintln!("[{}] skipped: {why}", build.image);
+                crate::ui::say!("[{}] skipped: {why}", build.image);
                 reports.insert(
                     build.image.clone(),
                     StepReport::new(&build.image, step, Outcome::Skipped(why), Duration::ZERO),
@@ -108,7 +108,7 @@ pub fn run_builds_on(
         running.remove(&image);
         let report = match result {
             Ok(built) => {
-                eprintln!(
+                crate::ui::say!(
                     "[{image}] built in {:.1}s: {}",
                     elapsed.as_secs_f64(),
                     built.manifest_digest
@@ -124,7 +124,7 @@ pub fn run_builds_on(
                 report
             }
             Err(error) => {
-                eprintln!("[{image}] FAILED: {error:#}");
+                anstream::eprintln!("[{image}] FAILED: {error:#}");
                 StepReport::from_error(&image, step, &error, elapsed)
             }
         };
@@ -162,7 +162,7 @@ pub fn build_once(
     let log = build.log_file();
     let image = &build.image;
     let built = docker::buildx_build(&argv, env, &log, |seconds, step| {
-        eprintln!("[{image}] {seconds:>5.1}s {step}");
+        anstream::eprintln!("[{image}] {seconds:>5.1}s {step}");
     });
     if let Err(error) = built {
         let _ = std::fs::remove_file(&partial);
@@ -283,7 +283,7 @@ fn check_runtime(build: &ImageBuild) -> Result<RuntimeRecord> {
             )));
         }
     };
-    eprint!("{}", runtime::render(&build.image, &verdict));
+    crate::ui::say_more!("{}", runtime::render(&build.image, &verdict));
     if !verdict.passed() {
         keep_aside()?;
         return crate::error::fail(format!(
@@ -318,9 +318,11 @@ fn fetch_source(
     };
     git::check_commit_id(commit)?;
     let dir = build.source_dir(source);
-    eprintln!(
+    crate::ui::say!(
         "[{}] source {} at {} (commit {commit})",
-        build.image, source.git, source.tag
+        build.image,
+        source.git,
+        source.tag
     );
     git::checkout_pinned(source.git, source.tag, commit, &dir, env)?;
     Ok(SourceInput {

@@ -107,7 +107,7 @@ impl CheckRuntime {
             });
             let report = match result {
                 Ok((path, verdict, observed)) => {
-                    eprint!("{}", render(&image, &verdict));
+                    crate::ui::say_more!("{}", render(&image, &verdict));
                     let differences = known.compare(&image, &observed);
                     if self.write_facts {
                         written.extend(differences.iter().cloned());
@@ -126,7 +126,7 @@ impl CheckRuntime {
                     StepReport::new(&image, STEP, outcome, started.elapsed())
                 }
                 Err(error) => {
-                    eprintln!("[{image}] {STEP}: {error:#}");
+                    anstream::eprintln!("[{image}] {STEP}: {error:#}");
                     let report = StepReport::from_error(&image, STEP, &error, started.elapsed());
                     checked.push(Checked {
                         image: image.clone(),
@@ -143,10 +143,10 @@ impl CheckRuntime {
             };
             reports.push(report);
         }
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         if self.write_facts && !written.is_empty() {
             facts::write(root, &written)?;
-            eprintln!(
+            crate::ui::say!(
                 "wrote {} difference(s) into the package facts; review them and name the package of any `<package>` line by hand",
                 written.len()
             );
@@ -230,7 +230,7 @@ impl Known {
             return Vec::new();
         };
         let differences = facts::compare(image, catalog, known, observed);
-        eprint!("{}", facts::render(image, &known.path, &differences));
+        crate::ui::say_more!("{}", facts::render(image, &known.path, &differences));
         differences
     }
 }

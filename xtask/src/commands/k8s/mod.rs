@@ -28,16 +28,16 @@ impl K8s {
         let mode = if self.check { Mode::Check } else { Mode::Write };
         let generated = ensure(root, mode)?;
         for written in &generated.written {
-            eprintln!("wrote {written}");
+            crate::ui::say!("wrote {written}");
         }
         for gap in &generated.gaps {
-            eprintln!("note: {gap}");
+            crate::ui::say!("note: {gap}");
         }
         if let Some(hint) = published_runner_hint(root)? {
-            eprintln!("note: {hint}");
+            crate::ui::say!("note: {hint}");
         }
         if self.check {
-            eprintln!("{} and {}: up to date", plan::RUNNER_DIR, plan::POLICY_DIR);
+            crate::ui::say!("{} and {}: up to date", plan::RUNNER_DIR, plan::POLICY_DIR);
         }
         Ok(())
     }

@@ -202,7 +202,7 @@ async fn copy_blob(
         }
         other => other?,
     }
-    eprintln!(
+    crate::ui::say!(
         "[{target}] blob {} ({}) copied in {:.1}s",
         short_digest(digest),
         human_size(blob.size),

@@ -104,9 +104,9 @@ impl Mirror {
         };
         let results = registry::block_on(run_all(&items, &run, self.jobs.max(1)))?;
         let reports: Vec<StepReport> = results.iter().map(result_report).collect();
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         let copied: u64 = results.iter().map(|r| r.counts.bytes_copied).sum();
-        eprintln!(
+        crate::ui::say!(
             "mirror: {} reference(s) in {:.1}s, {} copied",
             results.len(),
             started.elapsed().as_secs_f64(),
@@ -143,7 +143,7 @@ async fn run_all(items: &[MirrorItem], run: &Run<'_>, jobs: usize) -> Vec<Mirror
                     could_not_run: false,
                 };
                 if let Err(error) = mirror_one(item, run, &mut result).await {
-                    eprintln!("[{}] FAILED: {error:#}", item.target);
+                    anstream::eprintln!("[{}] FAILED: {error:#}", item.target);
                     result.outcome = Outcome::Failed(format!("{error:#}"));
                     result.could_not_run = !crate::error::is_failure(&error);
                 }
@@ -199,7 +199,7 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
             run.threshold
         ));
     }
-    eprintln!(
+    crate::ui::say!(
         "[{}] signatures: quorum met by {}",
         item.target,
         quorum.signers.join(", ")
@@ -219,7 +219,7 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
         None => true,
     };
     if present && tagged {
-        eprintln!("[{}] already mirrored", item.target);
+        crate::ui::say!("[{}] already mirrored", item.target);
         result.outcome = Outcome::Skipped("already mirrored".into());
         save_signatures(item, run, &files)?;
         return Ok(());
@@ -253,7 +253,7 @@ async fn mirror_one(item: &MirrorItem, run: &Run<'_>, result: &mut MirrorResult)
     }
     save_signatures(item, run, &files)?;
     let counts = &result.counts;
-    eprintln!(
+    crate::ui::say!(
         "[{}] copied: {} blob(s) ({}), {} mounted, {} already present",
         item.target,
         counts.blobs_copied,

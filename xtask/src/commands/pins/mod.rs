@@ -180,7 +180,7 @@ fn render(judged: &[Judged]) -> String {
 impl Check {
     pub fn run(self, root: &Path) -> Result<()> {
         let judged = judge(root, &self.source)?;
-        eprint!("{}", render(&judged));
+        crate::ui::say_more!("{}", render(&judged));
         self.json.write("pins-check", &[], &judged)?;
         let stale: Vec<&str> = judged
             .iter()
@@ -188,7 +188,7 @@ impl Check {
             .map(|j| j.pin.package.as_str())
             .collect();
         if stale.is_empty() {
-            eprintln!("pins: {} pin(s), all current", judged.len());
+            crate::ui::say!("pins: {} pin(s), all current", judged.len());
             return Ok(());
         }
         fail(format!(
@@ -284,7 +284,7 @@ impl Update {
             return Err(error.context("pins update: every file is as it was"));
         }
         for m in &moved {
-            eprintln!(
+            crate::ui::say!(
                 "moved {}: {} → {} ({})",
                 m.package,
                 m.from,
@@ -293,7 +293,7 @@ impl Update {
             );
         }
         if moved.is_empty() {
-            eprintln!("pins: nothing to move");
+            crate::ui::say!("pins: nothing to move");
         }
         self.json.write("pins-update", &[], &moved)
     }
@@ -559,7 +559,7 @@ impl Transaction {
                     .map_err(Into::into),
             };
             if let Err(error) = restored {
-                eprintln!("error: could not restore {}: {error:#}", path.display());
+                anstream::eprintln!("error: could not restore {}: {error:#}", path.display());
             }
         }
     }

@@ -43,7 +43,7 @@ impl VerifyReproducible {
         )?;
         let options = build::options(root, &self.engine)?;
         let reports = verify(&catalog, self.images.names(), &options, &env)?;
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         self.json.write("verify-reproducible", &reports, &())?;
         report::fail_if_any(&reports, "verify-reproducible")
     }
@@ -71,19 +71,19 @@ pub fn verify(
         let step = Step::VerifyReproducible.name();
         let report = match verify_one(&target, env) {
             Ok(Verdict::Reproducible(digest)) => {
-                eprintln!("[{}] reproducible: {digest}", image.name);
+                crate::ui::say!("[{}] reproducible: {digest}", image.name);
                 StepReport {
                     digest: Some(digest),
                     ..StepReport::new(&image.name, step, Outcome::Passed, started.elapsed())
                 }
             }
             Ok(Verdict::Differs(explanation)) => {
-                eprintln!("[{}] NOT reproducible:\n{explanation}", image.name);
+                crate::ui::say!("[{}] NOT reproducible:\n{explanation}", image.name);
                 let outcome = Outcome::Failed(format!("not reproducible: {explanation}"));
                 StepReport::new(&image.name, step, outcome, started.elapsed())
             }
             Err(error) => {
-                eprintln!("[{}] FAILED: {error:#}", image.name);
+                anstream::eprintln!("[{}] FAILED: {error:#}", image.name);
                 StepReport::from_error(&image.name, step, &error, started.elapsed())
             }
         };
@@ -113,7 +113,7 @@ fn verify_one(target: &ImageBuild, env: &Env) -> Result<Verdict> {
     let mut archives = Vec::new();
     for run in ["first", "second"] {
         let build = target.with_archive(records::rebuild_archive(root, &target.image, run));
-        eprintln!("[{}] {run} build (--no-cache)", target.image);
+        crate::ui::say!("[{}] {run} build (--no-cache)", target.image);
         build_once(&build, &digests, env)
             .with_context(|| format!("{run} build of `{}`", target.image))?;
         archives.push(OciArchive::open(&build.archive)?);

@@ -58,15 +58,15 @@ impl Sbom {
         if self.cpes {
             let mode = if self.check { Mode::Check } else { Mode::Write };
             match ensure_cpes(root, mode)? {
-                FileOutcome::Unchanged => eprintln!("{CPES_FILE} is up to date"),
-                FileOutcome::Written => eprintln!("wrote {CPES_FILE}"),
+                FileOutcome::Unchanged => crate::ui::say!("{CPES_FILE} is up to date"),
+                FileOutcome::Written => crate::ui::say!("wrote {CPES_FILE}"),
             }
             return Ok(());
         }
         let catalog = Catalog::load(root)?;
         let images = self.images.select(&catalog)?;
         let reports = sbom_images(root, &catalog, &images, !self.no_syft, &Env::new())?;
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         self.json.write("sbom", &reports, &())?;
         report::fail_if_any(&reports, Step::Sbom.name())
     }
@@ -98,11 +98,11 @@ pub fn sbom_images(
         });
         let report = match made {
             Ok(record) => {
-                eprintln!("[{name}] sbom: {}", record.summary);
+                crate::ui::say!("[{name}] sbom: {}", record.summary);
                 StepReport::new(name, step, Outcome::Passed, started.elapsed())
             }
             Err(error) => {
-                eprintln!("[{name}] sbom FAILED: {error:#}");
+                anstream::eprintln!("[{name}] sbom FAILED: {error:#}");
                 StepReport::from_error(name, step, &error, started.elapsed())
             }
         };

@@ -70,7 +70,7 @@ impl Scan {
         let env = Env::new();
         crate::tools::require(&[Tool::Grype], &env, "scan")?;
         let (reports, scanned) = scan_images(root, &images, &self.gate, &env)?;
-        eprint!("\n{}", report::table(&reports));
+        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
         self.json.write("scan", &reports, &scanned)?;
         report::fail_if_any(&reports, Step::Scan.name())
     }
@@ -111,7 +111,7 @@ pub fn scan_images(
                 all.push(scanned);
             }
             Err(error) => {
-                eprintln!("[{image}] scan FAILED: {error:#}");
+                anstream::eprintln!("[{image}] scan FAILED: {error:#}");
                 reports.push(StepReport::from_error(
                     image,
                     step,
@@ -163,13 +163,13 @@ fn scan_one(
             Ok(found) => advisory.extend(found),
             Err(error) => {
                 advisory_failed += 1;
-                eprintln!("[{image}] advisory scan of {cpe} failed: {error:#}");
+                anstream::eprintln!("[{image}] advisory scan of {cpe} failed: {error:#}");
             }
         }
     }
     let summary = findings::markdown(image, &found, &verdict, threshold, &advisory);
     write_atomically(&dir.join("scan.md"), summary.as_bytes())?;
-    eprint!("{summary}");
+    crate::ui::say_more!("{summary}");
     let outcome = if verdict.passed() {
         Outcome::Passed
     } else {

@@ -96,7 +96,7 @@ impl Init {
             );
         };
         if password.is_empty() {
-            eprintln!(
+            anstream::eprintln!(
                 "warning: {} is empty: the private key is not encrypted",
                 cosign::PASSWORD_ENV
             );
@@ -131,9 +131,9 @@ impl Init {
         // The admission policy embeds the key: it changes with it.
         let generated = crate::commands::k8s::ensure(root, crate::files::Mode::Write)?;
         for written in &generated.written {
-            eprintln!("wrote {written} (it embeds the new public key)");
+            crate::ui::say!("wrote {written} (it embeds the new public key)");
         }
-        eprintln!(
+        crate::ui::say!(
             "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it with the regenerated policies/, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
             public.display(),
             private.display()

@@ -253,7 +253,7 @@ impl Sign {
         let (signing, secrets) = self.key.signing(installed_cosign()?)?;
         let started = Instant::now();
         let signed = sign(&pinned, &signing, &secrets)?;
-        eprintln!(
+        crate::ui::say!(
             "signed {} in {:.1}s; signature stored at {}{}",
             signed.reference,
             started.elapsed().as_secs_f64(),
@@ -319,7 +319,7 @@ impl Attest {
         check_sbom(&self.sbom, self.kind)?;
         let (signing, secrets) = self.key.signing(installed_cosign()?)?;
         let signed = attest(&pinned, &self.sbom, self.kind, &signing, &secrets)?;
-        eprintln!(
+        crate::ui::say!(
             "attested {} ({}) to {}; stored at {}",
             self.sbom.display(),
             self.kind.predicate_type(),
@@ -424,7 +424,7 @@ impl Verify {
             .collect();
         // Anyone's check: the docker config's entry for that host, if any.
         let verified = verify(&pinned, &verifying, &expected, Access::Read)?;
-        eprint!("{}", verified.render());
+        crate::ui::say_more!("{}", verified.render());
         self.json.write("verify", &[], &verified)
     }
 }

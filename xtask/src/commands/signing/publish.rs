@@ -67,7 +67,7 @@ impl Publish {
         self.json
             .write("publish", &[report], &result.as_ref().ok())?;
         let record = result?;
-        eprintln!(
+        crate::ui::say!(
             "published {} as {} ({}) in {:.1}s: signed, SBOMs attested ({}), both verified against {}",
             self.image,
             record.pushed,
@@ -189,7 +189,7 @@ impl Publisher {
         for (kind, path) in &sboms(root, image) {
             attestations = attest(pinned, path, *kind, &self.signing, &self.secrets)?.stored_at;
         }
-        eprintln!("[{image}] signed {}, SBOMs attested", pinned.image);
+        crate::ui::say!("[{image}] signed {}, SBOMs attested", pinned.image);
         Ok(SignedImage {
             pinned: pinned.clone(),
             signature,
@@ -212,7 +212,7 @@ impl Publisher {
             .collect();
         // What was pushed with the publishing credentials is read back with them.
         let verified = verify(&signed.pinned, &self.verifying, &expected, Access::Write)?;
-        eprint!("{}", verified.render());
+        crate::ui::say_more!("{}", verified.render());
         Ok(verified)
     }
 

@@ -41,7 +41,7 @@ impl Workflows {
         for (path, text) in &generated {
             let outcome = ensure_file(&root.join(path), text, mode, "cargo xtask workflows")?;
             if outcome == Outcome::Written {
-                eprintln!("wrote {path}");
+                crate::ui::say!("wrote {path}");
             }
         }
         // A hand-written workflow beside ours would run unreviewed by this gate.
@@ -55,7 +55,7 @@ impl Workflows {
             ));
         }
         if self.check {
-            eprintln!("{WORKFLOWS_DIR}: up to date");
+            crate::ui::say!("{WORKFLOWS_DIR}: up to date");
         }
         Ok(())
     }

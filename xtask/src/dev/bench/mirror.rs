@@ -89,7 +89,7 @@ fn run(root: &Path, bench: &MirrorBench) -> Result<()> {
     let xtask = std::env::current_exe()?;
 
     // 1. Throughput: the same images, each copy into a registry that has never seen them.
-    eprintln!("bench: {images} images x 3 layers x {layer_mib} MiB of random data");
+    crate::ui::say!("bench: {images} images x 3 layers x {layer_mib} MiB of random data");
     let mut references = Vec::new();
     for index in 0..images {
         let name = format!("img-{index}");
@@ -163,7 +163,7 @@ fn run(root: &Path, bench: &MirrorBench) -> Result<()> {
         (Copier::Limit, Vec::new()),
     ];
     for round in 1..=rounds.max(1) {
-        eprintln!("bench: throughput round {round} of {rounds}");
+        crate::ui::say!("bench: throughput round {round} of {rounds}");
         for (copier, seconds) in &mut times {
             seconds.push(copy_into_fresh_registry(*copier, REFS_AT_ONCE)?);
         }
@@ -185,7 +185,7 @@ fn run(root: &Path, bench: &MirrorBench) -> Result<()> {
     let ours_registry = ScratchRegistry::start(&layout, &work.join("registry-big"))?;
 
     // 2. A no-op re-mirror: everything already there.
-    eprintln!("bench: {noop_refs} small signed images for the no-op re-mirror");
+    crate::ui::say!("bench: {noop_refs} small signed images for the no-op re-mirror");
     let mut small_refs = Vec::new();
     for index in 0..noop_refs {
         let name = format!("small-{index}");
@@ -198,7 +198,7 @@ fn run(root: &Path, bench: &MirrorBench) -> Result<()> {
     let noop_seconds = timed(&mirror(&noop_target, REFS_AT_ONCE, &small_refs))?;
 
     // 3. Peak memory while one big layer is copied, ours and skopeo's.
-    eprintln!("bench: one {big_layer_mib} MiB layer for peak memory");
+    crate::ui::say!("bench: one {big_layer_mib} MiB layer for peak memory");
     let big_digest = publish(&work, &source, "big", &[big_layer_mib << 20], 4242)?;
     signer.sign(&lookaside, "big", &big_digest)?;
     let big_refs = [format!("stagex/big:1@{big_digest}")];

@@ -84,7 +84,7 @@ fn bench_build(root: &Path, images: usize, work: u64) -> Result<()> {
     let parallel_jobs = default_jobs();
     let mut seconds = Vec::new();
     for jobs in [1, parallel_jobs] {
-        eprintln!("bench: {} images, --jobs {jobs}, --no-cache", builds.len());
+        crate::ui::say!("bench: {} images, --jobs {jobs}, --no-cache", builds.len());
         let started = Instant::now();
         let run = run_builds(&builds, jobs, &prepared.env, "build");
         let elapsed = started.elapsed().as_secs_f64();

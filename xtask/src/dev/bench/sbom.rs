@@ -51,7 +51,7 @@ impl SbomBench {
         let catalog = Catalog::load(checkout)?;
         let options = plan::BuildOptions::new(checkout, 1_700_000_000);
         let builds = plan::plan(&catalog, &[IMAGE.to_string()], &options)?;
-        eprintln!("bench: building an image of {} files", self.files);
+        crate::ui::say!("bench: building an image of {} files", self.files);
         let run = run_builds(&builds, 1, &prepared.env, "build");
         crate::report::fail_if_any(&run.reports, "bench sbom")?;
 

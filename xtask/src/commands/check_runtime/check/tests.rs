@@ -665,7 +665,7 @@ mod hostile {
         let started = std::time::Instant::now();
         let verdict = image.check();
         let text: usize = verdict.problems.iter().map(|p| p.to_string().len()).sum();
-        eprintln!(
+        crate::ui::say!(
             "chain of climbing links: {:?}, {} problems, {text} bytes of problem text",
             started.elapsed(),
             verdict.problems.len()
