@@ -2,7 +2,6 @@
 //! the one write-or-check helper for generated files, and `--json PATH|-`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -75,25 +74,39 @@ pub fn strays(root: &Path, dirs: &[&str], generated: &[String]) -> Vec<String> {
     found
 }
 
-/// Write via a sibling temporary file and rename it into place.
+/// Write via a sibling temporary file and rename it into place. The
+/// temporary file has a random name and is created exclusively (`O_EXCL`,
+/// never through a symlink planted in the folder); it is removed if anything
+/// fails. A missing folder is created (documented for `--json PATH`).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    // Unique per process and call: threads may write side by side.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
+    use std::io::Write;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let temporary = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&temporary, bytes)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    temporary
+        .write_all(bytes)
+        .and_then(|()| temporary.flush())
+        .with_context(|| format!("writing {}", temporary.path().display()))?;
+    // The mode a plain write would give (tempfile creates 0600), or the
+    // replaced file's own.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|meta| meta.is_file())
+        .map_or(0o644, |meta| meta.permissions().mode() & 0o777);
+    std::fs::set_permissions(temporary.path(), std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("writing {}", temporary.path().display()))?;
+    temporary
+        .persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
 
@@ -143,5 +156,30 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\n");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    /// A symlink where the file goes is replaced, never written through, and
+    /// no temporary file is left beside it.
+    #[test]
+    fn atomic_writes_never_follow_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let path = out.join("report.json");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["report.json"]);
     }
 }

@@ -210,16 +210,35 @@ pub fn analyse_images(
 /// The image's final filesystem, written under a scratch folder that goes
 /// away with the returned guard. A layer that cannot be applied safely is a
 /// failed check of the image (exit 1), not a tool that could not run.
+/// Symlinks are rewritten to stay inside the folder (mal follows them: a link
+/// to `/etc/shadow` must not show it this machine's file); the few whose
+/// meaning cannot be kept are left out and named here.
 fn extracted(root: &Path, image: &str) -> Result<(BuildRecord, tempfile::TempDir, PathBuf)> {
     let record = BuildRecord::load(root, image)?;
     let archive = OciArchive::open(&record.verified_archive(root)?)?;
     let scratch = tempfile::tempdir()?;
     let rootfs = scratch.path().join("rootfs");
     std::fs::create_dir(&rootfs)?;
-    if let Err(error) = crate::oci::rootfs::extract(&archive, &rootfs) {
-        return fail(format!(
-            "its filesystem cannot be extracted safely: {error:#}"
-        ));
+    match crate::oci::rootfs::extract(&archive, &rootfs) {
+        Ok(extracted) => {
+            for (path, target) in extracted.left_out.iter().take(20) {
+                eprintln!(
+                    "[{image}] malcontent: the symlink /{path} → {} is left out of the analysed tree (it climbs with `..` after descending)",
+                    target.escape_debug()
+                );
+            }
+            if extracted.left_out.len() > 20 {
+                eprintln!(
+                    "[{image}] malcontent: {} more symlinks left out",
+                    extracted.left_out.len() - 20
+                );
+            }
+        }
+        Err(error) => {
+            return fail(format!(
+                "its filesystem cannot be extracted safely: {error:#}"
+            ))
+        }
     }
     Ok((record, scratch, rootfs))
 }

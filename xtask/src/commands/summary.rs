@@ -127,6 +127,26 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// One table cell from text a CI job uploaded (anyone's): every control
+/// character (CR and the Unicode line separators too, which end a line for
+/// CommonMark or browsers) becomes a space, and every character Markdown or
+/// HTML gives a meaning is escaped, so a cell stays one cell of plain text.
+fn cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '!' | '|' | '&' | '#' | '~' | '('
+            | ')' | '$' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The reports as a markdown table, failures first.
 pub fn markdown(reports: &[StepReport]) -> String {
     let failed = reports.iter().filter(|r| r.failed()).count();
@@ -142,16 +162,17 @@ pub fn markdown(reports: &[StepReport]) -> String {
             Outcome::Failed(why) => ("**FAILED**", why.clone()),
             Outcome::Skipped(why) => ("skipped", why.clone()),
         };
-        let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
         text.push_str(&format!(
             "| {} | {} | {result} | {:.1}s | {} | {} |\n",
             cell(&r.step),
             cell(&r.image),
             r.seconds,
-            r.digest
-                .as_deref()
-                .map(report::short_digest)
-                .unwrap_or_default(),
+            cell(
+                &r.digest
+                    .as_deref()
+                    .map(report::short_digest)
+                    .unwrap_or_default()
+            ),
             cell(&detail)
         ));
     }
@@ -175,6 +196,37 @@ mod tests {
             ),
         ];
         insta::assert_snapshot!(markdown(&reports));
+    }
+
+    /// A crafted report cannot end its row, start a heading, show an image
+    /// or inject HTML, in any field, the digest included.
+    #[test]
+    fn every_field_is_plain_text_in_one_cell() {
+        let mut report = StepReport::new(
+            "base\r# Approved",
+            "scan",
+            Outcome::Failed(
+                "ok\r\n## Passed ![x](https://evil.example/p.png) <img src=x>\u{2028}|".into(),
+            ),
+            Duration::from_secs(1),
+        );
+        report.digest = Some("sha256:abc\r\n# injected <b>".into());
+        let text = markdown(&[report]);
+        let rows: Vec<&str> = text.lines().collect();
+        // Title, blank, count, blank, header, rule, and exactly one row.
+        assert_eq!(rows.len(), 7, "{text}");
+        let row = rows[6];
+        assert!(!row.contains('\r') && !row.contains('\u{2028}'), "{row:?}");
+        let chars: Vec<char> = row.chars().collect();
+        for (at, c) in chars.iter().enumerate() {
+            if "<>![]()#&".contains(*c) {
+                assert_eq!(chars[at - 1], '\\', "{c} unescaped in {row}");
+            }
+        }
+        let separators = (0..chars.len())
+            .filter(|&at| chars[at] == '|' && (at == 0 || chars[at - 1] != '\\'))
+            .count();
+        assert_eq!(separators, 7, "six cells: {row}");
     }
 
     #[test]

@@ -94,12 +94,22 @@ impl Catalog {
             .collect())
     }
 
+    /// The images under `root`. A directory whose name is no image name is
+    /// refused (exit 1): the name lands in references, generated workflows
+    /// (where `${{ … }}` would be evaluated) and manifests, so nothing that
+    /// did not pass [`is_image_name`] is ever rendered.
     pub fn load(root: &Path) -> Result<Catalog> {
         let mut found = Vec::new();
         for dir in image_dirs(root)? {
             let path = root.join(&dir).join("Containerfile");
             let containerfile = Containerfile::read(&path)?;
             let name = dir.rsplit('/').next().unwrap_or(&dir).to_string();
+            if !is_image_name(&name) {
+                return crate::error::fail(format!(
+                    "{dir}/: `{}` is not an image name: image names are directory names, and must be one path component of an image reference, `[a-z0-9]+([._-][a-z0-9]+)*` (at most 64 characters); rename the directory",
+                    name.escape_debug()
+                ));
+            }
             found.push((name, dir, containerfile));
         }
         let names: BTreeSet<String> = found.iter().map(|(name, _, _)| name.clone()).collect();
@@ -228,6 +238,23 @@ fn dependency_order(images: Vec<Image>) -> Result<Vec<Image>> {
     Ok(ordered)
 }
 
+/// `[a-z0-9]+([._-][a-z0-9]+)*`, at most 64 characters: a path component of
+/// an image reference with single separators.
+pub fn is_image_name(name: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && alnum(bytes[0])
+        && alnum(bytes[bytes.len() - 1])
+        && bytes
+            .windows(2)
+            .all(|pair| alnum(pair[0]) || alnum(pair[1]))
+        && bytes
+            .iter()
+            .all(|&b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +308,41 @@ mod tests {
         write(root.path(), "b", "FROM a\n");
         let error = Catalog::load(root.path()).unwrap_err();
         assert!(error.to_string().contains("cycle"), "{error}");
+    }
+
+    #[test]
+    fn image_names_are_reference_components() {
+        for good in ["base", "base-go", "node-hello", "a.b_c-1", "x"] {
+            assert!(is_image_name(good), "{good}");
+        }
+        for bad in [
+            "basex${{github.token}}",
+            "Base",
+            "-base",
+            "base-",
+            "base--go",
+            "a._b",
+            "",
+            "b a",
+            &"a".repeat(65),
+        ] {
+            assert!(!is_image_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_directory_that_is_no_image_name_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("examples/bad${{github.token}}");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Containerfile"), "FROM scratch\n").unwrap();
+        let error = Catalog::load(root.path()).unwrap_err();
+        assert!(crate::error::is_failure(&error));
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("examples/bad${{github.token}}/")
+                && text.contains("rename the directory"),
+            "{text}"
+        );
     }
 }

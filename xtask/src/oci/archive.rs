@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 
 use super::manifest::{Descriptor, Index, Manifest};
 use super::reference::is_sha256_hex;
+use super::registry::MAX_MANIFEST_BYTES;
+use super::tar::{Budget, FileSource, Kind, Limits, TarReader};
 
 /// Where one blob sits inside the archive file.
 #[derive(Debug, Clone, Copy)]
@@ -29,36 +31,75 @@ pub struct OciArchive {
     pub manifest: Manifest,
 }
 
+/// The most entries an OCI archive holds (index, layout file, folders, one
+/// blob per layer, config and manifest): far more than any image has.
+const MAX_ARCHIVE_ENTRIES: u64 = 10_000;
+
 impl OciArchive {
     pub fn open(path: &Path) -> Result<OciArchive> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let mut archive = tar::Archive::new(BufReader::new(file));
+        let source =
+            FileSource::new(file).with_context(|| format!("reading {}", path.display()))?;
+        // Blobs are passed over by seeking: their bytes are only bounded by
+        // what reads them later.
+        let budget = Budget::new(Limits {
+            entries: MAX_ARCHIVE_ENTRIES,
+            entry_bytes: u64::MAX,
+            total_bytes: u64::MAX,
+        });
+        let mut archive = TarReader::new(source, &budget, path.display().to_string());
         let mut blobs = BTreeMap::new();
         let mut index_bytes = None;
-        for entry in archive
-            .entries()
-            .with_context(|| format!("{} is not a tar archive", path.display()))?
-        {
-            let mut entry = entry.with_context(|| format!("reading {}", path.display()))?;
-            let name = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
+        while let Some(entry) = archive.next_entry()? {
+            let name = match super::tar::clean(&entry.name) {
+                Ok(Some(name)) => name,
+                Ok(None) => continue,
+                Err(why) => {
+                    return crate::error::fail(format!(
+                        "{}: entry `{}` {why}: not an OCI archive we read",
+                        path.display(),
+                        entry.name
+                    ))
+                }
+            };
+            let name = name.as_str();
+            let refuse = |reason: &str| {
+                crate::error::fail(format!(
+                    "{}: entry `{name}`: {reason}: not an OCI archive we read",
+                    path.display()
+                ))
+            };
             if name == "index.json" {
-                let mut bytes = Vec::new();
-                entry.read_to_end(&mut bytes)?;
+                if entry.kind != Kind::File {
+                    return refuse(&format!("a {}, not a file", entry.kind.name()));
+                }
+                if index_bytes.is_some() {
+                    return refuse(
+                        "a second index.json: which one an engine reads is anyone's guess",
+                    );
+                }
+                if entry.size > MAX_MANIFEST_BYTES as u64 {
+                    return refuse(&format!(
+                        "{} bytes: an index is under {MAX_MANIFEST_BYTES}",
+                        entry.size
+                    ));
+                }
+                let mut bytes = Vec::with_capacity(entry.size as usize);
+                archive.data().read_to_end(&mut bytes)?;
                 index_bytes = Some(bytes);
             } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 // Anything else under blobs/ is not a blob we could ask for.
                 if is_sha256_hex(hex) {
-                    blobs.insert(
-                        format!("sha256:{hex}"),
-                        BlobLocation {
-                            offset: entry.raw_file_position(),
-                            size: entry.size(),
-                        },
-                    );
+                    if entry.kind != Kind::File {
+                        return refuse(&format!("a {}, not a file", entry.kind.name()));
+                    }
+                    let location = BlobLocation {
+                        offset: entry.data_offset,
+                        size: entry.size,
+                    };
+                    if blobs.insert(format!("sha256:{hex}"), location).is_some() {
+                        return refuse("the same blob twice");
+                    }
                 }
             }
         }
@@ -116,9 +157,17 @@ impl OciArchive {
         })
     }
 
-    /// A blob's bytes, checked against its digest.
+    /// A blob's bytes, checked against its digest: a manifest, a config,
+    /// never more than a registry would send us for one.
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
+        let size = self.blob_location(digest)?.size;
+        if size > MAX_MANIFEST_BYTES as u64 {
+            return crate::error::fail(format!(
+                "{}: blob {digest} is {size} bytes: refused (manifests and configs are under {MAX_MANIFEST_BYTES})",
+                self.path.display()
+            ));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
         self.blob_reader(digest)?.read_to_end(&mut bytes)?;
         self.check_digest(digest, &crate::hash::hex_sha256(&bytes))?;
         Ok(bytes)
@@ -163,12 +212,19 @@ impl OciArchive {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
-    /// One layer as a tar stream, after its bytes were proven to be the layer.
-    pub fn layer_tar(&self, layer: &Descriptor) -> Result<tar::Archive<Box<dyn Read>>> {
+    /// One layer as a tar stream, after its bytes were proven to be the
+    /// layer, read through the one strict reader and charged to `budget`.
+    pub fn layer_tar<'b>(
+        &self,
+        layer: &Descriptor,
+        budget: &'b Budget,
+    ) -> Result<TarReader<'b, Box<dyn Read>>> {
         self.verify_blob(&layer.digest)?;
         let reader = self.blob_reader(&layer.digest)?;
         let reader: Box<dyn Read> = if layer.media_type.ends_with("gzip") {
-            Box::new(flate2::read::GzDecoder::new(reader))
+            // Every gzip member, as Go's reader (and pigz) decompress them:
+            // flate2's single-member decoder would stop after the first.
+            Box::new(flate2::read::MultiGzDecoder::new(reader))
         } else if layer.media_type.ends_with("tar") {
             Box::new(reader)
         } else {
@@ -178,36 +234,39 @@ impl OciArchive {
                 layer.media_type
             );
         };
-        Ok(tar::Archive::new(reader))
+        Ok(TarReader::new(
+            reader,
+            budget,
+            format!("{}: layer {}", self.path.display(), layer.digest),
+        ))
     }
 
     /// Every file of one layer, with what makes it reproducible or not.
-    pub fn layer_files(&self, layer: &Descriptor) -> Result<BTreeMap<String, FileEntry>> {
+    pub fn layer_files(
+        &self,
+        layer: &Descriptor,
+        budget: &Budget,
+    ) -> Result<BTreeMap<String, FileEntry>> {
         let mut files = BTreeMap::new();
-        let mut archive = self.layer_tar(layer)?;
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let path = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_string();
-            let header = entry.header().clone();
-            let link = entry
-                .link_name()?
-                .map(|target| target.to_string_lossy().into_owned());
+        let mut archive = self.layer_tar(layer, budget)?;
+        while let Some(entry) = archive.next_entry()? {
+            let Some(path) = super::tar::clean(&entry.name)
+                .map_err(|why| anyhow::anyhow!("layer {}: `{}` {why}", layer.digest, entry.name))?
+            else {
+                continue;
+            };
             // Hashed as it streams: a layer may hold files larger than memory.
-            let sha256 = crate::hash::reader_sha256(&mut entry)?;
+            let sha256 = crate::hash::reader_sha256(archive.data())?;
             files.insert(
                 path,
                 FileEntry {
-                    kind: kind_name(header.entry_type()),
-                    size: header.size().unwrap_or(0),
-                    mode: header.mode().unwrap_or(0),
-                    uid: header.uid().unwrap_or(0),
-                    gid: header.gid().unwrap_or(0),
-                    mtime: header.mtime().unwrap_or(0),
-                    link,
+                    kind: entry.kind.name(),
+                    size: entry.size,
+                    mode: entry.mode,
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    mtime: entry.mtime,
+                    link: entry.link,
                     sha256,
                 },
             );
@@ -227,19 +286,6 @@ pub struct FileEntry {
     pub mtime: u64,
     pub link: Option<String>,
     pub sha256: String,
-}
-
-pub fn kind_name(kind: tar::EntryType) -> &'static str {
-    match kind {
-        tar::EntryType::Regular | tar::EntryType::Continuous => "file",
-        tar::EntryType::Directory => "directory",
-        tar::EntryType::Symlink => "symlink",
-        tar::EntryType::Link => "hardlink",
-        tar::EntryType::Char => "char device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "fifo",
-        _ => "other",
-    }
 }
 
 #[cfg(test)]
@@ -297,11 +343,14 @@ mod tests {
     fn layers_are_read_only_when_they_are_their_digest() {
         let dir = tempfile::tempdir().unwrap();
         let good = OciArchive::open(&archive(dir.path(), false)).unwrap();
-        let files = good.layer_files(&good.manifest.layers[0]).unwrap();
+        let budget = Budget::new(Limits::default());
+        let files = good.layer_files(&good.manifest.layers[0], &budget).unwrap();
         assert_eq!(files["hello.txt"].sha256, crate::hash::hex_sha256(b"hello"));
 
         let bad = OciArchive::open(&archive(dir.path(), true)).unwrap();
-        let error = bad.layer_files(&bad.manifest.layers[0]).unwrap_err();
+        let error = bad
+            .layer_files(&bad.manifest.layers[0], &budget)
+            .unwrap_err();
         assert!(
             error.to_string().contains("the archive is corrupt"),
             "{error}"

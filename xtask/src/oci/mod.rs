@@ -8,4 +8,5 @@ pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+pub mod tar;
 pub mod transfer;

@@ -8,11 +8,12 @@
 //! links last, so nothing it writes can land outside that folder.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use super::archive::OciArchive;
+use super::tar::{Budget, Kind as TarKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
@@ -63,36 +64,13 @@ impl Rootfs {
     }
 }
 
-/// A tar path made safe: relative, no `..`, no empty name, UTF-8 (a name
-/// that is not could only be shown altered, and two would become one).
-fn clean(layer: usize, raw: &Path) -> Result<Option<String>> {
-    let mut parts = Vec::new();
-    for component in raw.components() {
-        match component {
-            Component::Normal(part) => match part.to_str() {
-                Some(part) => parts.push(part.to_string()),
-                None => bail!(
-                    "layer {}: `{}` is not UTF-8: refused (paths in SBOMs and reports are UTF-8)",
-                    layer + 1,
-                    raw.display()
-                ),
-            },
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => {
-                bail!(
-                    "layer {}: `{}` is an absolute path: layers hold relative paths only",
-                    layer + 1,
-                    raw.display()
-                )
-            }
-            Component::ParentDir => bail!(
-                "layer {}: `{}` climbs out with `..`",
-                layer + 1,
-                raw.display()
-            ),
-        }
+/// A tar path made safe: relative, no `..`, no empty name (`./` and
+/// repeated slashes dropped, as engines drop them).
+fn clean(layer: usize, raw: &str) -> Result<Option<String>> {
+    match super::tar::clean(raw) {
+        Ok(path) => Ok(path),
+        Err(why) => bail!("layer {}: `{raw}` {why}", layer + 1),
     }
-    Ok((!parts.is_empty()).then(|| parts.join("/")))
 }
 
 /// Parents of a path, shortest first: `a/b/c` → `a`, `a/b`.
@@ -200,24 +178,21 @@ pub fn read_with<T>(
     reading: Reading<'_, T>,
 ) -> Result<(Rootfs, HashMap<Origin, T>)> {
     use std::io::Read as _;
+    let budget = Budget::from_env()?;
     let mut found: HashMap<Origin, T> = HashMap::new();
     let mut rootfs = Rootfs::default();
     for (index, layer) in archive.manifest.layers.iter().enumerate() {
-        let mut tar = archive.layer_tar(layer)?;
+        let mut tar = archive.layer_tar(layer, &budget)?;
         let mut added: Vec<(String, Entry)> = Vec::new();
         // The latest entry of this layer for a path, to resolve hard links.
         let mut latest: HashMap<String, usize> = HashMap::new();
         let mut whiteouts: Vec<String> = Vec::new();
         let mut opaque: Vec<String> = Vec::new();
-        for (ordinal, entry) in tar
-            .entries()
-            .with_context(|| format!("layer {}: not a tar stream", index + 1))?
-            .enumerate()
-        {
-            let mut entry =
-                entry.with_context(|| format!("layer {}: a broken tar entry", index + 1))?;
-            let raw = entry.path()?.into_owned();
-            let Some(path) = clean(index, &raw)? else {
+        let mut ordinal = 0;
+        while let Some(header) = tar.next_entry()? {
+            let this = ordinal;
+            ordinal += 1;
+            let Some(path) = clean(index, &header.name)? else {
                 continue;
             };
             let (dir, name) = match path.rsplit_once('/') {
@@ -235,45 +210,31 @@ pub fn read_with<T>(
                 });
                 continue;
             }
-            let header = entry.header().clone();
-            let link = match entry.link_name()? {
-                Some(target) => Some(
-                    target
-                        .to_str()
-                        .with_context(|| {
-                            format!(
-                                "layer {}: the link `{path}` points to a name that is not UTF-8: refused",
-                                index + 1
-                            )
-                        })?
-                        .to_string(),
-                ),
-                None => None,
-            };
-            let kind = match header.entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
-                tar::EntryType::Directory => Kind::Directory,
-                tar::EntryType::Symlink => Kind::Symlink,
-                tar::EntryType::Link => Kind::Hardlink,
-                other => Kind::Special(super::archive::kind_name(other)),
+            let kind = match header.kind {
+                TarKind::File => Kind::File,
+                TarKind::Directory => Kind::Directory,
+                TarKind::Symlink => Kind::Symlink,
+                TarKind::Hardlink => Kind::Hardlink,
+                other => Kind::Special(other.name()),
             };
             let mut record = Entry {
                 kind: kind.clone(),
-                mode: header.mode().unwrap_or(0),
-                uid: header.uid().unwrap_or(0),
-                gid: header.gid().unwrap_or(0),
-                size: header.size().unwrap_or(0),
+                mode: header.mode,
+                uid: header.uid,
+                gid: header.gid,
+                size: header.size,
                 sha256: None,
                 sha1: None,
-                link,
+                link: header.link.clone(),
                 layer: index,
-                ordinal,
+                ordinal: this,
                 content: None,
             };
             match kind {
                 Kind::File => {
                     let reading_path = || format!("layer {}: reading `{path}`", index + 1);
-                    let mut head = Vec::with_capacity(reading.head);
+                    let mut entry = tar.data();
+                    let mut head = Vec::with_capacity(reading.head.min(record.size as usize));
                     (&mut entry)
                         .take(reading.head as u64)
                         .read_to_end(&mut head)
@@ -284,34 +245,35 @@ pub fn read_with<T>(
                             .with_context(reading_path)?
                     } else if record.size > reading.max_size {
                         found.insert(
-                            (index, ordinal),
+                            (index, this),
                             (reading.inspect)(&path, Sniffed::TooLarge { size: record.size }),
                         );
                         hashes_of(reading.hashes, head.as_slice().chain(&mut entry))
                             .with_context(reading_path)?
                     } else {
+                        // The size is the entry's as parsed (PAX and header
+                        // agree, or the reader refused it), and under max_size.
                         let mut bytes = Vec::with_capacity(record.size as usize);
                         bytes.extend_from_slice(&head);
-                        // The header's size bounds the read; `take` holds it to that.
                         (&mut entry)
                             .take(reading.max_size)
                             .read_to_end(&mut bytes)
                             .with_context(reading_path)?;
                         found.insert(
-                            (index, ordinal),
+                            (index, this),
                             (reading.inspect)(&path, Sniffed::Whole(&bytes)),
                         );
                         hashes_of(reading.hashes, bytes.as_slice()).with_context(reading_path)?
                     };
                     record.sha256 = sha256;
                     record.sha1 = sha1;
-                    record.content = Some((index, ordinal));
+                    record.content = Some((index, this));
                 }
                 Kind::Hardlink => {
                     let target = record
                         .link
                         .as_deref()
-                        .map(|target| clean(index, Path::new(target)))
+                        .map(|target| clean(index, target))
                         .transpose()?
                         .flatten()
                         .with_context(|| {
@@ -390,13 +352,69 @@ pub fn read_with<T>(
     Ok((rootfs, found))
 }
 
+/// What [`extract`] wrote.
+#[derive(Debug)]
+pub struct Extracted {
+    pub rootfs: Rootfs,
+    /// Symlinks left out, `(path, target)`: targets that climb with `..`
+    /// after descending, whose meaning inside the image (where `..` follows
+    /// the symlinks before it) a link under a host folder cannot keep.
+    pub left_out: Vec<(String, String)>,
+}
+
+/// Where a symlink at `path` points inside the image, written relative to
+/// the link so that it cannot leave the folder it is extracted under:
+/// absolute targets start at the image's root, `..` stops there as in the
+/// kernel's walk. `None` when the target climbs after descending.
+pub fn in_tree_target(path: &str, target: &str) -> Option<String> {
+    let mut at: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        parents(path)
+            .last()
+            .map_or(Vec::new(), |dir| dir.split('/').collect())
+    };
+    let mut descended = false;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if descended => return None,
+            ".." => {
+                at.pop();
+            }
+            _ => {
+                at.push(part);
+                descended = true;
+            }
+        }
+    }
+    let depth = parents(path).count();
+    let climbs = target.split('/').take_while(|part| *part == "..").count();
+    if !target.starts_with('/') && climbs <= depth {
+        // Already inside: kept as written.
+        return Some(target.to_string());
+    }
+    let mut relative = "../".repeat(depth);
+    relative.push_str(&at.join("/"));
+    let relative = relative.trim_end_matches('/');
+    Some(if relative.is_empty() {
+        ".".to_string()
+    } else {
+        relative.to_string()
+    })
+}
+
 /// Write the final filesystem of `archive` under `dest` (an empty folder):
 /// directories, then files (names that share content as hard links; a hard
-/// link whose target is gone gets its own copy), then symlinks; devices and
-/// fifos are skipped; set-id bits are dropped. Returns what was read.
-pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
+/// link whose target is gone gets its own copy), then symlinks, rewritten by
+/// [`in_tree_target`] so that a program following them (mal does) never
+/// reaches a file outside `dest`; devices and fifos are skipped; set-id bits
+/// are dropped. Files are created, never opened: nothing is written through
+/// what is already there.
+pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Extracted> {
     use std::os::unix::fs::PermissionsExt;
     let rootfs = read(archive)?;
+    let budget = Budget::from_env()?;
     let target = |path: &str| dest.join(path);
     let writing = |path: &Path| format!("writing {}", path.display());
     for (path, entry) in &rootfs.entries {
@@ -423,10 +441,12 @@ pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
         if wanted.is_empty() {
             continue;
         }
-        let mut tar = archive.layer_tar(layer)?;
-        for (ordinal, entry) in tar.entries()?.enumerate() {
-            let mut entry = entry?;
-            let Some(paths) = wanted.get(&ordinal) else {
+        let mut tar = archive.layer_tar(layer, &budget)?;
+        let mut ordinal = 0;
+        while tar.next_entry()?.is_some() {
+            let this = ordinal;
+            ordinal += 1;
+            let Some(paths) = wanted.get(&this) else {
                 continue;
             };
             let Some(((first, first_entry), others)) = paths.split_first() else {
@@ -436,9 +456,12 @@ pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
             if let Some(parent) = destination.parent() {
                 std::fs::create_dir_all(parent).with_context(|| writing(parent))?;
             }
-            let mut file =
-                std::fs::File::create(&destination).with_context(|| writing(&destination))?;
-            std::io::copy(&mut entry, &mut file).with_context(|| writing(&destination))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&destination)
+                .with_context(|| writing(&destination))?;
+            std::io::copy(&mut tar.data(), &mut file).with_context(|| writing(&destination))?;
             let mode = first_entry.mode & 0o777;
             std::fs::set_permissions(&destination, std::fs::Permissions::from_mode(mode | 0o600))
                 .with_context(|| writing(&destination))?;
@@ -458,17 +481,23 @@ pub fn extract(archive: &OciArchive, dest: &Path) -> Result<Rootfs> {
                 .with_context(|| writing(&target(path)))?;
         }
     }
+    let mut left_out = Vec::new();
     for (path, entry) in &rootfs.entries {
         if entry.kind == Kind::Symlink {
+            let written = entry.link.as_deref().unwrap_or("");
+            let Some(inside) = in_tree_target(path, written) else {
+                left_out.push((path.clone(), written.to_string()));
+                continue;
+            };
             let destination = target(path);
             if let Some(parent) = destination.parent() {
                 std::fs::create_dir_all(parent).with_context(|| writing(parent))?;
             }
-            std::os::unix::fs::symlink(entry.link.as_deref().unwrap_or(""), &destination)
+            std::os::unix::fs::symlink(inside, &destination)
                 .with_context(|| writing(&destination))?;
         }
     }
-    Ok(rootfs)
+    Ok(Extracted { rootfs, left_out })
 }
 
 #[cfg(test)]
@@ -488,7 +517,7 @@ mod tests {
     fn layer(items: &[Item]) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for item in items {
-            let mut header = tar::Header::new_old();
+            let mut header = tar::Header::new_ustar();
             let (name, kind, data, link): (&str, tar::EntryType, &[u8], Option<&str>) = match item {
                 Item::File(name, data) => (name, tar::EntryType::Regular, data, None),
                 Item::Dir(name) => (name, tar::EntryType::Directory, b"", None),
@@ -608,6 +637,31 @@ mod tests {
         );
     }
 
+    #[test]
+    fn symlinks_are_rewritten_to_stay_inside_the_tree() {
+        for (path, target, expected) in [
+            ("bin/sh", "app", Some("app")),
+            ("usr/bin/x", "../lib/x", Some("../lib/x")),
+            ("etc/x", "/etc/shadow", Some("../etc/shadow")),
+            (
+                "usr/bin/up",
+                "../../../../etc/passwd",
+                Some("../../etc/passwd"),
+            ),
+            ("top", "/", Some(".")),
+            ("top", "..", Some(".")),
+            ("a/b/c", "/usr/./lib//x/", Some("../../usr/lib/x")),
+            ("lib/x", "sub/../../../etc/passwd", None),
+            ("lib/x", "/usr/lib/../../etc", None),
+        ] {
+            assert_eq!(
+                in_tree_target(path, target).as_deref(),
+                expected,
+                "{path} → {target}"
+            );
+        }
+    }
+
     /// A hard link is a name of its content: listed as a file, kept when the
     /// name it was linked to is removed or replaced, through chains of links.
     #[test]
@@ -714,6 +768,68 @@ mod tests {
 
     /// `..`, absolute names and writes through a symlink are refused, and an
     /// extraction that is refused writes nothing, inside or out.
+    /// Links to this machine's files (absolute, or climbing past the root)
+    /// stay inside the extracted tree: a program that follows every link, as
+    /// mal does, reads the image's files or nothing, never the host file.
+    #[test]
+    fn extracted_links_never_reach_a_host_file() {
+        let work = tempfile::tempdir().unwrap();
+        let host = work.path().join("host-secret");
+        std::fs::write(&host, "HOST-CANARY-7f3a").unwrap();
+        let host = host.to_str().unwrap().to_string();
+        let climbing = format!("../../../../../../../../..{host}");
+        let image = open(
+            work.path(),
+            &[layer(&[
+                Item::Dir("etc/"),
+                Item::File("etc/shadow", b"image shadow"),
+                Item::Symlink("etc/x", "/etc/shadow"),
+                Item::Symlink("etc/host", &host),
+                Item::Symlink("usr/bin/up", &climbing),
+                Item::Symlink(
+                    "usr/bin/tricky",
+                    "../lib/../../../../../../../../etc/shadow",
+                ),
+                Item::Symlink("root", "/"),
+            ])],
+        );
+        let dest = work.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        let extracted = extract(&image, &dest).unwrap();
+        assert_eq!(
+            extracted.left_out,
+            [(
+                "usr/bin/tricky".to_string(),
+                "../lib/../../../../../../../../etc/shadow".to_string()
+            )]
+        );
+        assert_eq!(std::fs::read(dest.join("etc/x")).unwrap(), b"image shadow");
+        // Every link resolves inside the tree (or nowhere).
+        let inside = dest.canonicalize().unwrap();
+        for link in ["etc/x", "etc/host", "usr/bin/up", "root"] {
+            if let Ok(resolved) = dest.join(link).canonicalize() {
+                assert!(
+                    resolved.starts_with(&inside),
+                    "{link} → {}",
+                    resolved.display()
+                );
+            }
+        }
+        // What a reader following every link sees (`find -L … -exec cat`).
+        let output = std::process::Command::new("find")
+            .arg("-L")
+            .arg(&dest)
+            .args(["-type", "f", "-exec", "cat", "{}", "+"])
+            .output()
+            .unwrap();
+        let seen = String::from_utf8_lossy(&output.stdout);
+        assert!(seen.contains("image shadow"), "{seen}");
+        assert!(
+            !seen.contains("HOST-CANARY"),
+            "a host file was read: {seen}"
+        );
+    }
+
     #[test]
     fn hostile_layers_are_refused_with_nothing_written() {
         let work = tempfile::tempdir().unwrap();

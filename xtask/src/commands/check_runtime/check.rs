@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::elf::{self, Abi, ElfFile};
 use super::loader::{expand_origin, split_path, Loader};
 use super::providers::provider;
-use super::tree::{absolute, lookup, parent, End};
+use super::tree::{absolute, lookup_within, parent, End, Lookup};
 use crate::oci::rootfs::{Entry, Kind, Origin, Rootfs, Sniffed};
 
 /// The first bytes of each file that decide whether it is read.
@@ -21,9 +21,12 @@ pub const MAX_FILE: u64 = 1 << 30;
 const MAX_TEXT: usize = 1 << 20;
 /// `#!` interpreters of interpreters followed (Linux allows 4 levels).
 const MAX_SCRIPT_DEPTH: usize = 4;
-/// Paths one image's check may look up: a real image needs a few thousand,
-/// a crafted one could ask for billions.
-const MAX_LOOKUPS: usize = 200_000;
+/// Steps one image's check may take (each path part walked, link part
+/// queued, search folder tried): a real image needs well under a million, a
+/// crafted one could ask for billions.
+const MAX_STEPS: u64 = 3_000_000;
+/// Bytes of problem text one verdict shows; the rest are counted.
+const MAX_PROBLEM_TEXT: usize = 64 << 10;
 /// Folders named in one "not found" message.
 const SHOWN_DIRS: usize = 12;
 /// The largest uid or gid runc accepts.
@@ -257,8 +260,9 @@ pub struct Image<'a> {
     config: &'a RunConfig,
     /// Package names of the pinned StageX release.
     packages: &'a BTreeSet<String>,
-    /// Lookups made so far, against [`MAX_LOOKUPS`].
-    lookups: Cell<usize>,
+    /// Steps left: path components walked, link parts queued, search
+    /// folders and loaders' chains walked ([`MAX_STEPS`] to start with).
+    steps: Cell<u64>,
 }
 
 /// A user, its group and its other groups, as the runtime starts the image.
@@ -384,6 +388,33 @@ fn join(base: &str, dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
+/// The problems, in order, up to [`MAX_PROBLEM_TEXT`] bytes of text, then one
+/// line that counts the rest: a crafted image must not make megabytes of output.
+fn capped(problems: BTreeSet<Problem>) -> Vec<Problem> {
+    let total = problems.len();
+    let mut shown = Vec::new();
+    let mut bytes = 0;
+    for problem in problems {
+        bytes += problem.file.len() + problem.message.len();
+        if bytes > MAX_PROBLEM_TEXT {
+            break;
+        }
+        shown.push(problem);
+    }
+    if shown.len() < total {
+        let more = total - shown.len();
+        shown.push(Problem {
+            file: "-".into(),
+            message: format!(
+                "{more} more problem(s) not shown (over {MAX_PROBLEM_TEXT} bytes of text)"
+            ),
+            library: None,
+            package: None,
+        });
+    }
+    shown
+}
+
 impl<'a> Image<'a> {
     pub fn new(
         rootfs: &'a Rootfs,
@@ -396,7 +427,7 @@ impl<'a> Image<'a> {
             sniffs,
             config,
             packages,
-            lookups: Cell::new(0),
+            steps: Cell::new(MAX_STEPS),
         }
     }
 
@@ -409,11 +440,20 @@ impl<'a> Image<'a> {
         }
     }
 
-    /// One more lookup, if the budget allows.
+    /// One more step, if the budget allows.
     fn spend(&self) -> bool {
-        let spent = self.lookups.get() + 1;
-        self.lookups.set(spent);
-        spent <= MAX_LOOKUPS
+        let left = self.steps.get();
+        self.steps.set(left.saturating_sub(1));
+        left > 0
+    }
+
+    fn spent(&self) -> bool {
+        self.steps.get() == 0
+    }
+
+    /// A lookup charged to the check's budget.
+    fn lookup(&self, path: &str) -> Lookup<'a> {
+        lookup_within(self.rootfs, path, &self.steps)
     }
 
     fn sniff_of(&self, entry: &Entry) -> Option<&'a Sniff> {
@@ -422,7 +462,7 @@ impl<'a> Image<'a> {
 
     /// The text of a file we read, looked up with symlinks followed.
     fn text(&self, path: &str) -> Option<&'a str> {
-        let found = lookup(self.rootfs, path);
+        let found = self.lookup(path);
         let (_, entry) = found.file()?;
         match self.sniff_of(entry)? {
             Sniff::Text(text) => Some(text),
@@ -498,17 +538,17 @@ impl<'a> Image<'a> {
         }
         verdict.libraries = reached.len();
         verdict.program = self.check_start(&mut problems, &mut verdict.notes);
-        if self.lookups.get() > MAX_LOOKUPS {
+        if self.spent() {
             problems.insert(Problem {
                 file: "-".into(),
                 message: format!(
-                    "the check stopped after {MAX_LOOKUPS} lookups: more objects and search folders than any real image holds (a crafted archive?)"
+                    "the check stopped after {MAX_STEPS} steps (path parts walked, links and search folders followed): more than any real image needs (a crafted archive?)"
                 ),
                 library: None,
                 package: None,
             });
         }
-        verdict.problems = problems.into_iter().collect();
+        verdict.problems = capped(problems);
         verdict
     }
 
@@ -526,7 +566,7 @@ impl<'a> Image<'a> {
         } else {
             join(self.working_dir(), "", interpreter)
         };
-        let found = lookup(self.rootfs, &at);
+        let found = self.lookup(&at);
         let message = match found.file() {
             None => Some(found.why_not(&at)),
             Some((resolved, entry)) => match self.sniff_of(entry) {
@@ -562,7 +602,7 @@ impl<'a> Image<'a> {
         // musl reads its path file when it exists; one that cannot be read
         // (a folder) leaves no system folders at all.
         let path_file = loader.path_file().map(|path| {
-            let found = lookup(self.rootfs, &path);
+            let found = self.lookup(&path);
             match found.file() {
                 Some(_) => Some(self.text(&path).unwrap_or_default()),
                 None if matches!(found.end, End::Missing(_)) => None,
@@ -587,7 +627,7 @@ impl<'a> Image<'a> {
         while next < loaded.len() {
             let elf: &'a ElfFile = loaded[next].elf;
             for name in &elf.needed {
-                if self.lookups.get() > MAX_LOOKUPS {
+                if self.spent() {
                     return;
                 }
                 if loader.provides(name) || !names.insert(name.as_str()) {
@@ -691,7 +731,7 @@ impl<'a> Image<'a> {
     /// Whether `path`'s last part is a symlink (its folder resolved).
     fn is_symlink(&self, path: &str) -> bool {
         let name = path.rsplit('/').next().unwrap_or(path);
-        match lookup(self.rootfs, &parent(path)).end {
+        match self.lookup(&parent(path)).end {
             End::Found(dir, _) => {
                 let at = if dir.is_empty() {
                     name.to_string()
@@ -735,7 +775,7 @@ impl<'a> Image<'a> {
             if !self.spend() {
                 return Err("not judged: the check's lookup budget is spent".into());
             }
-            let found = lookup(self.rootfs, candidate);
+            let found = self.lookup(candidate);
             let Some((resolved, entry)) = found.file() else {
                 match &found.end {
                     End::TooManyLinks => return Err(found.why_not(candidate)),
@@ -823,7 +863,7 @@ impl<'a> Image<'a> {
     ) -> Option<String> {
         let run_as = self.run_as(problems);
         if !self.config.working_dir.is_empty() {
-            let found = lookup(self.rootfs, &self.config.working_dir);
+            let found = self.lookup(&self.config.working_dir);
             match &found.end {
                 End::Found(_, None) => {}
                 End::Found(_, Some(entry)) if entry.kind == Kind::Directory => {}
@@ -1010,7 +1050,7 @@ impl<'a> Image<'a> {
             // The first file of that name this user may execute.
             let found = split_path(search).into_iter().find_map(|dir| {
                 let candidate = join(self.working_dir(), &dir, name);
-                let found = lookup(self.rootfs, &candidate);
+                let found = self.lookup(&candidate);
                 let (_, entry) = found.file()?;
                 executable(entry).then_some(candidate)
             });
@@ -1021,7 +1061,7 @@ impl<'a> Image<'a> {
                 }
             }
         };
-        let found = lookup(self.rootfs, &path);
+        let found = self.lookup(&path);
         let Some((resolved, entry)) = found.file() else {
             return problem(&path, found.why_not(&path));
         };

@@ -22,6 +22,8 @@ pub enum End<'r> {
     TooManyLinks,
     /// Longer than PATH_MAX.
     TooLong,
+    /// The check's budget of steps ran out before the lookup ended.
+    OverBudget,
 }
 
 /// A lookup: where it ended, and the symlinks it followed on the way.
@@ -33,12 +35,23 @@ pub struct Lookup<'r> {
 }
 
 impl Lookup<'_> {
-    /// `/a → b → /c`: the path and each link target followed.
+    /// `/a → b → /c`: the path and each link target followed, clipped (the
+    /// first and last hops, each target to [`SHOWN_TARGET`] bytes): a crafted
+    /// chain must not turn one message into megabytes.
     pub fn chain(&self, from: &str) -> String {
-        let mut chain = absolute(from);
-        for (_, target) in &self.links {
+        const FIRST: usize = 4;
+        const LAST: usize = 2;
+        let mut chain = clip(&absolute(from));
+        let hops = self.links.len();
+        for (index, (_, target)) in self.links.iter().enumerate() {
+            if hops > FIRST + LAST && index == FIRST {
+                chain.push_str(&format!(" → … {} more …", hops - FIRST - LAST));
+            }
+            if hops > FIRST + LAST && (FIRST..hops - LAST).contains(&index) {
+                continue;
+            }
             chain.push_str(" → ");
-            chain.push_str(target);
+            chain.push_str(&clip(target));
         }
         chain
     }
@@ -80,8 +93,24 @@ impl Lookup<'_> {
             End::TooLong => {
                 format!("the path is longer than {PATH_MAX} bytes: the kernel refuses it{via}")
             }
+            End::OverBudget => "not judged: the check's budget of steps is spent".to_string(),
         }
     }
+}
+
+/// The most of one path or link target a message shows.
+pub const SHOWN_TARGET: usize = 120;
+
+/// `text`, cut to [`SHOWN_TARGET`] bytes with the length said.
+pub fn clip(text: &str) -> String {
+    if text.len() <= SHOWN_TARGET {
+        return text.to_string();
+    }
+    let mut end = SHOWN_TARGET;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
 fn kind_name(kind: &Kind) -> &'static str {
@@ -116,11 +145,31 @@ fn implied_folder(rootfs: &Rootfs, path: &str) -> bool {
         .is_some_and(|(p, _)| p.starts_with(&below))
 }
 
+/// Steps one lookup may take on its own: more than the kernel's walk of
+/// PATH_MAX through MAX_LINKS links.
+const STEPS_PER_LOOKUP: u64 = 400_000;
+
 /// Look `path` up (absolute, or relative to the root) in `rootfs`, following
 /// every symlink, the last one too. A path or link target longer than
 /// PATH_MAX is refused as the kernel refuses it.
 pub fn lookup<'r>(rootfs: &'r Rootfs, path: &str) -> Lookup<'r> {
+    lookup_within(rootfs, path, &std::cell::Cell::new(STEPS_PER_LOOKUP))
+}
+
+/// [`lookup`], charging every path component walked and every link target
+/// part queued to `budget` (steps left): a chain of links full of `x/../`
+/// costs what it walks, not one lookup.
+pub fn lookup_within<'r>(
+    rootfs: &'r Rootfs,
+    path: &str,
+    budget: &std::cell::Cell<u64>,
+) -> Lookup<'r> {
     let mut links = Vec::new();
+    let charge = |steps: u64| {
+        let left = budget.get();
+        budget.set(left.saturating_sub(steps));
+        left >= steps
+    };
     if path.len() > PATH_MAX {
         return Lookup {
             end: End::TooLong,
@@ -133,7 +182,19 @@ pub fn lookup<'r>(rootfs: &'r Rootfs, path: &str) -> Lookup<'r> {
     // string grown and cut, not rebuilt at every part.
     let mut at = String::new();
     let mut starts: Vec<usize> = Vec::new();
+    if !charge(todo.len() as u64) {
+        return Lookup {
+            end: End::OverBudget,
+            links,
+        };
+    }
     while let Some(part) = todo.pop_front() {
+        if !charge(1) {
+            return Lookup {
+                end: End::OverBudget,
+                links,
+            };
+        }
         match part.as_str() {
             "" | "." => continue,
             // Above the root is the root, as in the kernel's walk.
@@ -177,6 +238,12 @@ pub fn lookup<'r>(rootfs: &'r Rootfs, path: &str) -> Lookup<'r> {
                 if target.starts_with('/') {
                     at.clear();
                     starts.clear();
+                }
+                if !charge(target.split('/').count() as u64) {
+                    return Lookup {
+                        end: End::OverBudget,
+                        links,
+                    };
                 }
                 for piece in target.split('/').rev() {
                     todo.push_front(piece.to_string());

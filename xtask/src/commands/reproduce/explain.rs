@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::oci::archive::{FileEntry, OciArchive};
+use crate::oci::tar::Budget;
 
 /// What differs between two builds of one image, down to files in layers,
 /// each layer named by the instruction that made it.
@@ -44,6 +45,8 @@ pub fn explain(first: &OciArchive, second: &OciArchive) -> Result<String> {
         ));
     }
     let mut differing_files = 0;
+    let budget_a = Budget::from_env()?;
+    let budget_b = Budget::from_env()?;
     for (index, (a, b)) in layers_a.iter().zip(layers_b).enumerate() {
         if a.digest == b.digest {
             continue;
@@ -58,8 +61,8 @@ pub fn explain(first: &OciArchive, second: &OciArchive) -> Result<String> {
             a.digest,
             b.digest
         ));
-        let files_a = first.layer_files(a)?;
-        let files_b = second.layer_files(b)?;
+        let files_a = first.layer_files(a, &budget_a)?;
+        let files_b = second.layer_files(b, &budget_b)?;
         let lines = compare_files(&files_a, &files_b);
         if lines.is_empty() {
             out.push_str("    same files and attributes: the difference is in the tar or compression framing (entry order, headers)\n");

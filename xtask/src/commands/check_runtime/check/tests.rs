@@ -638,4 +638,50 @@ mod hostile {
             verdict.problems.len()
         );
     }
+
+    /// The crafted archive of the attack: `/lib` a chain of 39 symlinks of
+    /// 800 `x/../` steps each, and a program needing 1,000 libraries. Each
+    /// lookup through `/lib` walks 64,000 parts: the budget counts them, not
+    /// lookups, and the problems' text is capped.
+    #[test]
+    fn a_chain_of_climbing_links_costs_what_it_walks() {
+        let mut image = Fixture::musl();
+        image.rootfs.entries.remove("lib");
+        image
+            .rootfs
+            .entries
+            .insert("x".into(), Entry::example(Kind::Directory, None));
+        let climb = "x/../".repeat(800);
+        image.link("lib", "c1");
+        for i in 1..39 {
+            image.link(&format!("c{i}"), &format!("{climb}c{}", i + 1));
+        }
+        image.link("c39", &format!("{climb}usr/lib"));
+        let names: Vec<String> = (0..1000).map(|i| format!("lib{i}.so")).collect();
+        let needed: Vec<&str> = names.iter().map(String::as_str).collect();
+        image.elf("usr/bin/app", &program(MUSL, &needed));
+        image.start(&["/usr/bin/app"]);
+
+        let started = std::time::Instant::now();
+        let verdict = image.check();
+        let text: usize = verdict.problems.iter().map(|p| p.to_string().len()).sum();
+        eprintln!(
+            "chain of climbing links: {:?}, {} problems, {text} bytes of problem text",
+            started.elapsed(),
+            verdict.problems.len()
+        );
+        assert!(
+            verdict
+                .problems
+                .iter()
+                .any(|p| p.message.contains("stopped after")),
+            "the budget ran out and says so"
+        );
+        assert!(text < MAX_PROBLEM_TEXT + 4096, "{text} bytes of problems");
+        // Every chain shown is clipped: no message holds a whole target.
+        assert!(
+            verdict.problems.iter().all(|p| p.message.len() < 4096),
+            "a message holds a whole chain"
+        );
+    }
 }
