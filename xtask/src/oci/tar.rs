@@ -546,15 +546,13 @@ impl<'b, R: Source> TarReader<'b, R> {
                     "a GNU sparse file: refused (readers place its data differently)",
                 ))
             }
-            other => {
-                return Err(self.refuse(
-                    &name,
-                    format!(
+            other => return Err(self.refuse(
+                &name,
+                format!(
                     "type `{}`: not a file, folder, link, device or fifo (containerd refuses it)",
                     (other as char).escape_default()
                 ),
-                ))
-            }
+            )),
         };
         if name.is_empty() {
             return Err(self.refuse("", "an entry without a name"));
