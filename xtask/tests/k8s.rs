@@ -101,13 +101,14 @@ fn the_policy_embeds_cosign_pub() {
         "{policy}"
     );
     assert!(!policy.contains("MISSING"), "{policy}");
-    check_policy(&root.join("policies/kyverno/stagex-images-signed.yaml"));
 }
 
 #[test]
 fn kubernetes_validate_accepts_every_runner_manifest() {
     let validate = require_tool("kubernetes-validate");
-    for file in generated("k8s/forgejo-runner") {
+    let mut files = generated("k8s/forgejo-runner");
+    files.extend(generated("policies/kubernetes"));
+    for file in files {
         let output = Command::new(&validate)
             .arg("--strict")
             .arg(&file)
@@ -140,58 +141,287 @@ fn kubernetes_validate_accepts_every_runner_manifest() {
     assert!(!output.status.success(), "{}", text(&output));
 }
 
-/// check-jsonschema against the excerpt of Kyverno's CRD schema (testdata).
-fn check_policy(policy: &Path) -> std::process::Output {
-    let check = require_tool("check-jsonschema");
-    let schema = repo_root().join("xtask/tests/testdata/kyverno/clusterpolicy-v1.schema.json");
-    Command::new(check)
+/// The real CRD's schema of one served version (`openAPIV3Schema`, from
+/// testdata/kyverno/, unmodified upstream files), as a JSON Schema file in
+/// `dir` that treats an unknown field as the mistake it is: the API server
+/// would prune it silently, so every object that lists its properties is
+/// closed (`additionalProperties: false`) unless it keeps unknown fields.
+fn crd_schema(dir: &Path, crd: &str, version: &str) -> PathBuf {
+    fn close(node: &mut serde_json::Value) {
+        match node {
+            serde_json::Value::Object(map) => {
+                let keeps = map.get("x-kubernetes-preserve-unknown-fields")
+                    == Some(&serde_json::Value::Bool(true));
+                if map.contains_key("properties")
+                    && !map.contains_key("additionalProperties")
+                    && !keeps
+                {
+                    map.insert(
+                        "additionalProperties".into(),
+                        serde_json::Value::Bool(false),
+                    );
+                }
+                for value in map.values_mut() {
+                    close(value);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let path = repo_root().join("xtask/tests/testdata/kyverno").join(crd);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let served = parsed["spec"]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == version && v["served"] == true)
+        .unwrap_or_else(|| panic!("{} serves no {version}", path.display()))
+        .clone();
+    let mut schema = served["schema"]["openAPIV3Schema"].clone();
+    close(&mut schema);
+    let out = dir.join(format!("{crd}-{version}.schema.json"));
+    std::fs::write(&out, serde_json::to_vec(&schema).unwrap()).unwrap();
+    out
+}
+
+fn check_schema(schema: &Path, document: &Path) -> std::process::Output {
+    Command::new(require_tool("check-jsonschema"))
         .arg("--schemafile")
         .arg(schema)
-        .arg(policy)
+        .arg(document)
         .output()
         .unwrap()
 }
 
+/// The image policy as each API renders it, with a two-key set.
+fn policies(dir: &Path) -> Vec<(xtask::model::settings::PolicyApi, PathBuf)> {
+    use xtask::model::settings::{PolicyApi, Site};
+    let keys = vec![
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEk8nGmQPnJ1\n-----END PUBLIC KEY-----\n".to_string(),
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEnextkey\n-----END PUBLIC KEY-----\n".to_string(),
+    ];
+    [PolicyApi::ClusterPolicy, PolicyApi::ImageValidatingPolicy]
+        .into_iter()
+        .map(|api| {
+            let site = Site {
+                policy_api: api,
+                ..Site::ours()
+            };
+            let (_, text) = xtask::commands::k8s::files(&site, &keys)
+                .unwrap()
+                .into_iter()
+                .find(|(path, _)| path == "policies/kyverno/stagex-images-signed.yaml")
+                .unwrap();
+            let path = dir.join(format!("{api:?}.yaml"));
+            std::fs::write(&path, text).unwrap();
+            (api, path)
+        })
+        .collect()
+}
+
+/// Both APIs against the real CRDs: ClusterPolicy against Kyverno 1.13.0's
+/// and 1.18.2's, ImageValidatingPolicy against 1.18.2's `v1`; the committed
+/// policy too; and the schemas are not vacuous.
 #[test]
-fn the_policy_fits_kyvernos_schema() {
-    for file in generated("policies/kyverno") {
-        let output = check_policy(&file);
-        assert!(
-            output.status.success(),
-            "{}: {}",
-            file.display(),
-            text(&output)
-        );
-    }
-    // The schema is not vacuous: a misspelt field and a wrong enum fail it.
-    let committed =
-        std::fs::read_to_string(repo_root().join("policies/kyverno/stagex-images-signed.yaml"))
-            .unwrap();
+fn both_policy_apis_fit_kyvernos_real_crds() {
+    use xtask::model::settings::PolicyApi;
     let dir = tempfile::tempdir().unwrap();
-    for (from, to, why) in [
-        (
-            "imageReferences:",
-            "imageReference:",
-            "'imageReference' was unexpected",
-        ),
-        (
-            "failureAction: Enforce",
-            "failureAction: Deny",
-            "'Deny' is not one of",
-        ),
-        (
-            "ignoreTlog: true",
-            "ignoreTLog: true",
-            "'ignoreTLog' was unexpected",
-        ),
-    ] {
-        let path = dir.path().join("policy.yaml");
-        assert!(committed.contains(from), "{from}");
-        std::fs::write(&path, committed.replacen(from, to, 1)).unwrap();
-        let output = check_policy(&path);
-        assert!(!output.status.success(), "{to}: {}", text(&output));
-        assert!(text(&output).contains(why), "{}", text(&output));
+    let cluster_policy = [
+        crd_schema(dir.path(), "v1.13.0-kyverno.io_clusterpolicies.yaml", "v1"),
+        crd_schema(dir.path(), "v1.18.2-kyverno.io_clusterpolicies.yaml", "v1"),
+    ];
+    let image_validating = [crd_schema(
+        dir.path(),
+        "v1.18.2-policies.kyverno.io_imagevalidatingpolicies.yaml",
+        "v1",
+    )];
+    let schemas = |api: PolicyApi| -> Vec<PathBuf> {
+        match api {
+            PolicyApi::ClusterPolicy => cluster_policy.to_vec(),
+            PolicyApi::ImageValidatingPolicy => image_validating.to_vec(),
+        }
+    };
+    let mut checked = 0;
+    for (api, policy) in policies(dir.path()) {
+        for schema in schemas(api) {
+            let output = check_schema(&schema, &policy);
+            assert!(
+                output.status.success(),
+                "{api:?} against {}: {}",
+                schema.display(),
+                text(&output)
+            );
+            checked += 1;
+        }
     }
+    assert_eq!(checked, 3);
+    for file in generated("policies/kyverno") {
+        for schema in schemas(xtask::model::settings::POLICY_API) {
+            let output = check_schema(&schema, &file);
+            assert!(
+                output.status.success(),
+                "{}: {}",
+                file.display(),
+                text(&output)
+            );
+        }
+    }
+    // Not vacuous: a misspelt field or a wrong enum fails each schema.
+    let broken = |api: PolicyApi, from: &str, to: &str, why: &str| {
+        let (_, path) = policies(dir.path())
+            .into_iter()
+            .find(|(a, _)| *a == api)
+            .unwrap();
+        let original = std::fs::read_to_string(&path).unwrap();
+        assert!(original.contains(from), "{from}");
+        let mutated = dir.path().join("mutated.yaml");
+        std::fs::write(&mutated, original.replacen(from, to, 1)).unwrap();
+        for schema in schemas(api) {
+            let output = check_schema(&schema, &mutated);
+            assert!(!output.status.success(), "{to} passed {}", schema.display());
+            assert!(text(&output).contains(why), "{}", text(&output));
+        }
+    };
+    broken(
+        PolicyApi::ClusterPolicy,
+        "imageReferences:",
+        "imageReference:",
+        "'imageReference' was unexpected",
+    );
+    broken(
+        PolicyApi::ClusterPolicy,
+        "failureAction: Enforce",
+        "failureAction: Deny",
+        "'Deny' is not one of",
+    );
+    broken(
+        PolicyApi::ClusterPolicy,
+        "ignoreTlog: true",
+        "ignoreTLog: true",
+        "'ignoreTLog' was unexpected",
+    );
+    broken(
+        PolicyApi::ImageValidatingPolicy,
+        "insecureIgnoreTlog: true",
+        "ignoreTlog: true",
+        "'ignoreTlog' was unexpected",
+    );
+    broken(
+        PolicyApi::ImageValidatingPolicy,
+        "- Deny",
+        "- Refuse",
+        "'Refuse' is not one of",
+    );
+    broken(
+        PolicyApi::ImageValidatingPolicy,
+        "matchImageReferences:",
+        "imageReferences:",
+        "'imageReferences' was unexpected",
+    );
+}
+
+/// The registration, written by the init container's own command, is one
+/// the runner (uid 1000, no capabilities, read-only root) can rewrite, as it
+/// does after declaring itself; the `cp` the manifests used before kept the
+/// Secret's 0440 and the rewrite failed. Both on the real engine.
+#[test]
+fn the_runner_can_rewrite_its_registration_as_uid_1000() {
+    require_engine();
+    let busybox = standin_root().join("bin/busybox");
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(&busybox, context.path().join("busybox")).unwrap();
+    std::fs::write(context.path().join("registration"), "{\"uuid\":\"test\"}\n").unwrap();
+    // The Secret as the kubelet mounts it with fsGroup 1000 and defaultMode 0440.
+    std::fs::write(
+        context.path().join("Containerfile"),
+        "FROM scratch\nCOPY busybox /usr/bin/busybox\nCOPY --chown=0:1000 --chmod=0440 registration /etc/forgejo-runner/registration/.runner\n",
+    )
+    .unwrap();
+    let tag = format!("xtask-wt23-registration-{}:test", std::process::id());
+    run_ok(
+        Command::new("docker")
+            .args(["build", "--quiet", "--tag", &tag, "--file"])
+            .arg(context.path().join("Containerfile"))
+            .arg(context.path()),
+    );
+    let unprivileged = [
+        "--user",
+        "1000:1000",
+        "--cap-drop",
+        "ALL",
+        "--read-only",
+        "--security-opt",
+        "no-new-privileges",
+    ];
+    // One pod: /data an empty directory (0777, as an emptyDir), the init
+    // container's command, then the runner's rewrite (open with O_TRUNC, as
+    // Go's os.Create), each as uid 1000 without capabilities.
+    let run = |init: &[String], name: &str| -> std::process::Output {
+        let volume = format!("xtask-wt23-data-{}-{name}", std::process::id());
+        let mount = format!("{volume}:/data");
+        let docker = |args: &[&str]| {
+            Command::new("docker")
+                .args(["run", "--rm", "--volume", &mount])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let made = docker(&[&tag, "/usr/bin/busybox", "chmod", "0777", "/data"]);
+        assert!(made.status.success(), "{}", text(&made));
+        let mut init_args: Vec<&str> = unprivileged.to_vec();
+        init_args.push(&tag);
+        init_args.extend(init.iter().map(String::as_str));
+        let copied = docker(&init_args);
+        assert!(copied.status.success(), "{init:?}: {}", text(&copied));
+        let mut rewrite: Vec<&str> = unprivileged.to_vec();
+        rewrite.extend([
+            tag.as_str(),
+            "/usr/bin/busybox",
+            "sh",
+            "-c",
+            "stat -c 'mode %a uid %u' /data/.runner && echo '{\"uuid\":\"declared\"}' > /data/.runner && cat /data/.runner",
+        ]);
+        let output = docker(&rewrite);
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "--force", &volume])
+            .output();
+        output
+    };
+    // Before: the copy keeps 0440, and the runner cannot rewrite it.
+    let before: Vec<String> = [
+        "/usr/bin/busybox",
+        "cp",
+        "/etc/forgejo-runner/registration/.runner",
+        "/data/.runner",
+    ]
+    .map(String::from)
+    .to_vec();
+    let output = run(&before, "before");
+    assert!(!output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("mode 440 uid 1000"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        text(&output).contains("Permission denied"),
+        "{}",
+        text(&output)
+    );
+    // After: the generated command writes it 0600, and the rewrite works.
+    let output = run(&xtask::commands::k8s::plan::registration_command(), "after");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("mode 600 uid 1000"),
+        "{}",
+        text(&output)
+    );
+    assert!(text(&output).contains("declared"), "{}", text(&output));
+    let _ = Command::new("docker")
+        .args(["image", "rm", "--force", &tag])
+        .output();
 }
 
 /// The stand-in example goes through the same code path as the real ones:

@@ -73,15 +73,17 @@ impl Signer {
     }
 
     fn run(&mut self, args: &[&str]) -> Output {
-        let output = xtask_in_env(
-            &self.root,
-            args,
-            &[
-                ("COSIGN_PASSWORD", CANARY.to_string()),
-                ("PATH", self.path.clone()),
-                ("XTASK_COMMAND_LOG", self.command_log.display().to_string()),
-            ],
-        );
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&mut self, args: &[&str], extra: &[(&str, String)]) -> Output {
+        let mut env = vec![
+            ("COSIGN_PASSWORD", CANARY.to_string()),
+            ("PATH", self.path.clone()),
+            ("XTASK_COMMAND_LOG", self.command_log.display().to_string()),
+        ];
+        env.extend(extra.iter().cloned());
+        let output = xtask_in_env(&self.root, args, &env);
         self.outputs.push(text(&output));
         output
     }
@@ -341,10 +343,40 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
     );
     assert!(!tag_exists());
 
+    // Signatures stored where Kyverno does not look (cosign told to keep
+    // them in another repository): cosign's own verify finds them there,
+    // but publish refuses, and the tag does not move.
+    let elsewhere = format!("{registry}/publish-elsewhere-{}", std::process::id());
+    let output = signer.run_with(
+        &["publish", "base", "--to", &to, "--key", key, "--no-tlog"],
+        &[("COSIGN_REPOSITORY", elsewhere)],
+    );
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("verified "),
+        "cosign's verify passed first: {log}"
+    );
+    let hex = build.manifest_digest.trim_start_matches("sha256:");
+    assert!(
+        log.contains(&format!("no signature at {repository}:sha256-{hex}.sig")),
+        "{log}"
+    );
+    assert!(
+        log.contains("Kyverno's `type: Cosign` verifier reads only these tags"),
+        "{log}"
+    );
+    assert!(!tag_exists());
+
     // Cleared: pushed, signed, both SBOMs attested and verified, recorded.
     let output = signer.run(&["publish", "base", "--to", &to, "--key", key, "--no-tlog"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(tag_exists());
+    assert!(
+        text(&output).contains(&format!("where Kyverno reads them: {repository}:sha256-")),
+        "{}",
+        text(&output)
+    );
     let published = read_json(&root.join("out/base/publish.json"));
     assert_eq!(published["manifest_digest"], build.manifest_digest.as_str());
     assert_eq!(

@@ -103,18 +103,93 @@ pub const PUBLISH_REGISTRY_PREFIX: &str = "registry.internal/stagex-images";
 /// pullable image and says so.
 pub const RUNNER_IMAGE_DIGEST: Option<&str> = None;
 
-/// The Docker-in-Docker sidecar the runner builds with, by digest. Not a
-/// StageX image (StageX ships no Docker engine). The digest is docker:26.1-dind
-/// as go-vela/vela-docker pins it (Dockerfile at bafa8a71989dc818c7d63e16855bf9c81c56a152),
-/// and the digest other projects pin as `docker@sha256:dd43…`. `mirror`
-/// copies StageX only: pull this through your registry's cache.
-pub const DIND_IMAGE: &str = "docker.io/library/docker:26.1-dind@sha256:dd43b430341a40d88f4f30edb03865daa9d6fa39c9b1da70f27e2a89cec3eae1";
+/// The Docker-in-Docker sidecar the runner builds with, by digest (the
+/// multi-platform index). Not a StageX image (StageX ships no Docker engine).
+/// Docker 28.5.2: a maintained engine with the runc of November 2025 (26.1,
+/// pinned before, is end of life). The digest was not read from Docker Hub
+/// (nothing can be pulled here): it is the one several unrelated public
+/// repositories pin as `docker:28.5.2-dind` and `docker:28-dind`; confirm it
+/// with `docker buildx imagetools inspect docker.io/library/docker:28.5.2-dind`
+/// before the first deploy (docs/kubernetes.md). `mirror` copies StageX only:
+/// pull this through your registry's cache, or change the prefix here to your
+/// mirror of it (same digest) and the allow-list follows.
+pub const DIND_IMAGE: &str = "docker.io/library/docker:28.5.2-dind@sha256:2a232a42256f70d78e3cc5d2b5d6b3276710a0de0596c145f627ecfae90282ac";
 
 /// The image a runner's jobs run in (`<label>:docker://<image>`): Rust, a
 /// Docker client, cosign, grype and mal. `None` until one is published; the
 /// runner's label then names an image that cannot resolve, so jobs fail
 /// (never run on the runner itself), and `cargo xtask k8s` says so.
 pub const RUNNER_JOB_IMAGE: Option<&str> = None;
+
+/// Which Kyverno API the image policy is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyApi {
+    /// `kyverno.io/v1` `ClusterPolicy` with `verifyImages` (Kyverno 1.13 to
+    /// 1.18; deprecated from 1.19, which warns on admission of the policy).
+    ClusterPolicy,
+    /// `policies.kyverno.io/v1` `ImageValidatingPolicy` (Kyverno 1.18 and later).
+    ImageValidatingPolicy,
+}
+
+/// The image policy's API: `ClusterPolicy` while clusters run Kyverno 1.13 to
+/// 1.17; `ImageValidatingPolicy` once every cluster runs 1.18 or later.
+pub const POLICY_API: PolicyApi = PolicyApi::ClusterPolicy;
+
+/// Other names pods may use for the publishing registry's host (a second DNS
+/// name, a load balancer's name). Each is verified like the canonical name
+/// (and with `:443`); a spelling not listed here (upper case, an IP address)
+/// is refused by the allow-list, never admitted unverified.
+pub const REGISTRY_ALIASES: &[&str] = &[];
+
+/// Images besides ours that pods may run, by exact reference with digest:
+/// DinD's (added from `DIND_IMAGE`) and whatever the platform adds here.
+pub const ALLOWED_IMAGES: &[&str] = &[];
+
+/// Namespaces no admission policy here judges: Kyverno's own default
+/// exemptions (it never verifies them), and the allow-list skips them too, so
+/// the platform's own images keep running. docs/kubernetes.md says how to
+/// narrow this.
+pub const EXEMPT_NAMESPACES: &[&str] =
+    &["kube-system", "kube-public", "kube-node-lease", "kyverno"];
+
+/// Where the runners may connect, besides the cluster's DNS: Forgejo, the
+/// registry, the StageX mirror. CIDRs and the destination pods' own ports
+/// (a Service mapping 443 to 8443 needs 8443: NetworkPolicy sees the
+/// translated address). Empty until the platform fills it in: the runners
+/// then reach nothing but DNS, and `cargo xtask k8s` says so.
+pub const RUNNER_EGRESS: &[Egress] = &[];
+
+/// One egress destination of the runners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Egress {
+    /// What it is, for people (a comment in the manifest's annotations).
+    pub purpose: &'static str,
+    pub cidrs: &'static [&'static str],
+    pub tcp_ports: &'static [u16],
+}
+
+/// The cluster DNS the runners resolve with: pods labelled `k8s-app=kube-dns`
+/// in `kube-system` (CoreDNS and kube-dns both carry it).
+pub const DNS_NAMESPACE: &str = "kube-system";
+pub const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+
+/// The Secret (type kubernetes.io/dockerconfigjson, in the runners'
+/// namespace) the runner pods pull our registry's images with.
+pub const IMAGE_PULL_SECRET: Option<&str> = Some("stagex-registry-pull");
+
+/// The RuntimeClass the pull-request runners run in (`gvisor`, `kata`,
+/// `sysbox-runc`): pull-request code runs as root in a privileged engine, and
+/// only a sandboxing runtime keeps it off the node. `None` until the cluster
+/// offers one; `cargo xtask k8s` says so.
+pub const CHECK_RUNTIME_CLASS: Option<&str> = None;
+
+/// How long a stopping runner lets its running job finish before cancelling
+/// it (`runner.shutdown_timeout`), per pool; the pod's grace period is this
+/// plus [`SHUTDOWN_MARGIN_SECONDS`].
+pub const BUILD_SHUTDOWN_SECONDS: u32 = 3 * 3600;
+pub const CHECK_SHUTDOWN_SECONDS: u32 = 1800;
+/// The engine's own stop and the runner's cleanup after the job's end.
+pub const SHUTDOWN_MARGIN_SECONDS: u32 = 60;
 
 /// The facts that generated files share, as one value, so a test can vary
 /// one of them and see every file that depends on it change together.
@@ -127,6 +202,14 @@ pub struct Site {
     pub job_image: Option<String>,
     pub dind_image: String,
     pub transparency_log: bool,
+    pub policy_api: PolicyApi,
+    pub registry_aliases: Vec<String>,
+    pub allowed_images: Vec<String>,
+    pub exempt_namespaces: Vec<String>,
+    pub egress: Vec<Egress>,
+    pub image_pull_secret: Option<String>,
+    pub check_runtime_class: Option<String>,
+    pub shutdown_seconds: (u32, u32),
 }
 
 impl Site {
@@ -140,6 +223,14 @@ impl Site {
             job_image: RUNNER_JOB_IMAGE.map(str::to_string),
             dind_image: DIND_IMAGE.to_string(),
             transparency_log: SIGN_WITH_TRANSPARENCY_LOG,
+            policy_api: POLICY_API,
+            registry_aliases: REGISTRY_ALIASES.iter().map(|s| s.to_string()).collect(),
+            allowed_images: ALLOWED_IMAGES.iter().map(|s| s.to_string()).collect(),
+            exempt_namespaces: EXEMPT_NAMESPACES.iter().map(|s| s.to_string()).collect(),
+            egress: RUNNER_EGRESS.to_vec(),
+            image_pull_secret: IMAGE_PULL_SECRET.map(str::to_string),
+            check_runtime_class: CHECK_RUNTIME_CLASS.map(str::to_string),
+            shutdown_seconds: (BUILD_SHUTDOWN_SECONDS, CHECK_SHUTDOWN_SECONDS),
         }
     }
 }

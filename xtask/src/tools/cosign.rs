@@ -16,9 +16,16 @@
 //! `--tlog-upload=false` beside it, so it is given
 //! `--use-signing-config=false --tlog-upload=false`, which builds a config
 //! without a log (cosign 2.6 accepts the same); 3.0.0 to 3.0.2 ignored the
-//! flag and uploaded anyway, and are refused. cosign 3 stores signatures as
-//! Sigstore bundles (OCI referrers, or a `sha256-<hex>` index tag where the
-//! registry has no referrers API).
+//! flag and uploaded anyway, and are refused.
+//!
+//! Where signatures are stored is pinned for every version: Kyverno's
+//! `type: Cosign` verifier reads only the legacy tags `sha256-<hex>.sig` and
+//! `.att` beside the image. cosign up to 2.5 writes nothing else; 2.6 and 3
+//! have `--new-bundle-format` (default true from 3.0: Sigstore bundles as OCI
+//! referrers, or a `sha256-<hex>` tag where the registry has no referrers
+//! API), so they are given `--new-bundle-format=false`, and, since a signing
+//! config goes with the new format, `--use-signing-config=false` (their
+//! legacy log flags then apply). `publish` checks the tags after signing.
 
 use std::path::{Path, PathBuf};
 
@@ -38,8 +45,9 @@ pub const KEY_ENV: &str = "COSIGN_KEY";
 pub enum Generation {
     /// cosign up to 2.5: `--tlog-upload=false`, signatures under `sha256-<hex>.sig` tags.
     V2,
-    /// cosign 2.6 and 3.x: signing configs exist (on by default from 3.0);
-    /// without a log, `--use-signing-config=false --tlog-upload=false`.
+    /// cosign 2.6 and 3.x: signing configs and the bundle format exist (both
+    /// on by default from 3.0): `--new-bundle-format=false
+    /// --use-signing-config=false`, and `--tlog-upload=false` without a log.
     SigningConfig,
 }
 
@@ -159,13 +167,19 @@ pub struct Signing {
 }
 
 impl Signing {
+    /// Where the signature goes (the legacy tags), and whether to the log.
     fn upload_flags(&self) -> Vec<&'static str> {
-        match (self.tlog, self.generation) {
-            (true, _) => vec![],
-            (false, Generation::V2) => vec!["--tlog-upload=false"],
-            (false, Generation::SigningConfig) => {
-                vec!["--use-signing-config=false", "--tlog-upload=false"]
+        match (self.generation, self.tlog) {
+            (Generation::V2, true) => vec![],
+            (Generation::V2, false) => vec!["--tlog-upload=false"],
+            (Generation::SigningConfig, true) => {
+                vec!["--new-bundle-format=false", "--use-signing-config=false"]
             }
+            (Generation::SigningConfig, false) => vec![
+                "--new-bundle-format=false",
+                "--use-signing-config=false",
+                "--tlog-upload=false",
+            ],
         }
     }
 
@@ -222,12 +236,16 @@ pub struct Verifying {
 }
 
 impl Verifying {
+    /// Where to look (the legacy tags, like Kyverno), and whether the log counts.
     fn log_flags(&self) -> Vec<&'static str> {
-        if self.tlog {
-            vec![]
-        } else {
-            vec!["--insecure-ignore-tlog=true"]
+        let mut flags = match self.generation {
+            Generation::V2 => vec![],
+            Generation::SigningConfig => vec!["--new-bundle-format=false"],
+        };
+        if !self.tlog {
+            flags.push("--insecure-ignore-tlog=true");
         }
+        flags
     }
 
     /// `cosign verify`: the signature's claims as JSON on stdout.

@@ -1,8 +1,9 @@
 //! `cargo xtask k8s [--check]`: the Forgejo runners' Kubernetes manifests
-//! (`k8s/forgejo-runner/`) and the Kyverno admission policy
-//! (`policies/kyverno/`), generated from the same settings the workflows use
-//! (publishing path, runner labels, transparency log, image digests) and from
-//! `cosign.pub`, through the one write-or-check helper.
+//! (`k8s/forgejo-runner/`), the Kyverno image policy (`policies/kyverno/`) and
+//! the allow-list (`policies/kubernetes/`), generated from the same settings
+//! the workflows use (publishing path, runner labels, transparency log, image
+//! digests) and from the key set (`cosign.pub`, and `cosign.rotation.pub`
+//! during a key rotation), through the one write-or-check helper.
 
 pub mod plan;
 
@@ -15,7 +16,7 @@ use crate::files::{ensure_file, Mode, Outcome};
 use crate::model::settings::Site;
 use crate::records::publish::PublishRecord;
 
-/// Write k8s/forgejo-runner/ and policies/kyverno/ from the settings and cosign.pub (--check: fail when stale).
+/// Write k8s/forgejo-runner/ and policies/ from the settings and cosign.pub (--check: fail when stale).
 #[derive(Debug, Args)]
 pub struct K8s {
     /// Change nothing; fail with a diff when a file is not what would be generated.
@@ -37,7 +38,12 @@ impl K8s {
             crate::ui::say!("note: {hint}");
         }
         if self.check {
-            crate::ui::say!("{} and {}: up to date", plan::RUNNER_DIR, plan::POLICY_DIR);
+            crate::ui::say!(
+                "{}, {} and {}: up to date",
+                plan::RUNNER_DIR,
+                plan::POLICY_DIR,
+                plan::ALLOW_LIST_DIR
+            );
         }
         Ok(())
     }
@@ -47,6 +53,51 @@ impl K8s {
 pub struct Generated {
     pub written: Vec<String>,
     pub gaps: Vec<String>,
+}
+
+/// The keys other than cosign.pub that the policy accepts while a key is
+/// rotated in or out (docs/kubernetes.md, "Rotating the signing key").
+pub const ROTATION_KEYS: &str = "cosign.rotation.pub";
+
+/// The PEM blocks (`-----BEGIN PUBLIC KEY-----` … `-----END PUBLIC KEY-----`)
+/// of `text`; anything else outside them is an error naming the line.
+pub fn pem_blocks(text: &str, path: &Path) -> Result<Vec<String>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        match (&mut current, trimmed) {
+            (None, "") => {}
+            (None, "-----BEGIN PUBLIC KEY-----") => current = Some(format!("{trimmed}\n")),
+            (None, _) => bail!(
+                "{}:{}: not part of a PEM public key (`{trimmed}`): the file holds only `-----BEGIN PUBLIC KEY-----` blocks",
+                path.display(),
+                number + 1
+            ),
+            (Some(block), "-----END PUBLIC KEY-----") => {
+                block.push_str(trimmed);
+                block.push('\n');
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) if trimmed.starts_with("-----") => bail!(
+                "{}:{}: `{trimmed}` inside a public key: a block ends with `-----END PUBLIC KEY-----`",
+                path.display(),
+                number + 1
+            ),
+            (Some(block), _) => {
+                block.push_str(trimmed);
+                block.push('\n');
+            }
+        }
+    }
+    if current.is_some() {
+        bail!(
+            "{}: the last public key has no `-----END PUBLIC KEY-----` line",
+            path.display()
+        );
+    }
+    Ok(blocks)
 }
 
 /// The project's public key, as committed (PEM), if there is one yet.
@@ -63,23 +114,55 @@ pub fn public_key(root: &Path) -> Result<Option<String>> {
             path.display()
         );
     }
+    if pem_blocks(&text, &path)?.len() != 1 {
+        bail!(
+            "{} holds more than one key: it is the one key `publish` signs with; put the others in {ROTATION_KEYS}",
+            path.display()
+        );
+    }
     Ok(Some(text))
 }
 
+/// The key set the policy accepts: cosign.pub first, then each key of
+/// cosign.rotation.pub; empty when there is no cosign.pub.
+pub fn public_keys(root: &Path) -> Result<Vec<String>> {
+    let Some(key) = public_key(root)? else {
+        return Ok(Vec::new());
+    };
+    let mut keys = pem_blocks(&key, &root.join(crate::commands::signing::PUBLIC_KEY))?;
+    let path = root.join(ROTATION_KEYS);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            for block in pem_blocks(&text, &path)? {
+                if keys.contains(&block) {
+                    bail!(
+                        "{}: a key is listed twice (also in cosign.pub or above): remove one",
+                        path.display()
+                    );
+                }
+                keys.push(block);
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+    Ok(keys)
+}
+
 /// Every generated file: path relative to the root, and contents.
-pub fn files(site: &Site, public_key: Option<&str>) -> Result<Vec<(String, String)>> {
-    plan::manifests(site, public_key)?
+pub fn files(site: &Site, public_keys: &[String]) -> Result<Vec<(String, String)>> {
+    plan::manifests(site, public_keys)?
         .iter()
         .map(|manifest| Ok((manifest.path.clone(), plan::render(manifest)?)))
         .collect()
 }
 
 /// Write (or check) every generated file of `root` from this repository's
-/// settings and its cosign.pub; `all` and `signing-key init` call it too.
+/// settings and its key set; `all` and `signing-key init` call it too.
 pub fn ensure(root: &Path, mode: Mode) -> Result<Generated> {
     let site = Site::ours();
-    let key = public_key(root)?;
-    let generated = files(&site, key.as_deref())?;
+    let keys = public_keys(root)?;
+    let generated = files(&site, &keys)?;
     let mut written = Vec::new();
     for (path, text) in &generated {
         let outcome = ensure_file(&root.join(path), text, mode, "cargo xtask k8s")?;
@@ -89,7 +172,11 @@ pub fn ensure(root: &Path, mode: Mode) -> Result<Generated> {
     }
     // A hand-written manifest beside ours would be applied unreviewed by this check.
     let paths: Vec<String> = generated.iter().map(|(path, _)| path.clone()).collect();
-    let stray = crate::files::strays(root, &[plan::RUNNER_DIR, plan::POLICY_DIR], &paths);
+    let stray = crate::files::strays(
+        root,
+        &[plan::RUNNER_DIR, plan::POLICY_DIR, plan::ALLOW_LIST_DIR],
+        &paths,
+    );
     if !stray.is_empty() {
         return crate::error::fail(format!(
             "{} not generated by `cargo xtask k8s`: these folders hold generated files only (change xtask/src/commands/k8s/); remove it",
@@ -98,7 +185,7 @@ pub fn ensure(root: &Path, mode: Mode) -> Result<Generated> {
     }
     Ok(Generated {
         written,
-        gaps: plan::gaps(&site, key.as_deref()),
+        gaps: plan::gaps(&site, &keys),
     })
 }
 
@@ -137,7 +224,7 @@ mod tests {
                 &crate::commands::workflows::plan::plan_with(&catalog, site).unwrap(),
             )
             .unwrap();
-            all.extend(files(site, None).unwrap());
+            all.extend(files(site, &[]).unwrap());
             all
         };
         let ours = Site::ours();
@@ -158,6 +245,7 @@ mod tests {
             "k8s/forgejo-runner/stagex-build.yaml",
             "k8s/forgejo-runner/stagex-check.yaml",
             "policies/kyverno/stagex-images-signed.yaml",
+            "policies/kubernetes/stagex-allowed-images.yaml",
         ] {
             assert!(
                 changed.contains(&path),
@@ -180,5 +268,38 @@ mod tests {
         std::fs::write(dir.path().join("cosign.pub"), "not a key\n").unwrap();
         let error = public_key(dir.path()).unwrap_err().to_string();
         assert!(error.contains("not a PEM public key"), "{error}");
+    }
+
+    const KEY_A: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEaaaa\n-----END PUBLIC KEY-----\n";
+    const KEY_B: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbbbb\n-----END PUBLIC KEY-----\n";
+
+    /// The key set: cosign.pub, then the rotation file's keys, each its own
+    /// block; a second key in cosign.pub, a stray line or a duplicate is refused.
+    #[test]
+    fn the_key_set_is_cosign_pub_and_the_rotation_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(public_keys(dir.path()).unwrap().is_empty());
+        std::fs::write(dir.path().join("cosign.pub"), KEY_A).unwrap();
+        assert_eq!(public_keys(dir.path()).unwrap(), vec![KEY_A.to_string()]);
+        std::fs::write(dir.path().join(ROTATION_KEYS), format!("{KEY_B}\n")).unwrap();
+        assert_eq!(
+            public_keys(dir.path()).unwrap(),
+            vec![KEY_A.to_string(), KEY_B.to_string()]
+        );
+        std::fs::write(dir.path().join(ROTATION_KEYS), format!("{KEY_B}{KEY_A}")).unwrap();
+        let error = public_keys(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("listed twice"), "{error}");
+        std::fs::write(dir.path().join(ROTATION_KEYS), format!("{KEY_B}stray\n")).unwrap();
+        let error = public_keys(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("cosign.rotation.pub:4: not part of a PEM public key"),
+            "{error}"
+        );
+        std::fs::write(dir.path().join(ROTATION_KEYS), &KEY_B[..40]).unwrap();
+        let error = public_keys(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("no `-----END PUBLIC KEY-----`"), "{error}");
+        std::fs::write(dir.path().join("cosign.pub"), format!("{KEY_A}{KEY_B}")).unwrap();
+        let error = public_keys(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("more than one key"), "{error}");
     }
 }

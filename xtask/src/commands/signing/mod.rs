@@ -534,3 +534,92 @@ pub fn verify(
     }
     Ok(result)
 }
+
+/// The tag beside an image where cosign's legacy format keeps its
+/// signatures (`sig`) or attestations (`att`): `sha256-<hex>.<suffix>`.
+pub fn legacy_tag(digest: &str, suffix: &str) -> String {
+    format!("{}.{suffix}", digest.replacen(':', "-", 1))
+}
+
+/// One layer of a legacy signature or attestation manifest.
+#[derive(serde::Deserialize)]
+struct LegacyLayer {
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct LegacyManifest {
+    layers: Vec<LegacyLayer>,
+}
+
+/// The annotation cosign puts on every legacy signature layer.
+const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+
+/// Where Kyverno's `type: Cosign` verifier reads them, the signature and an
+/// attestation of each predicate type are there: the tags
+/// `sha256-<hex>.sig` and `.att` in the image's own repository. cosign's own
+/// verify finds signatures wherever it stored them (another repository,
+/// OCI referrers), so it cannot tell; this can. Returns the two tags.
+pub fn check_where_kyverno_reads(pinned: &Pinned, predicate_types: &[&str]) -> Result<[String; 2]> {
+    let image = &pinned.image;
+    let digest = image.digest.clone().unwrap_or_default();
+    let tag = |suffix: &str| ImageRef {
+        tag: Some(legacy_tag(&digest, suffix)),
+        digest: None,
+        ..image.clone()
+    };
+    let (signatures, attestations) = (tag("sig"), tag("att"));
+    let why = "Kyverno's `type: Cosign` verifier reads only these tags, so the policy would refuse the image (did cosign store Sigstore bundles as OCI referrers, or is COSIGN_REPOSITORY set?)";
+    crate::oci::registry::block_on(async {
+        let registry = Registry::connect(
+            image.api_host(),
+            Role::Target,
+            &CredentialSource::from_environment(),
+        )
+        .await?;
+        let read = |reference: ImageRef| {
+            let registry = &registry;
+            async move {
+                if registry.manifest_digest(&reference).await?.is_none() {
+                    return Ok::<_, anyhow::Error>(None);
+                }
+                let bytes = registry.pull_manifest(&reference).await?;
+                let manifest: LegacyManifest = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{reference} is not a cosign signature manifest"))?;
+                Ok(Some(manifest))
+            }
+        };
+        let signed = read(signatures.clone()).await?.is_some_and(|manifest| {
+            manifest
+                .layers
+                .iter()
+                .any(|layer| layer.annotations.contains_key(SIGNATURE_ANNOTATION))
+        });
+        if !signed {
+            return fail(format!("{image}: no signature at {signatures}: {why}"));
+        }
+        let attested: Vec<String> = read(attestations.clone())
+            .await?
+            .map(|manifest| {
+                manifest
+                    .layers
+                    .iter()
+                    .filter_map(|layer| layer.annotations.get("predicateType").cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<&str> = predicate_types
+            .iter()
+            .filter(|kind| !attested.iter().any(|found| found == *kind))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            return fail(format!(
+                "{image}: no {} attestation at {attestations}: {why}",
+                missing.join(", ")
+            ));
+        }
+        Ok([signatures.to_string(), attestations.to_string()])
+    })?
+}

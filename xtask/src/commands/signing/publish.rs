@@ -3,7 +3,8 @@
 //! these archive bytes, cosign, the key, its password, the key being the
 //! pair of `cosign.pub`, SBOMs of this very digest); then the image goes in
 //! by digest → its digest is signed → both SBOMs attested → all of it
-//! verified against `cosign.pub` → only then the tag moves → the record.
+//! verified against `cosign.pub`, and found at the tags Kyverno reads
+//! (`sha256-<hex>.sig`, `.att`) → only then the tag moves → the record.
 //! A failure half way leaves the tag where it was and says what is where.
 
 use std::path::{Path, PathBuf};
@@ -213,6 +214,13 @@ impl Publisher {
         // What was pushed with the publishing credentials is read back with them.
         let verified = verify(&signed.pinned, &self.verifying, &expected, Access::Write)?;
         crate::ui::say_more!("{}", verified.render());
+        // And it is where the admission policy will look for it.
+        let types: Vec<&str> = sboms
+            .iter()
+            .map(|(kind, _)| kind.predicate_type())
+            .collect();
+        let [signatures, attestations] = super::check_where_kyverno_reads(&signed.pinned, &types)?;
+        crate::ui::say!("  where Kyverno reads them: {signatures}, {attestations}");
         Ok(verified)
     }
 
