@@ -131,8 +131,7 @@ pub fn find_root(start: &Path) -> Result<std::path::PathBuf> {
 
 /// `--root DIR` (or `XTASK_ROOT`) as given: it must be a checkout.
 pub fn given_root(dir: &Path) -> Result<std::path::PathBuf> {
-    let root =
-        std::fs::canonicalize(dir).with_context(|| format!("--root {}", dir.display()))?;
+    let root = std::fs::canonicalize(dir).with_context(|| format!("--root {}", dir.display()))?;
     if !root.join(CHECKOUT_MARKER).is_file() {
         anyhow::bail!(
             "--root {}: not a checkout of this repository (no {CHECKOUT_MARKER}); pass the folder of a clone",

@@ -32,7 +32,13 @@ fn search_path() -> Option<OsString> {
     let provisioned = PROVISIONED.get().filter(|dirs| !dirs.is_empty())?;
     let inherited = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&inherited).collect();
-    dirs.extend(provisioned.iter().filter(|dir| !dirs.contains(dir)).cloned().collect::<Vec<_>>());
+    dirs.extend(
+        provisioned
+            .iter()
+            .filter(|dir| !dirs.contains(dir))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     std::env::join_paths(dirs).ok()
 }
 
