@@ -23,7 +23,7 @@ use crate::dev::{bench, demo, docs, test_env, test_suite};
                   provisions under target/; `demo` runs the pipeline offline on stand-in images; \
                   `bench build|mirror|sbom` prints the figures docs/development.md quotes; `docs` \
                   regenerates docs/cli.md and docs/lint-rules.md. Exit codes: 0 ok, 1 a check \
-                  failed, 2 the tool could not run (docs/conventions.md)."
+                  failed, 2 the tool could not run (docs/conventions-and-exit-codes.md)."
 )]
 pub struct Cli {
     /// Work on another checkout with the same layout (default: this
@@ -111,7 +111,9 @@ pub fn run(cli: Cli) -> Result<()> {
 fn completions(shell: clap_complete::Shell) -> Result<()> {
     use std::io::Write;
     let xtask = Cli::command().name("xtask").bin_name("cargo xtask");
-    let mut cargo = clap::Command::new("cargo").bin_name("cargo").subcommand(xtask);
+    let mut cargo = clap::Command::new("cargo")
+        .bin_name("cargo")
+        .subcommand(xtask);
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cargo, "cargo", &mut script);
     match std::io::stdout().lock().write_all(&script) {

@@ -113,7 +113,11 @@ fn render_command(page: &mut String, command: &clap::Command, hidden: bool) {
         .filter(shown)
         .collect();
     if !options.is_empty() {
-        let heading = if top_level { "Global options" } else { "Options" };
+        let heading = if top_level {
+            "Global options"
+        } else {
+            "Options"
+        };
         let _ = writeln!(page, "\n{heading}:\n");
         for arg in options {
             render_arg(page, arg);
@@ -216,7 +220,12 @@ pub fn lint_rules_page() -> String {
          | rule | what it finds |\n|---|---|\n",
     );
     for rule in Rule::ALL {
-        let _ = writeln!(page, "| `{}` | {} |", rule.id(), rule.doc().replace('|', "\\|"));
+        let _ = writeln!(
+            page,
+            "| `{}` | {} |",
+            rule.id(),
+            rule.doc().replace('|', "\\|")
+        );
     }
     page
 }
@@ -228,7 +237,10 @@ mod tests {
     #[test]
     fn anchors_are_what_forges_make() {
         assert_eq!(anchor("`cargo xtask pins check`"), "cargo-xtask-pins-check");
-        assert_eq!(anchor("`cargo xtask test-env up`"), "cargo-xtask-test-env-up");
+        assert_eq!(
+            anchor("`cargo xtask test-env up`"),
+            "cargo-xtask-test-env-up"
+        );
     }
 
     /// Every rule's id is on the page, once.
