@@ -11,7 +11,7 @@ use crate::commands::{
     all, build, check_runtime, compare, digests, doctor, k8s, keys, lint, malcontent, mirror, pins,
     push, reproduce, run_example, sbom, scan, signatures, signing, summary, workflows,
 };
-use crate::dev::{bench, demo, test_env, test_suite};
+use crate::dev::{bench, demo, docs, test_env, test_suite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,8 +21,9 @@ use crate::dev::{bench, demo, test_env, test_suite};
     about = "Build, verify and publish StageX base images",
     after_help = "Development: `test` runs the whole suite against the services `test-env up|down|env` \
                   provisions under target/; `demo` runs the pipeline offline on stand-in images; \
-                  `bench build|mirror|sbom` prints the README's figures. Exit codes: 0 ok, 1 a check \
-                  failed, 2 the tool could not run (see the README)."
+                  `bench build|mirror|sbom` prints the figures docs/development.md quotes; `docs` \
+                  regenerates docs/cli.md and docs/lint-rules.md. Exit codes: 0 ok, 1 a check \
+                  failed, 2 the tool could not run (docs/conventions-and-exit-codes.md)."
 )]
 pub struct Cli {
     /// Work on another checkout with the same layout (default: this
@@ -88,6 +89,8 @@ pub enum Command {
     Demo(demo::Demo),
     #[command(hide = true)]
     Bench(bench::Bench),
+    #[command(hide = true)]
+    Docs(docs::Docs),
 }
 
 /// Parse the command line, run, and map the outcome to the README's exit codes.
@@ -182,6 +185,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::TestEnv(cmd) => cmd.run(root),
         Command::Demo(cmd) => cmd.run(root),
         Command::Bench(cmd) => cmd.run(root),
+        Command::Docs(cmd) => cmd.run(root, Cli::command()),
     }
 }
 

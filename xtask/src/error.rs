@@ -1,5 +1,5 @@
 //! The two ways a subcommand can fail, and the exit codes they map to (the
-//! table in the README):
+//! table in docs/conventions-and-exit-codes.md):
 //!
 //! - 1: a check ran and failed (a lint finding, a stale generated file, a build
 //!   or reproducibility failure, a quorum not met, an archive that changed, a

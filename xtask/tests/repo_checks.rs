@@ -6,10 +6,11 @@ use common::*;
 
 /// `--help` lists exactly the visible subcommands of the real command table,
 /// each on its own line, names compared whole (`test` is not `test-env`); the
-/// hidden development commands are named in its closing paragraph; and the
-/// README has a section for every subcommand.
+/// hidden development commands are named in its closing paragraph; and a
+/// hand-written page of docs/ has a section for every subcommand (docs/cli.md,
+/// generated, has one anyway).
 #[test]
-fn help_and_readme_cover_every_subcommand() {
+fn help_and_docs_cover_every_subcommand() {
     use clap::CommandFactory;
     let output = xtask(&["--help"]);
     assert!(output.status.success());
@@ -30,16 +31,25 @@ fn help_and_readme_cover_every_subcommand() {
         .map(|c| c.get_name())
         .collect();
     assert_eq!(listed, visible, "{help}");
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let topic_pages: Vec<String> = documentation_pages()
+        .iter()
+        .filter(|page| !page.ends_with("docs/cli.md"))
+        .map(|page| std::fs::read_to_string(page).unwrap())
+        .collect();
     for command in table.get_subcommands() {
         let name = command.get_name();
         if command.is_hide_set() {
             assert!(!listed.contains(&name), "{name} is hidden");
             assert!(help.contains(&format!("`{name}")), "{name}: {help}");
         }
+        let heading = format!("# `cargo xtask {name}");
         assert!(
-            readme.contains(&format!("### `cargo xtask {name}")),
-            "README.md has no section for `{name}`"
+            topic_pages.iter().any(|page| page
+                .lines()
+                .any(
+                    |l| l.trim_start_matches('#').starts_with(&heading[1..]) && l.starts_with("##")
+                )),
+            "no page of docs/ has a section `## `cargo xtask {name}…`"
         );
     }
     let version = xtask(&["--version"]);
@@ -54,10 +64,19 @@ fn help_and_readme_cover_every_subcommand() {
     assert!(script.contains("verify-reproducible"), "{script}");
 }
 
-/// Every error case the README's exit-code table names, with the code it
-/// promises: 1 a check failed, 2 the tool could not run.
+/// Every error case the exit-code table (docs/conventions-and-exit-codes.md)
+/// names, with the code it promises: 1 a check failed, 2 the tool could not run.
 #[test]
-fn exit_codes_are_the_readme_table() {
+fn exit_codes_are_the_documented_table() {
+    let page =
+        std::fs::read_to_string(repo_root().join("docs/conventions-and-exit-codes.md")).unwrap();
+    for row in [
+        "| 0 | success |",
+        "| 1 | a check ran and failed |",
+        "| 2 | the tool could not run |",
+    ] {
+        assert!(page.contains(row), "the exit-code table has no row `{row}`");
+    }
     let checkout = copy_checkout();
     let root = checkout.path().to_str().unwrap();
     std::fs::write(checkout.path().join("DIGESTS.md"), "stale\n").unwrap();
@@ -668,16 +687,17 @@ fn the_build_time_only_crate_list_is_exact() {
     );
 }
 
-/// The README draws the job graph `workflows --graph` prints, as it is today.
+/// docs/workflows-and-k8s.md draws the job graph `workflows --graph` prints,
+/// as it is today.
 #[test]
-fn the_readme_shows_the_current_job_graph() {
+fn the_docs_show_the_current_job_graph() {
     let output = xtask(&["workflows", "--graph"]);
     assert!(output.status.success(), "{}", text(&output));
     let graph = String::from_utf8(output.stdout).unwrap();
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo_root().join("docs/workflows-and-k8s.md")).unwrap();
     assert!(
-        readme.contains(&graph),
-        "README.md does not show the current job graph; paste `cargo xtask workflows --graph`:\n{graph}"
+        page.contains(&graph),
+        "docs/workflows-and-k8s.md does not show the current job graph; paste `cargo xtask workflows --graph`:\n{graph}"
     );
 }
 
@@ -729,20 +749,26 @@ fn documented_commands(markdown: &str) -> Vec<(usize, String)> {
     commands
 }
 
-/// Every `cargo xtask …` in the README's and docs/'s code blocks is a
-/// command that exists: it parses with the real CLI.
-#[test]
-fn every_documented_command_parses() {
-    use clap::Parser as _;
-    let mut files = vec![repo_root().join("README.md")];
+/// What people read: the README and every page of docs/.
+fn documentation_pages() -> Vec<std::path::PathBuf> {
     let mut docs: Vec<_> = std::fs::read_dir(repo_root().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect();
     docs.sort();
-    assert!(docs.len() >= 5, "docs/: {docs:?}");
+    assert!(docs.len() >= 12, "docs/: {docs:?}");
+    let mut files = vec![repo_root().join("README.md")];
     files.extend(docs);
+    files
+}
+
+/// Every `cargo xtask …` in the README's and docs/'s code blocks is a
+/// command that exists: it parses with the real CLI.
+#[test]
+fn every_documented_command_parses() {
+    use clap::Parser as _;
+    let files = documentation_pages();
     let mut parsed = 0;
     let mut broken = Vec::new();
     for file in &files {
@@ -757,6 +783,16 @@ fn every_documented_command_parses() {
             );
             match xtask::cli::Cli::try_parse_from(argv) {
                 Ok(_) => parsed += 1,
+                // `--help` and `--version` parse to what they print.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        clap::error::ErrorKind::DisplayHelp
+                            | clap::error::ErrorKind::DisplayVersion
+                    ) =>
+                {
+                    parsed += 1
+                }
                 Err(error) => broken.push(format!(
                     "{}:{line}: `cargo xtask {command}`: {}",
                     file.display(),
@@ -814,4 +850,300 @@ fn offline_commands_write_documents_their_schemas_accept() {
         let result = document_result(&output.stdout, command);
         assert!(result.is_array(), "{command}: {result}");
     }
+}
+
+/// The `--flags` a markdown file names for our commands, each with its line:
+/// those of its `cargo xtask …` code-block commands, and those in inline code
+/// that is a `cargo xtask` command or starts with a flag (`--skip scan`).
+/// Other programs' flags (`docker run --rm`, a cosign line) are not ours.
+fn documented_flags(markdown: &str) -> Vec<(usize, String)> {
+    let long_flags = |text: &str| -> Vec<String> {
+        text.split(|c: char| c.is_whitespace() || "[]()|,".contains(c))
+            .filter(|word| word.starts_with("--") && word.len() > 2)
+            .map(|word| {
+                let flag = word.split('=').next().unwrap_or(word);
+                flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                    .to_string()
+            })
+            .collect()
+    };
+    let mut flags = Vec::new();
+    for (line, command) in documented_commands(markdown) {
+        flags.extend(long_flags(&command).into_iter().map(|flag| (line, flag)));
+    }
+    // Prose only (code blocks blanked, lines kept): inline code may wrap.
+    let mut in_block = false;
+    let prose: Vec<&str> = markdown
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                in_block = !in_block;
+                ""
+            } else if in_block {
+                ""
+            } else {
+                line
+            }
+        })
+        .collect();
+    let prose = prose.join("\n");
+    let mut offset = 0;
+    for (index, piece) in prose.split('`').enumerate() {
+        let line = prose[..offset].matches('\n').count() + 1;
+        offset += piece.len() + 1;
+        let span = piece.replace('\n', " ");
+        let span = span.trim();
+        if index % 2 == 1 && (span.starts_with("--") || span.starts_with("cargo xtask ")) {
+            flags.extend(long_flags(span).into_iter().map(|flag| (line, flag)));
+        }
+    }
+    flags
+}
+
+/// Flags of other programs that the docs write as bare inline code, with the
+/// program they belong to.
+const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
+    ("--build-arg", "docker buildx build"),
+    ("--build-context", "docker buildx build"),
+    ("--network", "docker buildx build"),
+    ("--output", "docker buildx build"),
+    ("--tlog-upload", "cosign"),
+    ("--use-signing-config", "cosign"),
+    ("--insecure-ignore-tlog", "cosign"),
+    ("--new-bundle-format", "cosign"),
+    ("--imagePullSecrets", "Kyverno's admission controller"),
+    ("--caCertificates", "Kyverno's admission controller"),
+    (
+        "--password",
+        "registry logins, masked by the process runner",
+    ),
+    ("--without-pip", "python3 -m venv"),
+    ("--no-compile-bytecode", "pip install"),
+];
+
+/// Every `--flag` the README and docs/ name for `cargo xtask` exists on some
+/// subcommand of the real command table (or is the global `--root`).
+#[test]
+fn every_documented_flag_exists() {
+    use clap::CommandFactory;
+    fn collect(command: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                into.insert(format!("--{long}"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            collect(sub, into);
+        }
+    }
+    let mut table = xtask::cli::Cli::command();
+    table.build();
+    let mut known = std::collections::BTreeSet::new();
+    collect(&table, &mut known);
+    assert!(
+        known.contains("--root") && known.contains("--push-prefix"),
+        "{known:?}"
+    );
+    let mut named = 0;
+    let mut unknown = Vec::new();
+    for file in documentation_pages() {
+        let markdown = std::fs::read_to_string(&file).unwrap();
+        for (line, flag) in documented_flags(&markdown) {
+            named += 1;
+            let other = OTHER_PROGRAMS_FLAGS.iter().any(|(f, _)| *f == flag);
+            if !known.contains(&flag) && !other {
+                unknown.push(format!("{}:{line}: {flag}", file.display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "flags the docs name that no subcommand has:\n{}",
+        unknown.join("\n")
+    );
+    assert!(named > 100, "only {named} flags found in the docs");
+}
+
+#[test]
+fn documented_flags_are_found_in_commands_and_inline_code() {
+    let markdown = "Run `--skip scan --skip\nmalcontent`, not `docker run --rm`.\n```sh\ncargo xtask build --dry-run --jobs=2   # --not-this\ncosign verify --key k\n```\n`cargo xtask all [--json PATH]`\n";
+    let found: Vec<(usize, String)> = documented_flags(markdown);
+    let found: Vec<(usize, &str)> = found.iter().map(|(l, f)| (*l, f.as_str())).collect();
+    assert_eq!(
+        found,
+        [
+            (4, "--dry-run"),
+            (4, "--jobs"),
+            (1, "--skip"),
+            (1, "--skip"),
+            (7, "--json")
+        ]
+    );
+}
+
+/// Every `XTASK_*` environment variable the README and docs/ name is read
+/// somewhere in xtask/src (a name ending in `_` is a family, such as
+/// `XTASK_REGISTRY_*`).
+#[test]
+fn every_documented_environment_variable_is_read() {
+    let mut source = String::new();
+    let mut pending = vec![repo_root().join("xtask/src")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                source.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut named = std::collections::BTreeSet::new();
+    for file in documentation_pages() {
+        let markdown = std::fs::read_to_string(&file).unwrap();
+        for (position, _) in markdown.match_indices("XTASK_") {
+            let name: String = markdown[position..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            named.insert((name, file.display().to_string()));
+        }
+    }
+    let unread: Vec<String> = named
+        .iter()
+        .filter(|(name, _)| {
+            // As a whole name: `XTASK_ROOT` is not read because `XTASK_ROOTS` is.
+            !source.match_indices(name.as_str()).any(|(at, _)| {
+                let after = source[at + name.len()..].chars().next();
+                name.ends_with('_') || !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .map(|(name, file)| format!("{file}: {name}"))
+        .collect();
+    assert!(
+        unread.is_empty(),
+        "variables the docs name that xtask/src does not read:\n{}",
+        unread.join("\n")
+    );
+    assert!(named.len() >= 8, "{named:?}");
+}
+
+/// The README is the first page people read: what this is, how to use an
+/// image, how to run the tool, where the rest lives. The reference is in docs/.
+#[test]
+fn the_readme_stays_short() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; move reference text to docs/"
+    );
+}
+
+/// docs/cli.md and docs/lint-rules.md are what `cargo xtask docs` generates
+/// from the code today.
+#[test]
+fn generated_docs_are_up_to_date() {
+    let output = xtask(&["docs", "--check"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let cli = std::fs::read_to_string(repo_root().join("docs/cli.md")).unwrap();
+    assert!(
+        cli.starts_with("<!-- generated by `cargo xtask docs`"),
+        "{cli}"
+    );
+    for section in [
+        "## `cargo xtask pins check`",
+        "## `cargo xtask signing-key init`",
+        "## `cargo xtask test-env up`",
+        "- `--root DIR`",
+    ] {
+        assert!(cli.contains(section), "docs/cli.md lacks {section}");
+    }
+}
+
+/// A hand edit of a generated page fails the check with a diff and the
+/// command to run; running it puts the page back.
+#[test]
+fn a_hand_edited_generated_page_fails_the_docs_check() {
+    let checkout = copy_checkout();
+    let root = checkout.path().to_str().unwrap();
+    let output = xtask(&["--root", root, "docs"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let page = checkout.path().join("docs/lint-rules.md");
+    let generated = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        generated,
+        std::fs::read_to_string(repo_root().join("docs/lint-rules.md")).unwrap()
+    );
+    std::fs::write(&page, generated.replace("| `add-url` |", "| `add-uri` |")).unwrap();
+    let output = xtask(&["--root", root, "docs", "--check"]);
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("+| `add-url` |"), "{report}");
+    assert!(report.contains("run `cargo xtask docs`"), "{report}");
+    let output = xtask(&["--root", root, "docs"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(std::fs::read_to_string(&page).unwrap(), generated);
+}
+
+/// The anchor a forge gives a markdown heading: lower case, spaces as
+/// dashes, other punctuation dropped.
+fn heading_anchors(markdown: &str) -> Vec<String> {
+    let mut in_block = false;
+    let mut anchors = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+        } else if !in_block && line.starts_with('#') {
+            let heading = line.trim_start_matches('#').trim().to_lowercase();
+            anchors.push(
+                heading
+                    .chars()
+                    .filter_map(|c| match c {
+                        ' ' => Some('-'),
+                        c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                        _ => None,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    anchors
+}
+
+/// Every relative link of the README and docs/ leads to a file that exists,
+/// and, where it names a heading of a markdown page, to a heading there.
+#[test]
+fn documentation_links_resolve() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in documentation_pages() {
+        let markdown = std::fs::read_to_string(&file).unwrap();
+        for (position, _) in markdown.match_indices("](") {
+            let target: String = markdown[position + 2..]
+                .chars()
+                .take_while(|c| *c != ')')
+                .collect();
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
+            let linked = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path)
+            };
+            if !linked.exists() {
+                broken.push(format!("{}: {target}: no such file", file.display()));
+            } else if !anchor.is_empty() && linked.extension().is_some_and(|e| e == "md") {
+                let page = std::fs::read_to_string(&linked).unwrap();
+                if !heading_anchors(&page).iter().any(|a| a == anchor) {
+                    broken.push(format!("{}: {target}: no such heading", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+    assert!(checked > 50, "only {checked} links found");
 }

@@ -55,6 +55,47 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in the order docs/lint-rules.md lists them (a unit test
+    /// holds this list to the enum).
+    pub const ALL: [Rule; 15] = [
+        Rule::UnpinnedFrontend,
+        Rule::MissingSourceDateEpoch,
+        Rule::ForeignBuildContext,
+        Rule::NotStagex,
+        Rule::LatestTag,
+        Rule::UnknownPackage,
+        Rule::Unpinned,
+        Rule::DigestNotInRelease,
+        Rule::VersionMismatch,
+        Rule::MissingVersionTag,
+        Rule::ShellForm,
+        Rule::AddUrl,
+        Rule::MissingFacts,
+        Rule::MissingLibrary,
+        Rule::MissingInterpreter,
+    ];
+
+    /// What the rule finds, for docs/lint-rules.md (`cargo xtask docs`).
+    pub fn doc(self) -> &'static str {
+        match self {
+            Rule::UnpinnedFrontend => "a `# syntax=` line naming a frontend image by tag: BuildKit would pull it at build time, unpinned",
+            Rule::MissingSourceDateEpoch => "a Containerfile that does not declare `ARG SOURCE_DATE_EPOCH`, so its RUN steps cannot see the build's fixed timestamp",
+            Rule::ForeignBuildContext => "a named build context used by an image it is not declared for (`BUILD_CONTEXTS` in `xtask/src/model/settings.rs`)",
+            Rule::NotStagex => "a `FROM` or `COPY --from` image that is neither a StageX package nor one of this repository's images",
+            Rule::LatestTag => "a StageX image by the moving tag `latest`",
+            Rule::UnknownPackage => "a StageX package that the pinned release does not list",
+            Rule::Unpinned => "a StageX image not pinned by digest",
+            Rule::DigestNotInRelease => "a StageX digest other than the one the pinned release lists for that package",
+            Rule::VersionMismatch => "a StageX tag other than the release's version of that package",
+            Rule::MissingVersionTag => "a StageX pin without the version tag the release has for it (readers cannot tell which version is pinned)",
+            Rule::ShellForm => "`RUN`, `CMD` or `ENTRYPOINT` in shell form: it needs `/bin/sh -c`, which runtime images do not have",
+            Rule::AddUrl => "`ADD` from a URL or git repository: fetched at build time, unpinned and unverified",
+            Rule::MissingFacts => "a pinned package with no record in the package facts, so what the image ships cannot be checked",
+            Rule::MissingLibrary => "an ELF file the image ships that needs a library nothing copied into the image provides (the pinned package that would is named)",
+            Rule::MissingInterpreter => "an ELF file the image ships whose dynamic linker is not in the image",
+        }
+    }
+
     pub fn id(self) -> &'static str {
         match self {
             Rule::UnpinnedFrontend => "unpinned-frontend",
@@ -371,6 +412,26 @@ fn check_instruction(instruction: &Instruction, at: &Locator) -> Option<Finding>
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// `Rule::ALL` names every variant of the enum, in its order, so
+    /// docs/lint-rules.md lists a new rule as soon as it exists.
+    #[test]
+    fn every_rule_is_in_the_rule_list() {
+        let source = include_str!("lint.rs");
+        let body = source
+            .split("pub enum Rule {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap();
+        let variants: Vec<&str> = body
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with("//") && line.ends_with(','))
+            .map(|line| line.trim_end_matches(','))
+            .collect();
+        let listed: Vec<String> = Rule::ALL.iter().map(|rule| format!("{rule:?}")).collect();
+        assert_eq!(listed, variants);
+    }
 
     const MUSL_HEX: &str = "816a6e097544c23386c95c8614e358ace7c5026c3f53b7b9353b84cbb4ed0096";
     const FILESYSTEM_HEX: &str = "cd3a66471ce1f630fa77d5c9bd9829f9f9fab6302a1aaa64d67b74f1f069b750";

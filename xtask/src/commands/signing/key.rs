@@ -134,7 +134,7 @@ impl Init {
             crate::ui::say!("wrote {written} (it embeds the new public key)");
         }
         crate::ui::say!(
-            "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it with the regenerated policies/, and put its owner and fingerprint in the README's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
+            "cosign key pair made:\n  public key:  {} (sha256 {fingerprint}): commit it with the regenerated policies/, and put its owner and fingerprint in docs/publishing-and-signing.md's `Signing keys`\n  private key: {} (mode 0600): store it as the Forgejo secret COSIGN_KEY (its contents) and the password as COSIGN_PASSWORD, then delete this copy or keep it offline",
             public.display(),
             private.display()
         );

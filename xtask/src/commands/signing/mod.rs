@@ -90,7 +90,7 @@ impl KeyArgs {
                     bail!("{} is not valid UTF-8", cosign::KEY_ENV)
                 }
                 _ => bail!(
-                    "no signing key: pass --key PATH, or set {} to the private key's PEM (the README's `Signing keys` says where it is kept)",
+                    "no signing key: pass --key PATH, or set {} to the private key's PEM (docs/publishing-and-signing.md's `Signing keys` says where it is kept)",
                     cosign::KEY_ENV
                 ),
             },

@@ -15,7 +15,7 @@ pub struct Verified {
     pub reference: String,
     pub digest: String,
     pub public_key: String,
-    /// sha256 of the public key (its DER), to compare with the README's.
+    /// sha256 of the public key (its DER), to compare with the one docs/publishing-and-signing.md records.
     pub key_sha256: String,
     pub signatures: usize,
     pub attestations: Vec<AttestationVerified>,

@@ -542,7 +542,7 @@ pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
     ])
 }
 
-/// The job graph as text, for people (the README shows it), and the images
+/// The job graph as text, for people (docs/workflows-and-k8s.md shows it), and the images
 /// left out.
 pub fn graph(planned: &[Planned], split: &Split) -> String {
     let mut text = String::new();

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: measured ratios, printed, never asserted. Each figure
 //! compares runs made here, in one invocation, on the same input; the line a
-//! benchmark prints is the line the README quotes.
+//! benchmark prints is the line docs/development.md quotes.
 
 mod mirror;
 mod sbom;
