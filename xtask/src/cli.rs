@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
-    all, build, check_runtime, compare, digests, doctor, k8s, keys, lint, malcontent, mirror, pins,
-    push, reproduce, run_example, sbom, scan, signatures, signing, summary, workflows,
+    all, build, check_runtime, clean, compare, digests, doctor, k8s, keys, lint, malcontent,
+    mirror, pins, push, reproduce, run_example, sbom, scan, signatures, signing, summary,
+    workflows,
 };
 use crate::dev::{bench, demo, docs, test_env, test_suite};
 
@@ -19,15 +20,15 @@ use crate::dev::{bench, demo, docs, test_env, test_suite};
     bin_name = "cargo xtask",
     version,
     about = "Build, verify and publish StageX base images",
-    after_help = "Development: `test` runs the whole suite against the services `test-env up|down|env` \
-                  provisions under target/; `demo` runs the pipeline offline on stand-in images; \
-                  `bench build|mirror|sbom` prints the figures docs/development.md quotes; `docs` \
-                  regenerates docs/cli.md and docs/lint-rules.md. Exit codes: 0 ok, 1 a check \
-                  failed, 2 the tool could not run (docs/conventions-and-exit-codes.md)."
+    after_help = "Development (hidden): `test-env up|down|env` provisions the test services under \
+                  target/; `bench build|mirror|sbom` prints the figures docs/development.md quotes; \
+                  `docs` regenerates docs/cli.md, docs/lint-rules.md and docs/schemas/. Exit codes: \
+                  0 ok, 1 a check failed, 2 the tool could not run \
+                  (docs/conventions-and-exit-codes.md)."
 )]
 pub struct Cli {
-    /// Work on another checkout with the same layout (default: this
-    /// repository; CI sets XTASK_ROOT to the job's checkout).
+    /// The checkout to work on (default: the one the working folder is in;
+    /// CI sets XTASK_ROOT to the job's checkout).
     #[arg(long, global = true, value_name = "DIR", env = "XTASK_ROOT")]
     pub root: Option<PathBuf>,
     /// Say less: results, warnings and errors only.
@@ -85,8 +86,8 @@ pub enum Command {
     Test(test_suite::Test),
     #[command(hide = true)]
     TestEnv(test_env::TestEnv),
-    #[command(hide = true)]
     Demo(demo::Demo),
+    Clean(clean::Clean),
     #[command(hide = true)]
     Bench(bench::Bench),
     #[command(hide = true)]
@@ -95,7 +96,11 @@ pub enum Command {
 
 /// Parse the command line, run, and map the outcome to the README's exit codes.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -134,6 +139,61 @@ pub fn run(cli: Cli) -> Result<()> {
     // exporting anything (after PATH, so a user's own tools win).
     crate::tools::process::use_provisioned(test_env::Layout::for_root(&root).path_dirs());
     dispatch(cli.command, &root)
+}
+
+/// The subcommands by what a maintainer does, in the order they do it.
+pub const GROUPS: &[(&str, &[&str])] = &[
+    ("Start here", &["doctor", "demo", "all"]),
+    (
+        "Check and build",
+        &[
+            "lint",
+            "digests",
+            "pins",
+            "build",
+            "check-runtime",
+            "verify-reproducible",
+            "compare",
+            "run-example",
+        ],
+    ),
+    ("Gate what ships", &["sbom", "scan", "malcontent"]),
+    (
+        "Sign and ship",
+        &["push", "publish", "signing-key", "sign", "attest", "verify"],
+    ),
+    ("Upstream StageX", &["mirror", "signatures", "keys"]),
+    ("CI and clusters", &["workflows", "k8s", "summary"]),
+    ("Housekeeping", &["test", "clean", "completions", "help"]),
+];
+
+/// The command table with `--help` listing subcommands by [`GROUPS`].
+pub fn command() -> clap::Command {
+    let table = Cli::command();
+    let about = |name: &str| {
+        table
+            .find_subcommand(name)
+            .and_then(|sub| sub.get_about())
+            .map(|about| about.to_string())
+            .unwrap_or_else(|| "Print this message or the help of the given subcommand(s)".into())
+    };
+    let width = GROUPS
+        .iter()
+        .flat_map(|(_, names)| names.iter())
+        .map(|name| name.len())
+        .max()
+        .unwrap_or(0);
+    let mut listing = String::new();
+    for (group, names) in GROUPS {
+        listing.push_str(&format!("{group}:\n"));
+        for name in *names {
+            listing.push_str(&format!("  {name:<width$}  {}\n", about(name)));
+        }
+        listing.push('\n');
+    }
+    table.help_template(format!(
+        "{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{listing}Options:\n{{options}}{{after-help}}"
+    ))
 }
 
 /// Completions for `cargo xtask …`: a `cargo` command whose one subcommand
@@ -184,6 +244,9 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Test(cmd) => cmd.run(root),
         Command::TestEnv(cmd) => cmd.run(root),
         Command::Demo(cmd) => cmd.run(root),
+        Command::Clean(cmd) => {
+            cmd.run_with(root, || test_env::down(&test_env::Layout::for_root(root)))
+        }
         Command::Bench(cmd) => cmd.run(root),
         Command::Docs(cmd) => cmd.run(root, Cli::command()),
     }
@@ -196,5 +259,30 @@ mod tests {
     #[test]
     fn the_command_table_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every shown subcommand is in exactly one group of `--help`.
+    #[test]
+    fn help_groups_every_subcommand_once() {
+        let table = Cli::command();
+        let mut shown: Vec<&str> = table
+            .get_subcommands()
+            .filter(|sub| !sub.is_hide_set())
+            .map(|sub| sub.get_name())
+            .collect();
+        shown.push("help");
+        shown.sort();
+        let mut grouped: Vec<&str> = GROUPS
+            .iter()
+            .flat_map(|(_, names)| names.iter().copied())
+            .collect();
+        grouped.sort();
+        assert_eq!(grouped, shown);
+        let help = command().render_help().to_string();
+        let at = |heading: &str| {
+            help.find(heading)
+                .unwrap_or_else(|| panic!("{heading} missing: {help}"))
+        };
+        assert!(at("Start here:") < at("Sign and ship:") && at("Sign and ship:") < at("Options:"));
     }
 }

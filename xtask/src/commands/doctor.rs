@@ -80,12 +80,22 @@ pub fn diagnose(env: &Env) -> Vec<Diagnosis> {
                 check: tool.check(env),
                 required: !required.is_empty(),
                 incomplete_without: incomplete,
-                needed_by: required
-                    .iter()
-                    .copied()
-                    .chain(optional.map(|step| step.name()))
-                    .chain(other_uses(tool).iter().copied())
-                    .collect(),
+                needed_by: {
+                    // Each user once, in pipeline order (a step that uses
+                    // the tool and a command named like it are one use).
+                    let mut users: Vec<&'static str> = Vec::new();
+                    for user in required
+                        .iter()
+                        .copied()
+                        .chain(optional.map(|step| step.name()))
+                        .chain(other_uses(tool).iter().copied())
+                    {
+                        if !users.contains(&user) {
+                            users.push(user);
+                        }
+                    }
+                    users
+                },
             }
         })
         .collect()
@@ -137,6 +147,17 @@ mod tests {
             .unwrap();
         assert!(engine.required);
         assert_eq!(engine.needed_by, ["build", "verify-reproducible"]);
+        for diagnosis in &diagnoses {
+            let mut unique = diagnosis.needed_by.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                diagnosis.needed_by.len(),
+                "{:?}",
+                diagnosis.needed_by
+            );
+        }
         let text = render(&diagnoses);
         assert!(text.contains("MISSING  docker engine"), "{text}");
         assert!(text.contains("fix: install Docker Engine 25"), "{text}");

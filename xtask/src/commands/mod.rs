@@ -4,6 +4,7 @@ pub mod all;
 pub mod args;
 pub mod build;
 pub mod check_runtime;
+pub mod clean;
 pub mod closure;
 pub mod compare;
 pub mod digests;

@@ -84,7 +84,13 @@ impl Catalog {
         for name in names {
             if self.image(name).is_none() {
                 let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
-                bail!("no image `{name}`: known images are {}", known.join(", "));
+                let hint = did_you_mean(name, &known)
+                    .map(|close| format!(" (did you mean `{close}`?)"))
+                    .unwrap_or_default();
+                bail!(
+                    "no image `{name}`{hint}: known images are {}",
+                    known.join(", ")
+                );
             }
         }
         Ok(self
@@ -238,6 +244,16 @@ fn dependency_order(images: Vec<Image>) -> Result<Vec<Image>> {
     Ok(ordered)
 }
 
+/// The known name closest to a mistyped one, when one is close.
+pub fn did_you_mean<'a>(typed: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|name| (strsim::jaro_winkler(typed, name), *name))
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
 /// `[a-z0-9]+([._-][a-z0-9]+)*`, at most 64 characters: a path component of
 /// an image reference with single separators.
 pub fn is_image_name(name: &str) -> bool {
@@ -344,5 +360,13 @@ mod tests {
                 && text.contains("rename the directory"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_mistyped_image_gets_the_closest_name() {
+        let known = ["base", "base-go", "base-python", "base-rust"];
+        assert_eq!(did_you_mean("base-pyhton", &known), Some("base-python"));
+        assert_eq!(did_you_mean("bse-go", &known), Some("base-go"));
+        assert_eq!(did_you_mean("nginx", &known), None);
     }
 }

@@ -51,7 +51,15 @@ impl OciArchive {
         let mut archive = TarReader::new(source, &budget, path.display().to_string());
         let mut blobs = BTreeMap::new();
         let mut index_bytes = None;
-        while let Some(entry) = archive.next_entry()? {
+        let mut first = true;
+        while let Some(entry) = archive.next_entry().with_context(|| {
+            if first {
+                "not an OCI archive: expected the tar file `docker buildx build --output type=oci,dest=…` writes"
+            } else {
+                "a broken OCI archive"
+            }
+        })? {
+            first = false;
             let name = match super::tar::clean(&entry.name) {
                 Ok(Some(name)) => name,
                 Ok(None) => continue,

@@ -23,8 +23,15 @@ const DOCKER_HUB: &[&str] = &["docker.io", "index.docker.io", "registry-1.docker
 
 impl ImageRef {
     pub fn parse(text: &str) -> Result<ImageRef> {
-        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            bail!("`{text}` is not an image reference");
+        const FORM: &str = "write [REGISTRY/]REPOSITORY[:TAG][@sha256:HEX], e.g. registry.example/stagex/base:latest";
+        if text.is_empty() {
+            bail!("an empty image reference: {FORM}");
+        }
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            bail!(
+                "`{}` is not an image reference: it holds a space or a control character; {FORM}",
+                text.escape_debug()
+            );
         }
         let (name_and_tag, digest) = match text.split_once('@') {
             Some((head, digest)) => {

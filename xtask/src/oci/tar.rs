@@ -282,6 +282,8 @@ pub struct TarReader<'b, R: Source> {
     padding: u64,
     /// The current entry's name, for errors while reading its content.
     current: String,
+    /// Where the header being read starts.
+    header_at: u64,
     done: bool,
 }
 
@@ -314,13 +316,14 @@ impl<'b, R: Source> TarReader<'b, R> {
             remaining: 0,
             padding: 0,
             current: String::new(),
+            header_at: 0,
             done: false,
         }
     }
 
     fn refuse(&self, entry: &str, reason: impl std::fmt::Display) -> anyhow::Error {
         let at = if entry.is_empty() {
-            format!("the header at byte {}", self.position)
+            format!("the header at byte {}", self.header_at)
         } else {
             format!("entry `{}`", clip(entry))
         };
@@ -433,6 +436,7 @@ impl<'b, R: Source> TarReader<'b, R> {
         let mut pending = Pending::default();
         let mut block = [0u8; BLOCK as usize];
         loop {
+            self.header_at = self.position;
             if !self.read_block(&mut block)? {
                 if !pending.is_empty() {
                     return Err(self.refuse(

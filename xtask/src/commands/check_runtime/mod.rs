@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
@@ -247,7 +247,8 @@ pub fn check_archive_observed(
     path: &Path,
     packages: &BTreeSet<String>,
 ) -> Result<(Verdict, facts::Observed)> {
-    let archive = OciArchive::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // Its errors name the archive already.
+    let archive = OciArchive::open(path)?;
     let config = match archive
         .config()
         .and_then(|config| RunConfig::from_image_config(&config))
