@@ -137,7 +137,11 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     // Tools `test-env up` provisioned under target/ are found without
     // exporting anything (after PATH, so a user's own tools win).
-    crate::tools::process::use_provisioned(test_env::Layout::for_root(&root).path_dirs());
+    // So is the test engine, when it runs and the machine has none of its own.
+    let layout = test_env::Layout::for_root(&root);
+    crate::tools::process::use_provisioned(layout.path_dirs(), layout.engine_env_if_running());
+    // Docker credential helpers run through the one process runner.
+    crate::oci::auth::use_credential_helpers(crate::tools::credential_helper::get);
     dispatch(cli.command, &root)
 }
 

@@ -15,21 +15,26 @@ fn help_and_docs_cover_every_subcommand() {
     let output = xtask(&["--help"]);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    let listed: Vec<&str> = help
-        .split("Commands:\n")
-        .nth(1)
-        .unwrap()
+    // The groups' lines, between the usage and the options.
+    let groups = help
+        .split("Options:\n")
+        .next()
+        .and_then(|head| head.split_once("Usage:").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("{help}"));
+    let mut listed: Vec<&str> = groups
         .lines()
-        .take_while(|l| l.starts_with("  "))
+        .filter(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| *name != "help")
         .collect();
+    listed.sort();
     let table = xtask::cli::Cli::command();
-    let visible: Vec<&str> = table
+    let mut visible: Vec<&str> = table
         .get_subcommands()
         .filter(|c| !c.is_hide_set())
         .map(|c| c.get_name())
         .collect();
+    visible.sort();
     assert_eq!(listed, visible, "{help}");
     let topic_pages: Vec<String> = documentation_pages()
         .iter()

@@ -127,6 +127,27 @@ impl Layout {
         ]
     }
 
+    /// The engine's variables when its services run and this machine has no
+    /// engine of its own (no DOCKER_HOST, no /var/run/docker.sock): what
+    /// every command then uses without anything exported.
+    pub fn engine_env_if_running(&self) -> Env {
+        let own_engine =
+            std::env::var_os("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists();
+        if own_engine || !self.docker_socket().exists() {
+            return Env::new();
+        }
+        Env::from([
+            (
+                "DOCKER_HOST".to_string(),
+                format!("unix://{}", self.docker_socket().display()),
+            ),
+            (
+                "DOCKER_CONFIG".to_string(),
+                self.docker_config().display().to_string(),
+            ),
+        ])
+    }
+
     /// The environment tests and tools need to use these services.
     pub fn env(&self) -> Env {
         let mut path: Vec<String> = self

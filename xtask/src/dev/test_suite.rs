@@ -23,7 +23,27 @@ impl Test {
         let layout = Layout::for_root(root);
         test_env::up(&layout)?;
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        Cmd::new(cargo)
+        let mut command = Cmd::new(cargo);
+        // `cargo xtask` (cargo run) hands this process the package's
+        // CARGO_PKG_*/CARGO_MANIFEST_* variables; build scripts such as
+        // ring's watch some of them, so passing them on would rebuild ring,
+        // rustls and reqwest for the tests, and again for the next build.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            {
+                command.env_remove(name.into_owned());
+            }
+        }
+        command
             .args(["test", "--workspace", "--all-targets", "--locked"])
             .args(&self.cargo_args)
             .envs(&layout.env())

@@ -5,6 +5,10 @@
 //!   match them, or one pair of environment variables per role: the
 //!   `XTASK_REGISTRY_*` pair for the registry we push and mirror *to*, the
 //!   `XTASK_SOURCE_REGISTRY_*` pair for the one we mirror *from*.
+//! - A host the docker config gives a credential helper (`credHelpers`, or
+//!   `credsStore` for every host) is asked of that helper, for that host
+//!   only, through the process runner the tools layer registers
+//!   ([`use_credential_helpers`]); its `auths` entry is the fallback.
 //! - A token realm is named by the registry, which also chooses the service
 //!   and scope the token is for: it gets the *registry's* credentials (never
 //!   those configured for the realm's own host, which would mint a token for
@@ -101,6 +105,33 @@ impl CredentialSource {
     }
 }
 
+/// Asks `docker-credential-<helper> get` for a server's credentials. The
+/// process runner lives in a layer above this one, which registers it once
+/// at start-up.
+pub type HelperRunner = fn(helper: &str, server: &str) -> Result<Option<Credentials>>;
+
+static HELPER_RUNNER: std::sync::OnceLock<HelperRunner> = std::sync::OnceLock::new();
+
+/// Register the credential-helper runner (once, at start-up).
+pub fn use_credential_helpers(runner: HelperRunner) {
+    let _ = HELPER_RUNNER.set(runner);
+}
+
+/// The helper the docker config names for `wanted` (a [`config_host`]):
+/// its `credHelpers` entry for that host, else its `credsStore`.
+fn helper_for<'j>(json: &'j serde_json::Value, wanted: &str) -> Option<&'j str> {
+    json.get("credHelpers")
+        .and_then(|helpers| helpers.as_object())
+        .and_then(|helpers| {
+            helpers
+                .iter()
+                .find(|(key, _)| config_host(key) == wanted)
+                .and_then(|(_, name)| name.as_str())
+        })
+        .or_else(|| json.get("credsStore").and_then(|store| store.as_str()))
+        .filter(|name| !name.is_empty())
+}
+
 /// Registries whose token realm is on another host, and that host: the only
 /// realms off a registry's own host that receive its credentials. (Docker
 /// Hub's registry sends clients to auth.docker.io; GitLab.com's to gitlab.com.)
@@ -161,6 +192,25 @@ fn from_docker_config(config: &Path, host: &str) -> Result<Option<Credentials>> 
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not valid JSON", config.display()))?;
     let wanted = config_host(host);
+    if let Some(helper) = helper_for(&json, &wanted) {
+        let runner = HELPER_RUNNER.get().with_context(|| {
+            format!(
+                "{} names the credential helper `{helper}` for {host}, and none can be run here",
+                config.display()
+            )
+        })?;
+        // Docker asks helpers for Docker Hub under the key docker writes.
+        let server = if wanted == DOCKER_HUB_API {
+            "https://index.docker.io/v1/"
+        } else {
+            host
+        };
+        if let Some(found) = runner(helper, server)
+            .with_context(|| format!("{}: credential helper `{helper}`", config.display()))?
+        {
+            return Ok(Some(found));
+        }
+    }
     let Some(auths) = json.get("auths").and_then(|a| a.as_object()) else {
         return Ok(None);
     };
@@ -275,6 +325,43 @@ mod tests {
             username: name.into(),
             password: "pass".into(),
         })
+    }
+
+    /// credHelpers for one host, credsStore for the rest, auths behind both;
+    /// the helper is asked only for the host being connected to.
+    #[test]
+    fn credential_helpers_answer_for_their_hosts() {
+        fn runner(helper: &str, server: &str) -> Result<Option<Credentials>> {
+            Ok(match (helper, server) {
+                ("ecr-login", "123.dkr.ecr.example:443") => Some(Credentials {
+                    username: "AWS".into(),
+                    password: format!("from-{helper}"),
+                }),
+                ("desktop", "registry.example.com") => Some(Credentials {
+                    username: "desk".into(),
+                    password: format!("from-{helper}"),
+                }),
+                _ => None,
+            })
+        }
+        use_credential_helpers(runner);
+        let dir = tempfile::tempdir().unwrap();
+        let source = config(
+            dir.path(),
+            r#"{"credHelpers":{"123.dkr.ecr.example:443":"ecr-login"},"credsStore":"desktop","auths":{"other.example":{"auth":"dXNlcjpwYXNz"}}}"#,
+        );
+        let get = |host: &str| source.for_host(host, Role::Source).unwrap();
+        assert_eq!(
+            get("123.dkr.ecr.example:443").unwrap().password,
+            "from-ecr-login"
+        );
+        assert_eq!(
+            get("registry.example.com").unwrap().password,
+            "from-desktop"
+        );
+        // The store has nothing for it: the auths entry is used.
+        assert_eq!(get("other.example").unwrap().username, "user");
+        assert_eq!(get("nothing.example"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! process runner ([`process`]), and the checks that say whether each is here.
 
 pub mod cosign;
+pub mod credential_helper;
 pub mod docker;
 pub mod git;
 pub mod grype;

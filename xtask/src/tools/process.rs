@@ -22,9 +22,18 @@ use anyhow::{Context, Result};
 /// searched after `PATH`: a fresh clone finds them with nothing exported.
 static PROVISIONED: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
+/// Variables of provisioned services (the test engine's `DOCKER_HOST` and
+/// `DOCKER_CONFIG`) a child gets when this process has none of its own.
+static PROVISIONED_ENV: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+
 /// Set once, at start-up, from the checkout.
-pub fn use_provisioned(dirs: Vec<PathBuf>) {
+pub fn use_provisioned(dirs: Vec<PathBuf>, env: Env) {
     let _ = PROVISIONED.set(dirs.into_iter().filter(|dir| dir.is_dir()).collect());
+    let _ = PROVISIONED_ENV.set(
+        env.into_iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect(),
+    );
 }
 
 /// `PATH` with the provisioned folders after it, when there are any.
@@ -71,6 +80,8 @@ pub struct Cmd {
     args: Vec<OsString>,
     env: Vec<(String, String)>,
     secrets: Vec<(String, String)>,
+    /// Inherited variables the child must not see.
+    removed: Vec<String>,
     dir: Option<PathBuf>,
     stdin: Option<Vec<u8>>,
 }
@@ -117,6 +128,7 @@ impl Cmd {
             args: Vec::new(),
             env: Vec::new(),
             secrets: Vec::new(),
+            removed: Vec::new(),
             dir: None,
             stdin: None,
         }
@@ -145,6 +157,12 @@ impl Cmd {
 
     /// A plain environment variable (set again: the last value wins). A known
     /// secret name is treated as a secret.
+    /// Do not pass the inherited `name` on.
+    pub fn env_remove(&mut self, name: impl Into<String>) -> &mut Cmd {
+        self.removed.push(name.into());
+        self
+    }
+
     pub fn env(&mut self, name: &str, value: impl Into<String>) -> &mut Cmd {
         let value = value.into();
         if SECRET_VARIABLES.contains(&name) {
@@ -245,8 +263,16 @@ impl Cmd {
                 expression = expression.env("PATH", path);
             }
         }
+        for (name, value) in PROVISIONED_ENV.get().into_iter().flatten() {
+            if !self.env.iter().any(|(given, _)| given == name) {
+                expression = expression.env(name, value);
+            }
+        }
         let given = |name: &str| self.secrets.iter().any(|(n, _)| n == name);
         for name in SECRET_VARIABLES.iter().filter(|name| !given(name)) {
+            expression = expression.env_remove(name);
+        }
+        for name in &self.removed {
             expression = expression.env_remove(name);
         }
         for (name, value) in self.env.iter().chain(&self.secrets) {
