@@ -563,6 +563,20 @@ impl Registry {
                     http.put(commit.clone()).header(header::CONTENT_LENGTH, 0)
                 })
                 .await?;
+            // A PUT the registry committed but whose answer was lost (a
+            // timeout, then a retry) finds its session gone: the commit
+            // happened if the blob is there now, under its digest.
+            if response.status() == StatusCode::NOT_FOUND {
+                if self.blob_exists(repository, digest).await? {
+                    return anyhow::Ok(());
+                }
+                // The registry lost the session (BLOB_UPLOAD_UNKNOWN): the
+                // upload starts over in a new one, within its deadline.
+                return Err(Transient(format!(
+                    "PUT {location}: the registry no longer knows this upload session (HTTP 404)"
+                ))
+                .into());
+            }
             expect(response, &[StatusCode::CREATED], &format!("PUT {location}")).await?;
             anyhow::Ok(())
         }
