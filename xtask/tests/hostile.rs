@@ -509,3 +509,59 @@ fn stalled_transfers_end_and_commit_nothing() {
         "stalled: the registry took no byte and gave no answer for 1s",
     );
 }
+
+/// A registry that loses an upload session (404 on the commit: what
+/// distribution answers a retried PUT whose first try did commit) costs a new
+/// session, or nothing when the blob is there already; never a failed push.
+#[test]
+fn a_lost_upload_session_starts_over_or_finds_its_blob() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let standin = standin_archive("core-busybox");
+    let blobs = OciArchive::open(&standin).unwrap().manifest.layers.len() + 1;
+
+    // Lost before it committed: the blob is not there, a new session is made.
+    let proxy = Proxy::start(&registry);
+    let repository = format!("lost-session-{id}/busybox");
+    proxy.fail(&format!("PUT /v2/{repository}/blobs/uploads/"), 404, 1);
+    push_archive(&standin, &format!("{}/{repository}:1", proxy.address));
+    let sessions = |proxy: &Proxy, repository: &str| {
+        proxy
+            .seen()
+            .iter()
+            .filter(|head| head.starts_with(&format!("POST /v2/{repository}/blobs/uploads/")))
+            .count()
+    };
+    assert_eq!(
+        sessions(&proxy, &repository),
+        blobs + 1,
+        "{:?}",
+        proxy.seen()
+    );
+
+    // Lost after it committed (the blob is there): no new session.
+    let proxy = Proxy::start(&registry);
+    let again = format!("lost-answer-{id}/busybox");
+    push_archive(&standin, &format!("{registry}/{again}:1"));
+    proxy.fail(&format!("PUT /v2/{again}/blobs/uploads/"), 404, 1);
+    // The blobs exist: push would HEAD and skip them, so one is uploaded
+    // through the library, which must take the 404 for done.
+    let archive = OciArchive::open(&standin).unwrap();
+    let layer = archive.manifest.layers[0].clone();
+    let target = ImageRef::parse(&format!("{}/{again}:1", proxy.address)).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut archive.blob_reader(&layer.digest).unwrap(), &mut bytes)
+        .unwrap();
+    registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        let stream = futures_util::stream::iter([Ok::<_, xtask::oci::transfer::BlobError>(
+            bytes::Bytes::from(bytes),
+        )]);
+        client
+            .upload_blob(&again, &layer.digest, layer.size, stream)
+            .await
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(sessions(&proxy, &again), 1, "{:?}", proxy.seen());
+}
