@@ -109,8 +109,11 @@ pub struct Triggers {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Branches {
     pub branches: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths_ignore: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

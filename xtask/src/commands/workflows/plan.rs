@@ -341,16 +341,18 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
     let mut publish = per_image(
         job(
             "Publish ${{ matrix.image }}",
-            &["xtask", "build-scan"],
+            &["xtask", "test", "build-scan"],
             30,
             publish_steps,
         ),
         split.bases.iter().map(|b| leg(b)).collect(),
     );
-    // Only what main built is published (a manual run on a branch is not);
-    // a leg whose image did not pass has no artifact and fails alone,
-    // instead of one failed base stopping every publish.
-    publish.condition = Some("!cancelled() && github.ref == 'refs/heads/main'".into());
+    // Only what main built is published: pushes to main, the weekly run and
+    // manual runs on main (Forgejo gives scheduled runs the bare branch name
+    // as `github.ref`), nothing else; a leg whose image did not pass has no
+    // artifact and fails alone, instead of one failed base stopping every
+    // publish.
+    publish.condition = Some(PUBLISH_CONDITION.into());
 
     let mut app_bases: Vec<&String> = split.apps.iter().flat_map(|(_, on)| on).collect();
     app_bases.sort();
@@ -413,6 +415,7 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
     let mut jobs = Ordered::new()
         .with("xtask", xtask_job(settings::RUNNER_LABEL))
         .with("lint", lint_job(settings::RUNNER_LABEL))
+        .with("test", test_job(settings::RUNNER_LABEL))
         .with("mirror-deps", mirror)
         .with("build-scan", build_scan)
         .with("publish", publish);
@@ -427,6 +430,7 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
         on: Triggers {
             push: Some(Branches {
                 branches: vec!["main".into()],
+                paths_ignore: DOCS_ONLY.iter().map(|p| p.to_string()).collect(),
             }),
             schedule: vec![Cron {
                 // Weekly, off the hour: new StageX fixes and scanner data.
@@ -485,9 +489,15 @@ fn lint_job(label: &str) -> Job {
     )
 }
 
-fn check_workflow() -> Workflow {
-    let label = settings::CHECK_RUNNER_LABEL;
-    let test = Job {
+/// When `publish` runs: see its comment in [`build_workflow`].
+pub const PUBLISH_CONDITION: &str = "!cancelled() && needs.test.result == 'success' && (github.event_name == 'push' || github.event_name == 'schedule' || github.event_name == 'workflow_dispatch') && (github.ref == 'refs/heads/main' || github.ref == 'main')";
+
+/// Pushes that change only documentation build and publish nothing.
+pub const DOCS_ONLY: &[&str] = &["docs/**", "**/*.md"];
+
+/// The whole suite on the runner's own engine (what CI runs on a fresh machine).
+fn test_job(label: &str) -> Job {
+    Job {
         name: "Formatting, clippy and the test suite (real engine and registry under target/)"
             .into(),
         runs_on: label.into(),
@@ -500,12 +510,18 @@ fn check_workflow() -> Workflow {
         // What CI runs on a fresh machine: fmt, clippy, the suite, and no
         // process left behind.
         steps: vec![checkout(), Step::run("CI", "bash .ci/run")],
-    };
+    }
+}
+
+fn check_workflow() -> Workflow {
+    let label = settings::CHECK_RUNNER_LABEL;
+    let test = test_job(label);
     Workflow {
         name: "check".into(),
         on: Triggers {
             pull_request: Some(Branches {
                 branches: vec!["main".into()],
+                paths_ignore: Vec::new(),
             }),
             ..Triggers::default()
         },
