@@ -524,12 +524,10 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
 ];
 
-#[test]
-fn imports_respect_the_layers() {
-    let src = repo_root().join("xtask/src");
-    let layer_of = |module: &str| LAYERS.iter().position(|row| row.contains(&module));
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut pending = vec![src.clone()];
+    let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -540,6 +538,14 @@ fn imports_respect_the_layers() {
             }
         }
     }
+    files
+}
+
+#[test]
+fn imports_respect_the_layers() {
+    let src = repo_root().join("xtask/src");
+    let layer_of = |module: &str| LAYERS.iter().position(|row| row.contains(&module));
+    let files = rust_files(&src);
     let mut violations = Vec::new();
     for file in &files {
         let relative = file.strip_prefix(&src).unwrap();
@@ -991,18 +997,10 @@ fn documented_flags_are_found_in_commands_and_inline_code() {
 /// `XTASK_REGISTRY_*`).
 #[test]
 fn every_documented_environment_variable_is_read() {
-    let mut source = String::new();
-    let mut pending = vec![repo_root().join("xtask/src")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                source.push_str(&std::fs::read_to_string(&path).unwrap());
-            }
-        }
-    }
+    let source: String = rust_files(&repo_root().join("xtask/src"))
+        .iter()
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .collect();
     let mut named = std::collections::BTreeSet::new();
     for file in documentation_pages() {
         let markdown = std::fs::read_to_string(&file).unwrap();

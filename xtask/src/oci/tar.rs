@@ -110,49 +110,59 @@ impl Budget {
     }
 
     fn charge(&self, size: u64) -> std::result::Result<(), String> {
-        let entries = self.entries.get() + 1;
-        if entries > self.limits.entries {
-            return Err(format!(
-                "more than {} entries: refused (a real base image has far fewer; {ENTRIES_VARIABLE} raises the limit)",
-                self.limits.entries
-            ));
-        }
         if size > self.limits.entry_bytes {
             return Err(format!(
                 "{size} bytes: refused (more than {} bytes in one file; {ENTRY_BYTES_VARIABLE} raises the limit)",
                 self.limits.entry_bytes
             ));
         }
-        self.charge_bytes(size)?;
-        self.entries.set(entries);
-        Ok(())
+        add(&self.entries, 1, self.limits.entries, || {
+            format!(
+                "more than {} entries: refused (a real base image has far fewer; {ENTRIES_VARIABLE} raises the limit)",
+                self.limits.entries
+            )
+        })?;
+        self.charge_bytes(size).inspect_err(|_| {
+            // Refused entries are not counted.
+            self.entries.set(self.entries.get() - 1);
+        })
     }
 
     /// Bytes read that are no entry's content: headers, PAX records, long
     /// names, what follows the end of a stream.
     fn charge_bytes(&self, size: u64) -> std::result::Result<(), String> {
-        let bytes = self.bytes.get().saturating_add(size);
-        if bytes > self.limits.total_bytes {
-            return Err(format!(
+        add(&self.bytes, size, self.limits.total_bytes, || {
+            format!(
                 "more than {} bytes read in all: refused ({TOTAL_BYTES_VARIABLE} raises the limit)",
                 self.limits.total_bytes
-            ));
-        }
-        self.bytes.set(bytes);
-        Ok(())
+            )
+        })
     }
 
     fn charge_names(&self, size: u64) -> std::result::Result<(), String> {
-        let names = self.names.get().saturating_add(size);
-        if names > self.limits.name_bytes {
-            return Err(format!(
+        add(&self.names, size, self.limits.name_bytes, || {
+            format!(
                 "more than {} bytes of names and link targets in all: refused ({NAME_BYTES_VARIABLE} raises the limit)",
                 self.limits.name_bytes
-            ));
-        }
-        self.names.set(names);
-        Ok(())
+            )
+        })
     }
+}
+
+/// Add `size` to `counter` unless that passes `limit` (then the counter
+/// keeps its value and `refusal` says why).
+fn add(
+    counter: &Cell<u64>,
+    size: u64,
+    limit: u64,
+    refusal: impl FnOnce() -> String,
+) -> std::result::Result<(), String> {
+    let total = counter.get().saturating_add(size);
+    if total > limit {
+        return Err(refusal());
+    }
+    counter.set(total);
+    Ok(())
 }
 
 /// A byte stream the reader can move forward in: a file seeks past what it
