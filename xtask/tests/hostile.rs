@@ -565,3 +565,53 @@ fn a_lost_upload_session_starts_over_or_finds_its_blob() {
     .unwrap();
     assert_eq!(sessions(&proxy, &again), 1, "{:?}", proxy.seen());
 }
+
+/// A source that serves other manifest bytes than the signed digest's (a
+/// valid manifest, one space added) is refused, and the target never gets a
+/// manifest (guards the served-bytes check in commands/mirror/copy.rs).
+#[test]
+fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let archive = OciArchive::open(&standin_archive("core-busybox")).unwrap();
+    let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
+    let signed_hex = archive
+        .manifest_digest()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let signed = Signed::new();
+    signed.sign("core-swapped", Some("1"), &signed_hex, 2);
+    let source = Proxy::start(&registry);
+    let served = format!("{manifest} ");
+    source.answer(
+        "/manifests/",
+        Answer {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: served.into_bytes(),
+        },
+    );
+    let target = format!("{registry}/swapped-target-{id}");
+    let args = mirror_args(
+        &format!("{}/whatever", source.address),
+        &target,
+        &signed,
+        &format!("stagex/core-swapped:1@sha256:{signed_hex}"),
+    );
+    let output = xtask_env(&args, &[]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("not the signed sha256:{signed_hex}")),
+        "{log}"
+    );
+    let (status, _) = registry_get(
+        &registry,
+        &format!("/v2/swapped-target-{id}/core-swapped/manifests/sha256:{signed_hex}"),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    assert_eq!(status, 404, "the target has the manifest");
+}

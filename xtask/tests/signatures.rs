@@ -265,3 +265,41 @@ fn a_compressed_bomb_is_refused_at_the_payload_limit() {
         "{reason}"
     );
 }
+
+/// A key file in the keyring folder whose fingerprint keys/fingerprints.tsv
+/// does not list is ignored: its real, valid signatures count for nothing
+/// (guards the `continue` after the "ignored" note in pgp/verify.rs).
+#[test]
+fn signatures_of_a_key_the_trust_list_omits_never_count() {
+    let gpg = Gpg::new();
+    let listed = gpg.key("listed", "ed25519");
+    let unlisted = gpg.key("unlisted", "ed25519");
+    gpg.trust(&listed);
+    gpg.trust(&unlisted);
+    std::fs::write(
+        gpg.keyring.path().join("fingerprints.tsv"),
+        format!(
+            "# maintainer\tfingerprint\twhere\nListed\t{}\ttest\n",
+            listed.primary
+        ),
+    )
+    .unwrap();
+    let hex = digest('e');
+    let payload = simple_signing("stagex/core-musl:1.2.5", &hex);
+    let signatures = [gpg.sign(&unlisted, &payload, &["--compress-algo", "none"])];
+    let store = tempfile::tempdir().unwrap();
+    let lookaside = write_lookaside(store.path(), REPOSITORY, &hex, &signatures);
+
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 1);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(json["met"], false, "{report}");
+    assert!(report.contains("is not in fingerprints.tsv"), "{report}");
+    assert_ne!(json["verdicts"][0]["counted"], true, "{report}");
+
+    // The same signature by the listed key counts: the list is the difference.
+    let signatures = [gpg.sign(&listed, &payload, &["--compress-algo", "none"])];
+    let lookaside = write_lookaside(store.path(), REPOSITORY, &hex, &signatures);
+    let (code, json, report) = verify(&gpg, &lookaside, &hex, 1);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(json["met"], true);
+}
