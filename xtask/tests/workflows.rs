@@ -196,3 +196,39 @@ fn a_hand_written_workflow_is_refused() {
         text(&output)
     );
 }
+
+/// The generated check workflow's lint job (and the xtask job it needs)
+/// runs under act, offline, with the pinned actions' local copies: every job
+/// passes, and the table says the binary was handed over.
+#[test]
+fn the_lint_job_runs_under_act_with_the_pinned_actions() {
+    require_engine();
+    require_tool("act");
+    let actions = repo_root().join("../shared/actions");
+    assert!(
+        actions.is_dir(),
+        "{}: the local copies of the pinned actions (shared/actions beside the checkout)",
+        actions.display()
+    );
+    let output = xtask(&[
+        "workflows",
+        "--run-local",
+        "pull-request",
+        "--job",
+        "lint",
+        "--actions",
+        actions.to_str().unwrap(),
+    ]);
+    let log = text(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("act pull_request  xtask  passed"), "{log}");
+    assert!(log.contains("act pull_request  lint   passed"), "{log}");
+    assert!(
+        log.contains("handed the binary this command runs as"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Success - Main Lint"),
+        "the lint step ran: {log}"
+    );
+}

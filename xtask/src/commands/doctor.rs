@@ -37,6 +37,7 @@ fn other_uses(tool: Tool) -> &'static [&'static str] {
         Tool::Cosign => &["sign", "verify"],
         Tool::Skopeo => &["interop tests", "mirror benchmark"],
         Tool::Hadolint => &["tests"],
+        Tool::Act => &["workflows --run-local", "tests"],
         _ => &[],
     }
 }

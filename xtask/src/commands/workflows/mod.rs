@@ -3,6 +3,7 @@
 //! files are never edited by hand: `--check` (in CI) fails with a diff when
 //! they are stale.
 
+pub mod local;
 pub mod model;
 pub mod plan;
 
@@ -26,12 +27,32 @@ pub struct Workflows {
     /// Print the job graph instead.
     #[arg(long, conflicts_with = "check")]
     pub graph: bool,
+    /// Run the workflows under act on this machine (host mode), for EVENT; exit 0 only if every job passed.
+    #[arg(long, value_enum, value_name = "EVENT", conflicts_with_all = ["check", "graph"])]
+    pub run_local: Option<local::Event>,
+    /// With --run-local: only this job and the jobs it needs.
+    #[arg(long, value_name = "ID", requires = "run_local")]
+    pub job: Option<String>,
+    /// With --run-local: the local copies of the pinned actions (folders actions-<name>@<sha>).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "XTASK_ACT_ACTIONS",
+        requires = "run_local"
+    )]
+    pub actions: Option<std::path::PathBuf>,
+    /// With --run-local: a repository variable for the run (NAME=VALUE; STAGEX_MIRROR defaults to the test registry's stagex/).
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "run_local")]
+    pub vars: Vec<String>,
 }
 
 impl Workflows {
     pub fn run(self, root: &Path) -> Result<()> {
         let catalog = Catalog::load(root)?;
         let planned = plan::plan(&catalog)?;
+        if let Some(event) = self.run_local {
+            return run_local(root, &files(&planned)?, event, &self);
+        }
         if self.graph {
             print!("{}", plan::graph(&planned, &plan::split(&catalog)?));
             return Ok(());
@@ -59,6 +80,111 @@ impl Workflows {
         }
         Ok(())
     }
+}
+
+/// Run `event`'s workflow under act and report each job.
+fn run_local(
+    root: &Path,
+    generated: &[(String, String)],
+    event: local::Event,
+    options: &Workflows,
+) -> Result<()> {
+    use crate::report::{Outcome, StepReport};
+    let actions = options
+        .actions
+        .clone()
+        .unwrap_or_else(|| root.join("../shared/actions"));
+    let available = local::available_actions(&actions)?;
+    let plan = local::plan(
+        generated,
+        event,
+        options.job.as_deref(),
+        &actions,
+        &available,
+    )?;
+    let work = root.join("target/act");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(work.join("workflows"))?;
+    crate::files::write_atomically(
+        &work.join("workflows").join(&plan.workflow),
+        plan.text.as_bytes(),
+    )?;
+    crate::files::write_atomically(
+        &work.join("event.json"),
+        event.payload().to_string().as_bytes(),
+    )?;
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for var in &options.vars {
+        let Some((name, value)) = var.split_once('=') else {
+            anyhow::bail!("--var {var}: write NAME=VALUE");
+        };
+        vars.push((name.to_string(), value.to_string()));
+    }
+    if !vars.iter().any(|(name, _)| name == "STAGEX_MIRROR") {
+        if let Ok(registry) = std::env::var("XTASK_TEST_REGISTRY") {
+            vars.push(("STAGEX_MIRROR".into(), format!("{registry}/stagex")));
+        }
+    }
+    // A free loopback port for act's artifact server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let args = local::act_args(&plan, event, &work, port, &vars);
+    if plan.handed_binary {
+        crate::ui::say!(
+            "act: the xtask job is handed this binary ({}), not built again in release mode",
+            std::env::current_exe()?.display()
+        );
+    }
+    let mut command = crate::tools::process::Cmd::new("act");
+    command
+        .args(&args)
+        .env(
+            "XTASK_PREBUILT",
+            std::env::current_exe()?.display().to_string(),
+        )
+        // act asks GitHub for a newer version of itself otherwise.
+        .env("ACT_DISABLE_VERSION_CHECK", "1")
+        .dir(root);
+    let started = std::time::Instant::now();
+    let mut log = std::fs::File::create(work.join("act.log"))?;
+    let mut ends: Vec<(String, bool)> = Vec::new();
+    let ran = command.stream(&mut log, |line| {
+        if let Some((job, passed)) = local::job_result(line) {
+            ends.push((job.to_string(), passed));
+        }
+        crate::ui::say!("{}", line.trim_end());
+    });
+    let mut reports = Vec::new();
+    for (id, name) in &plan.jobs {
+        let outcome = match ends.iter().rev().find(|(job, _)| job == name || job == id) {
+            Some((_, true)) => Outcome::Passed,
+            Some((_, false)) => Outcome::Failed(format!("see {}", work.join("act.log").display())),
+            None => Outcome::Failed("did not run".into()),
+        };
+        let mut report = StepReport::new(
+            id,
+            &format!("act {}", event.name()),
+            outcome,
+            started.elapsed(),
+        );
+        if id == "xtask" && plan.handed_binary {
+            report.detail = Some("handed the binary this command runs as".into());
+        }
+        reports.push(report);
+    }
+    anstream::eprint!(
+        "\n{}",
+        crate::ui::coloured_table(&crate::report::table(&reports))
+    );
+    if let Err(error) = ran {
+        if reports.iter().all(|r| !r.failed()) {
+            return Err(error);
+        }
+    }
+    crate::report::fail_if_any(&reports, "the local run")
 }
 
 /// actionlint's configuration for our files, generated beside them.
