@@ -434,7 +434,7 @@ fn token_lifetimes_a_realm_makes_up_are_clamped() {
 
 /// Stubs that hold forever get a tiny idle limit: the outcome does not
 /// depend on how fast anything is.
-const TINY_IDLE: (&str, &str) = ("XTASK_HTTP_IDLE_TIMEOUT", "1");
+const TINY_IDLE: (&str, &str) = ("XTASK_HTTP_IDLE_TIMEOUT", "0.3");
 
 /// A source that answers a blob's GET with its head and one byte, then
 /// nothing, ever; and a target that never answers the upload's PATCH. Each
@@ -490,7 +490,7 @@ fn stalled_transfers_end_and_commit_nothing() {
         &reference,
     );
     let output = xtask_env(&args, &[TINY_IDLE]);
-    check(&output, &naive, "stalled: no byte for 1s");
+    check(&output, &naive, "stalled: no byte for 300ms");
 
     // The target takes the PATCH's head and then neither reads nor answers.
     let naive = NaiveRegistry::start();
@@ -506,7 +506,7 @@ fn stalled_transfers_end_and_commit_nothing() {
     check(
         &output,
         &naive,
-        "stalled: the registry took no byte and gave no answer for 1s",
+        "stalled: the registry took no byte and gave no answer for 300ms",
     );
 }
 
