@@ -461,7 +461,7 @@ fn hadolint_is_clean_and_ignores_are_justified() {
             files.push(path);
         }
     }
-    assert_eq!(files.len(), 12, "{files:?}");
+    assert_eq!(files.len(), 13, "{files:?}");
     for file in &files {
         let output = std::process::Command::new(&hadolint)
             .arg("--format")

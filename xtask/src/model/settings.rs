@@ -21,10 +21,16 @@ pub const NOT_IMAGE_DIRS: &[&str] = &["target", "out", ".git", "stagex-release",
 
 /// Images that must reach the network while building; every other image builds
 /// with `--network=none`. Keep this list short and say why.
-pub const NEEDS_NETWORK: &[(&str, &str)] = &[(
-    "forgejo-runner",
-    "downloads the runner's Go modules, verified against its go.sum",
-)];
+pub const NEEDS_NETWORK: &[(&str, &str)] = &[
+    (
+        "forgejo-runner",
+        "downloads the runner's Go modules, verified against its go.sum",
+    ),
+    (
+        "forgejo-job",
+        "downloads the Go modules of cosign, syft, grype and malcontent (each verified against its go.sum) and YARA-X's crates (verified against its Cargo.lock)",
+    ),
+];
 
 /// Named build contexts that are neither a stage, a StageX image nor one of our
 /// images: source trees fetched by the build at a tag, and accepted only when
@@ -56,6 +62,60 @@ pub const BUILD_CONTEXTS: &[BuildContext] = &[BuildContext {
     // package or module-proxy record names v12.6.2's commit. Confirm with
     // `git ls-remote https://code.forgejo.org/forgejo/runner 'refs/tags/v12.6.2^{}'`
     // and write the full commit here; until then the build refuses the source.
+    commit: None,
+},
+// The job image's tools that StageX does not package (forgejo-job/Containerfile).
+// No source here names a release tag's commit (the stored copies of these
+// repositories carry files, not tags): each is refused until someone with
+// network access confirms it with the `git ls-remote` below and writes it.
+BuildContext {
+    name: "cosign-src",
+    image: "forgejo-job",
+    git: "https://github.com/sigstore/cosign",
+    // v2: `publish` writes cosign's legacy storage (`--new-bundle-format=false`),
+    // which cosign 3 no longer writes by default. Module
+    // github.com/sigstore/cosign/v2, `go 1.24.6` (pallet-go is 1.26.0).
+    // Confirm: `git ls-remote https://github.com/sigstore/cosign 'refs/tags/v2.6.1^{}'`.
+    tag: "v2.6.1",
+    commit: None,
+},
+BuildContext {
+    name: "syft-src",
+    image: "forgejo-job",
+    git: "https://github.com/anchore/syft",
+    // Module github.com/anchore/syft, ./cmd/syft.
+    // Confirm: `git ls-remote https://github.com/anchore/syft 'refs/tags/v1.33.0^{}'`.
+    tag: "v1.33.0",
+    commit: None,
+},
+BuildContext {
+    name: "grype-src",
+    image: "forgejo-job",
+    git: "https://github.com/anchore/grype",
+    // Module github.com/anchore/grype, ./cmd/grype (database schema v6).
+    // Confirm: `git ls-remote https://github.com/anchore/grype 'refs/tags/v0.100.0^{}'`.
+    tag: "v0.100.0",
+    commit: None,
+},
+BuildContext {
+    name: "malcontent-src",
+    image: "forgejo-job",
+    git: "https://github.com/chainguard-dev/malcontent",
+    // v1.23.0 is the version its pkg/release/version.go names (ID) in the
+    // stored copy (chainguard-dev/malcontent@00b9cb2f); ./cmd/mal, cgo with YARA-X.
+    // Confirm: `git ls-remote https://github.com/chainguard-dev/malcontent 'refs/tags/v1.23.0^{}'`.
+    tag: "v1.23.0",
+    commit: None,
+},
+BuildContext {
+    name: "yara-x-src",
+    image: "forgejo-job",
+    git: "https://github.com/VirusTotal/yara-x",
+    // Must be the version of github.com/VirusTotal/yara-x/go in malcontent's
+    // go.mod at its tag (the build checks it): read it with
+    // `git show v1.23.0:go.mod | grep yara-x` in a malcontent clone, and
+    // confirm with `git ls-remote https://github.com/VirusTotal/yara-x 'refs/tags/v1.19.0^{}'`.
+    tag: "v1.19.0",
     commit: None,
 }];
 
