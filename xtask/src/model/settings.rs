@@ -175,12 +175,6 @@ pub const RUNNER_IMAGE_DIGEST: Option<&str> = None;
 /// mirror of it (same digest) and the allow-list follows.
 pub const DIND_IMAGE: &str = "docker.io/library/docker:28.5.2-dind@sha256:2a232a42256f70d78e3cc5d2b5d6b3276710a0de0596c145f627ecfae90282ac";
 
-/// The image a runner's jobs run in (`<label>:docker://<image>`): Rust, a
-/// Docker client, cosign, grype and mal. `None` until one is published; the
-/// runner's label then names an image that cannot resolve, so jobs fail
-/// (never run on the runner itself), and `cargo xtask k8s` says so.
-pub const RUNNER_JOB_IMAGE: Option<&str> = None;
-
 /// Which Kyverno API the image policy is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyApi {
@@ -259,6 +253,11 @@ pub struct Site {
     pub runner_label: String,
     pub check_runner_label: String,
     pub runner_image_digest: Option<String>,
+    /// The image a runner's jobs run in (`<label>:docker://<image>`), by
+    /// digest: `forgejo-job` as published (its pin, `forgejo-job/PUBLISHED`,
+    /// read by [`Site::of`]). `None` until it is published: the runner's label
+    /// then names an image that cannot resolve, so jobs fail (never run on the
+    /// runner itself), and `cargo xtask k8s` says so.
     pub job_image: Option<String>,
     pub dind_image: String,
     pub transparency_log: bool,
@@ -273,14 +272,26 @@ pub struct Site {
 }
 
 impl Site {
-    /// This repository's settings, as above.
+    /// This checkout's settings: the constants above and the job image's
+    /// committed pin (`forgejo-job/PUBLISHED`). What `k8s` and `workflows`
+    /// generate from.
+    pub fn of(root: &std::path::Path) -> anyhow::Result<Site> {
+        let ours = Site::ours();
+        Ok(Site {
+            job_image: super::job_image::reference(root, &ours.publish_prefix)?,
+            ..ours
+        })
+    }
+
+    /// The constants above alone (no job image: it is read from the
+    /// checkout by [`Site::of`]); tests vary one field of it.
     pub fn ours() -> Site {
         Site {
             publish_prefix: PUBLISH_REGISTRY_PREFIX.to_string(),
             runner_label: RUNNER_LABEL.to_string(),
             check_runner_label: CHECK_RUNNER_LABEL.to_string(),
             runner_image_digest: RUNNER_IMAGE_DIGEST.map(str::to_string),
-            job_image: RUNNER_JOB_IMAGE.map(str::to_string),
+            job_image: None,
             dind_image: DIND_IMAGE.to_string(),
             transparency_log: SIGN_WITH_TRANSPARENCY_LOG,
             policy_api: POLICY_API,
