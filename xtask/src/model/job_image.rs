@@ -75,7 +75,10 @@ pub fn parse(text: &str) -> Result<Option<String>> {
 
 fn is_digest(value: &str) -> bool {
     value.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -128,10 +131,17 @@ mod tests {
         assert_eq!(parse(&render(DIGEST)).unwrap().as_deref(), Some(DIGEST));
         assert_eq!(parse("# nothing published yet\n").unwrap(), None);
         let error = parse("# x\nsha256:ABC\n").unwrap_err().to_string();
-        assert!(error.starts_with("forgejo-job/PUBLISHED:2: `sha256:ABC` is not a manifest digest"), "{error}");
-        let error = parse(&format!("{DIGEST}\n{DIGEST}\n")).unwrap_err().to_string();
+        assert!(
+            error.starts_with("forgejo-job/PUBLISHED:2: `sha256:ABC` is not a manifest digest"),
+            "{error}"
+        );
+        let error = parse(&format!("{DIGEST}\n{DIGEST}\n"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains(":2: a second digest"), "{error}");
-        let error = parse("registry.internal/x@sha256:00\n").unwrap_err().to_string();
+        let error = parse("registry.internal/x@sha256:00\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("not a manifest digest"), "{error}");
     }
 
@@ -145,17 +155,57 @@ mod tests {
         assert_eq!(digest(root.path()).unwrap(), None);
 
         let elsewhere = format!("other.example/forgejo-job@{DIGEST}");
-        let note = note_published(root.path(), IMAGE, &elsewhere).unwrap().unwrap();
+        let note = note_published(root.path(), IMAGE, &elsewhere)
+            .unwrap()
+            .unwrap();
         assert!(note.contains("not registry.internal"), "{note}");
         assert_eq!(digest(root.path()).unwrap(), None);
 
-        let note = note_published(root.path(), IMAGE, &pinned).unwrap().unwrap();
+        let note = note_published(root.path(), IMAGE, &pinned)
+            .unwrap()
+            .unwrap();
         assert!(note.starts_with("wrote forgejo-job/PUBLISHED"), "{note}");
         assert_eq!(
             reference(root.path(), "r.example/x").unwrap(),
             Some(format!("r.example/x/forgejo-job@{DIGEST}"))
         );
-        let again = note_published(root.path(), IMAGE, &pinned).unwrap().unwrap();
+        let again = note_published(root.path(), IMAGE, &pinned)
+            .unwrap()
+            .unwrap();
         assert!(again.contains("already pins"), "{again}");
+    }
+
+    /// The versions the Containerfile stamps into the tools (and YARA-X's
+    /// pkg-config record) are the tags its sources are pinned at.
+    #[test]
+    fn the_containerfile_names_the_pinned_tags() {
+        let root = crate::files::project_root();
+        let containerfile =
+            std::fs::read_to_string(root.join(IMAGE).join("Containerfile")).unwrap();
+        let pc = std::fs::read_to_string(root.join(IMAGE).join("yara_x_capi.pc")).unwrap();
+        let contexts: Vec<_> = crate::model::settings::BUILD_CONTEXTS
+            .iter()
+            .filter(|context| context.image == IMAGE)
+            .collect();
+        assert_eq!(contexts.len(), 5);
+        for context in contexts {
+            let bare = context.tag.trim_start_matches('v');
+            let stamped = [
+                format!("gitVersion={}\"", context.tag),
+                format!("main.version={bare}\""),
+                format!("BuildVersion={}\"", context.tag),
+                format!("= {} ||", context.tag),
+            ];
+            assert!(
+                stamped.iter().any(|s| containerfile.contains(s.as_str())),
+                "forgejo-job/Containerfile does not stamp {} {}",
+                context.name,
+                context.tag
+            );
+            assert!(containerfile.contains(&format!("--from={} ", context.name)));
+            if context.name == "yara-x-src" {
+                assert!(pc.contains(&format!("Version: {bare}\n")), "{pc}");
+            }
+        }
     }
 }

@@ -296,7 +296,10 @@ mod tests {
         use crate::model::job_image;
         let root = tempfile::tempdir().unwrap();
         let generated = ensure(root.path(), Mode::Write).unwrap();
-        assert!(generated.gaps.iter().any(|g| g.contains(job_image::PIN_FILE)));
+        assert!(generated
+            .gaps
+            .iter()
+            .any(|g| g.contains(job_image::PIN_FILE)));
         let label = root.path().join("k8s/forgejo-runner/stagex-build.yaml");
         assert!(std::fs::read_to_string(&label)
             .unwrap()
@@ -317,7 +320,10 @@ mod tests {
         assert!(stale.contains("cargo xtask k8s"), "{stale}");
 
         let generated = ensure(root.path(), Mode::Write).unwrap();
-        assert!(!generated.gaps.iter().any(|g| g.contains(job_image::PIN_FILE)));
+        assert!(!generated
+            .gaps
+            .iter()
+            .any(|g| g.contains(job_image::PIN_FILE)));
         let text = std::fs::read_to_string(&label).unwrap();
         let expected = format!(
             "stagex-build:docker://{}/forgejo-job@{digest}",
