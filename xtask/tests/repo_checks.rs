@@ -247,12 +247,62 @@ fn exit_codes_are_the_documented_table() {
     }
 }
 
+/// The first step of every CI job, on the binary: in an image whose PATH
+/// lacks one program (stand-ins answer for the others as the real ones do),
+/// `doctor --for-job` exits 1 before any work and names it.
+#[test]
+fn doctor_for_job_fails_at_once_naming_the_missing_tool() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let stand_in = |name: &str, script: &str| {
+        let path = bin.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    for (name, answer) in [
+        ("node", "v24.9.0"),
+        ("git", "git version 2.47.3"),
+        ("bash", "GNU bash, version 5.2.37(1)-release"),
+        ("sh", ""),
+        ("cargo", "cargo 1.94.0"),
+        ("rustc", "rustc 1.94.0"),
+        ("cc", "clang version 21.1.8"),
+        ("cosign", "GitVersion:    v2.6.1"),
+        ("syft", "Version: 1.33.0"),
+        ("grype", "Version: 0.100.0"),
+    ] {
+        stand_in(name, &format!("echo '{answer}'"));
+    }
+    stand_in(
+        "docker",
+        "if [ \"$1\" = buildx ]; then echo 'github.com/docker/buildx v0.29.1'; else echo 'Docker version 28.5.2'; fi",
+    );
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["doctor", "--for-job"])
+            .env("PATH", bin.path())
+            .output()
+            .unwrap()
+    };
+    let output = run();
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(report.contains("MISSING  mal"), "{report}");
+    assert!(report.contains(": mal missing ("), "{report}");
+    assert!(report.contains("needed by malcontent"), "{report}");
+    assert_eq!(report.matches(" missing (").count(), 1, "{report}");
+
+    stand_in("mal", "echo 'malcontent v1.23.0'");
+    let output = run();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
+
 #[test]
 fn lint_passes_on_the_repository() {
     let output = xtask(&["lint"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(
-        text(&output).contains("12 Containerfiles follow every rule"),
+        text(&output).contains("13 Containerfiles follow every rule"),
         "{}",
         text(&output)
     );
@@ -461,7 +511,7 @@ fn hadolint_is_clean_and_ignores_are_justified() {
             files.push(path);
         }
     }
-    assert_eq!(files.len(), 12, "{files:?}");
+    assert_eq!(files.len(), 13, "{files:?}");
     for file in &files {
         let output = std::process::Command::new(&hadolint)
             .arg("--format")

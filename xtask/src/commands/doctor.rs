@@ -14,6 +14,9 @@ use crate::tools::{process::Env, Check, Status, Tool};
 /// Check Docker, the containerd image store, buildx and the supply-chain tools.
 #[derive(Debug, Args)]
 pub struct Doctor {
+    /// Check the programs a CI job calls instead (node, git, bash, cargo, docker, buildx, cosign, syft, grype, mal): the first step of every job; exit 1 naming each one missing or too old.
+    #[arg(long, conflicts_with = "json")]
+    pub for_job: bool,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -44,6 +47,9 @@ fn other_uses(tool: Tool) -> &'static [&'static str] {
 
 impl Doctor {
     pub fn run(self, _root: &Path) -> Result<()> {
+        if self.for_job {
+            return for_job(&Env::new());
+        }
         let diagnoses = diagnose(&Env::new());
         self.json.write("doctor", &[], &diagnoses)?;
         crate::ui::say_more!("{}", render(&diagnoses));
@@ -62,6 +68,59 @@ impl Doctor {
             ))
         }
     }
+}
+
+/// `doctor --for-job`: every program the job image promises, or exit 1
+/// naming what is missing, what needs it and where the image comes from.
+pub fn for_job(env: &Env) -> Result<()> {
+    let checks = crate::tools::job::check_all(env);
+    crate::ui::say_more!("{}", render_job(&checks));
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|check| check.status != Status::Ok)
+        .map(|check| {
+            let minimum = check
+                .program
+                .minimum
+                .map(|(a, b)| format!(", {a}.{b} or newer needed"))
+                .unwrap_or_default();
+            let what = match check.status {
+                Status::TooOld => "too old",
+                _ => "missing",
+            };
+            format!(
+                "{} {what} ({}{minimum}; needed by {})",
+                check.program.name, check.found, check.program.needed_by
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        crate::ui::say!(
+            "doctor --for-job: all {} programs the job steps call are here",
+            checks.len()
+        );
+        return Ok(());
+    }
+    fail(format!(
+        "doctor --for-job: this job's image lacks what its steps call: {}. Jobs run in forgejo-job (the digest in forgejo-job/PUBLISHED); a job in another image, or in an older forgejo-job, needs its container: set to that one (docs/ci-job-image.md)",
+        failed.join("; ")
+    ))
+}
+
+fn render_job(checks: &[crate::tools::job::JobCheck]) -> String {
+    let mut out = String::new();
+    for check in checks {
+        let mark = match check.status {
+            Status::Ok => "ok     ",
+            Status::Missing => "MISSING",
+            Status::TooOld => "TOO OLD",
+        };
+        out.push_str(&format!(
+            "{mark}  {:<14} {:<28} needed by {}\n",
+            check.program.name, check.found, check.program.needed_by
+        ));
+    }
+    out
 }
 
 pub fn diagnose(env: &Env) -> Vec<Diagnosis> {
@@ -134,6 +193,81 @@ pub fn render(diagnoses: &[Diagnosis]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PATH of stand-ins that print what the real programs print
+    /// (`v24.9.0`, `git version 2.47.3`, …), `skip` left out.
+    fn standins(skip: &str, node: &str) -> (tempfile::TempDir, Env) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let answers = [
+            ("node", node.to_string()),
+            ("git", "git version 2.47.3".into()),
+            ("bash", "GNU bash, version 5.2.37(1)-release".into()),
+            ("sh", String::new()),
+            ("cargo", "cargo 1.94.0".into()),
+            ("rustc", "rustc 1.94.0".into()),
+            ("cc", "clang version 21.1.8".into()),
+            ("cosign", "GitVersion:    v2.6.1".into()),
+            ("syft", "Version: 1.33.0".into()),
+            ("grype", "Version: 0.100.0".into()),
+            ("mal", "malcontent v1.23.0".into()),
+        ];
+        for (name, answer) in answers {
+            if name == skip {
+                continue;
+            }
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\necho '{answer}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        if skip != "docker" {
+            // `docker --version` and `docker buildx version`, as the real CLI answers them.
+            let path = dir.path().join("docker");
+            std::fs::write(
+                &path,
+                "#!/bin/sh\nif [ \"$1\" = buildx ]; then echo 'github.com/docker/buildx v0.29.1 stagex'; else echo 'Docker version 28.5.2, build 28.5.2'; fi\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let env = Env::from([("PATH".to_string(), dir.path().display().to_string())]);
+        (dir, env)
+    }
+
+    #[test]
+    fn a_job_image_with_everything_passes() {
+        let (_dir, env) = standins("", "v24.9.0");
+        for_job(&env).unwrap();
+    }
+
+    /// The job fails at once, exit 1, naming the one program its image lacks.
+    #[test]
+    fn a_job_image_without_a_tool_fails_naming_it() {
+        for missing in ["mal", "grype", "cargo", "node"] {
+            let (_dir, env) = standins(missing, "v24.9.0");
+            let error = for_job(&env).unwrap_err();
+            assert!(crate::error::is_failure(&error), "{error}");
+            let text = error.to_string();
+            assert!(text.contains(&format!(": {missing} missing (")), "{text}");
+            assert_eq!(text.matches(" missing (").count(), 1, "{text}");
+        }
+        let (_dir, env) = standins("docker", "v24.9.0");
+        let text = for_job(&env).unwrap_err().to_string();
+        assert!(
+            text.contains("docker missing") && text.contains("docker buildx missing"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_old_node_is_too_old() {
+        let (_dir, env) = standins("", "v18.20.4");
+        let text = for_job(&env).unwrap_err().to_string();
+        assert!(
+            text.contains("node too old (18.20.4, 20.0 or newer needed"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn without_an_engine_the_build_steps_are_blocked_with_the_fix() {

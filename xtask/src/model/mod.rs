@@ -5,5 +5,6 @@ pub mod catalog;
 pub mod containerfile;
 pub mod cpes;
 pub mod facts;
+pub mod job_image;
 pub mod release;
 pub mod settings;

@@ -21,10 +21,16 @@ pub const NOT_IMAGE_DIRS: &[&str] = &["target", "out", ".git", "stagex-release",
 
 /// Images that must reach the network while building; every other image builds
 /// with `--network=none`. Keep this list short and say why.
-pub const NEEDS_NETWORK: &[(&str, &str)] = &[(
-    "forgejo-runner",
-    "downloads the runner's Go modules, verified against its go.sum",
-)];
+pub const NEEDS_NETWORK: &[(&str, &str)] = &[
+    (
+        "forgejo-runner",
+        "downloads the runner's Go modules, verified against its go.sum",
+    ),
+    (
+        "forgejo-job",
+        "downloads the Go modules of cosign, syft, grype and malcontent (each verified against its go.sum) and YARA-X's crates (verified against its Cargo.lock)",
+    ),
+];
 
 /// Named build contexts that are neither a stage, a StageX image nor one of our
 /// images: source trees fetched by the build at a tag, and accepted only when
@@ -41,23 +47,86 @@ pub struct BuildContext {
     pub commit: Option<&'static str>,
 }
 
-pub const BUILD_CONTEXTS: &[BuildContext] = &[BuildContext {
-    name: "forgejo-runner-src",
-    image: "forgejo-runner",
-    git: "https://code.forgejo.org/forgejo/runner",
-    // v6.4.0 was built before; its own RELEASE-NOTES.md says "Do not use,
-    // contains a regression" (a job whose `if:` is false is failed), and
-    // multi-line secrets are masked only from 8.0.0, timeout-minutes
-    // enforced only from 11.1. v12.6.2: module code.forgejo.org/forgejo/runner/v12,
-    // `go 1.25.0` in its go.mod (pallet-go is 1.26.0, GOTOOLCHAIN=local).
-    tag: "v12.6.2",
-    // Not readable from this offline workplace: the stored mirror
-    // (project-mirrors/forgejo-runner) has the history but no tags, and no
-    // package or module-proxy record names v12.6.2's commit. Confirm with
-    // `git ls-remote https://code.forgejo.org/forgejo/runner 'refs/tags/v12.6.2^{}'`
-    // and write the full commit here; until then the build refuses the source.
-    commit: None,
-}];
+pub const BUILD_CONTEXTS: &[BuildContext] = &[
+    BuildContext {
+        name: "forgejo-runner-src",
+        image: "forgejo-runner",
+        git: "https://code.forgejo.org/forgejo/runner",
+        // v6.4.0 was built before; its own RELEASE-NOTES.md says "Do not use,
+        // contains a regression" (a job whose `if:` is false is failed), and
+        // multi-line secrets are masked only from 8.0.0, timeout-minutes
+        // enforced only from 11.1. v12.6.2: module code.forgejo.org/forgejo/runner/v12,
+        // `go 1.25.0` in its go.mod (pallet-go is 1.26.0, GOTOOLCHAIN=local).
+        tag: "v12.6.2",
+        // Not readable from this offline workplace: the stored mirror
+        // (project-mirrors/forgejo-runner) has the history but no tags, and no
+        // package or module-proxy record names v12.6.2's commit. Confirm with
+        // `git ls-remote https://code.forgejo.org/forgejo/runner 'refs/tags/v12.6.2^{}'`
+        // and write the full commit here; until then the build refuses the source.
+        commit: None,
+    },
+    // The job image's tools that StageX does not package (forgejo-job/Containerfile).
+    // No source here names a release tag's commit (the stored copies of these
+    // repositories carry files, not tags): each is refused until someone with
+    // network access confirms it with the `git ls-remote` below and writes it.
+    BuildContext {
+        name: "cosign-src",
+        image: "forgejo-job",
+        git: "https://github.com/sigstore/cosign",
+        // v2: `publish` writes cosign's legacy storage (`--new-bundle-format=false`),
+        // which cosign 3 no longer writes by default. Module
+        // github.com/sigstore/cosign/v2, `go 1.24.6` (pallet-go is 1.26.0).
+        // Confirm: `git ls-remote https://github.com/sigstore/cosign 'refs/tags/v2.6.1^{}'`.
+        tag: "v2.6.1",
+        commit: None,
+    },
+    BuildContext {
+        name: "syft-src",
+        image: "forgejo-job",
+        git: "https://github.com/anchore/syft",
+        // Module github.com/anchore/syft, ./cmd/syft.
+        // Confirm: `git ls-remote https://github.com/anchore/syft 'refs/tags/v1.33.0^{}'`.
+        tag: "v1.33.0",
+        commit: None,
+    },
+    BuildContext {
+        name: "grype-src",
+        image: "forgejo-job",
+        git: "https://github.com/anchore/grype",
+        // Module github.com/anchore/grype, ./cmd/grype (database schema v6).
+        // Confirm: `git ls-remote https://github.com/anchore/grype 'refs/tags/v0.100.0^{}'`.
+        tag: "v0.100.0",
+        commit: None,
+    },
+    BuildContext {
+        name: "malcontent-src",
+        image: "forgejo-job",
+        git: "https://github.com/chainguard-dev/malcontent",
+        // v1.23.0 is the version its pkg/release/version.go names (ID) in the
+        // stored copy (chainguard-dev/malcontent@00b9cb2f); ./cmd/mal, cgo with YARA-X.
+        // Confirm: `git ls-remote https://github.com/chainguard-dev/malcontent 'refs/tags/v1.23.0^{}'`.
+        tag: "v1.23.0",
+        commit: None,
+    },
+    BuildContext {
+        name: "yara-x-src",
+        image: "forgejo-job",
+        git: "https://github.com/VirusTotal/yara-x",
+        // Must be the version of github.com/VirusTotal/yara-x/go in malcontent's
+        // go.mod at its tag (the build checks it): read it with
+        // `git show v1.23.0:go.mod | grep yara-x` in a malcontent clone, and
+        // confirm with `git ls-remote https://github.com/VirusTotal/yara-x 'refs/tags/v1.19.0^{}'`.
+        tag: "v1.19.0",
+        commit: None,
+    },
+];
+
+/// The oldest grype vulnerability database the scan gate accepts, by the
+/// time it was built (grype's own age check, `GRYPE_DB_MAX_ALLOWED_BUILT_AGE`):
+/// an older one fails the scan rather than pass images against stale
+/// advisories. CI downloads a fresh one daily (docs/ci-job-image.md); grype's
+/// own default is the same five days.
+pub const GRYPE_DB_MAX_AGE_HOURS: u32 = 120;
 
 /// Oldest Docker Engine that builds StageX images (OCI layouts with the containerd store).
 pub const MIN_DOCKER_MAJOR: u64 = 25;
@@ -114,12 +183,6 @@ pub const RUNNER_IMAGE_DIGEST: Option<&str> = None;
 /// pull this through your registry's cache, or change the prefix here to your
 /// mirror of it (same digest) and the allow-list follows.
 pub const DIND_IMAGE: &str = "docker.io/library/docker:28.5.2-dind@sha256:2a232a42256f70d78e3cc5d2b5d6b3276710a0de0596c145f627ecfae90282ac";
-
-/// The image a runner's jobs run in (`<label>:docker://<image>`): Rust, a
-/// Docker client, cosign, grype and mal. `None` until one is published; the
-/// runner's label then names an image that cannot resolve, so jobs fail
-/// (never run on the runner itself), and `cargo xtask k8s` says so.
-pub const RUNNER_JOB_IMAGE: Option<&str> = None;
 
 /// Which Kyverno API the image policy is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +262,11 @@ pub struct Site {
     pub runner_label: String,
     pub check_runner_label: String,
     pub runner_image_digest: Option<String>,
+    /// The image a runner's jobs run in (`<label>:docker://<image>`), by
+    /// digest: `forgejo-job` as published (its pin, `forgejo-job/PUBLISHED`,
+    /// read by [`Site::of`]). `None` until it is published: the runner's label
+    /// then names an image that cannot resolve, so jobs fail (never run on the
+    /// runner itself), and `cargo xtask k8s` says so.
     pub job_image: Option<String>,
     pub dind_image: String,
     pub transparency_log: bool,
@@ -213,14 +281,26 @@ pub struct Site {
 }
 
 impl Site {
-    /// This repository's settings, as above.
+    /// This checkout's settings: the constants above and the job image's
+    /// committed pin (`forgejo-job/PUBLISHED`). What `k8s` and `workflows`
+    /// generate from.
+    pub fn of(root: &std::path::Path) -> anyhow::Result<Site> {
+        let ours = Site::ours();
+        Ok(Site {
+            job_image: super::job_image::reference(root, &ours.publish_prefix)?,
+            ..ours
+        })
+    }
+
+    /// The constants above alone (no job image: it is read from the
+    /// checkout by [`Site::of`]); tests vary one field of it.
     pub fn ours() -> Site {
         Site {
             publish_prefix: PUBLISH_REGISTRY_PREFIX.to_string(),
             runner_label: RUNNER_LABEL.to_string(),
             check_runner_label: CHECK_RUNNER_LABEL.to_string(),
             runner_image_digest: RUNNER_IMAGE_DIGEST.map(str::to_string),
-            job_image: RUNNER_JOB_IMAGE.map(str::to_string),
+            job_image: None,
             dind_image: DIND_IMAGE.to_string(),
             transparency_log: SIGN_WITH_TRANSPARENCY_LOG,
             policy_api: POLICY_API,

@@ -6,6 +6,7 @@ pub mod credential_helper;
 pub mod docker;
 pub mod git;
 pub mod grype;
+pub mod job;
 pub mod mal;
 pub mod process;
 pub mod syft;

@@ -37,6 +37,9 @@ impl K8s {
         if let Some(hint) = published_runner_hint(root)? {
             crate::ui::say!("note: {hint}");
         }
+        if let Some(hint) = published_job_image_hint(root)? {
+            crate::ui::say!("note: {hint}");
+        }
         if self.check {
             crate::ui::say!(
                 "{}, {} and {}: up to date",
@@ -160,7 +163,7 @@ pub fn files(site: &Site, public_keys: &[String]) -> Result<Vec<(String, String)
 /// Write (or check) every generated file of `root` from this repository's
 /// settings and its key set; `all` and `signing-key init` call it too.
 pub fn ensure(root: &Path, mode: Mode) -> Result<Generated> {
-    let site = Site::ours();
+    let site = Site::of(root)?;
     let keys = public_keys(root)?;
     let generated = files(&site, &keys)?;
     let mut written = Vec::new();
@@ -206,6 +209,30 @@ fn published_runner_hint(root: &Path) -> Result<Option<String>> {
         path.display(),
         record.pinned,
         record.manifest_digest
+    )))
+}
+
+/// When this machine's publish record of the job image holds another digest
+/// than the committed pin, the line that says so (generation follows the
+/// pin, never `out/`, so every machine generates the same files).
+fn published_job_image_hint(root: &Path) -> Result<Option<String>> {
+    use crate::model::job_image;
+    let path = PublishRecord::path(root, job_image::IMAGE);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let record: PublishRecord = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a publish record", path.display()))?;
+    if job_image::digest(root)?.as_deref() == Some(record.manifest_digest.as_str()) {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} published {} as {}, and {} pins {}: publishing writes the pin; restore it, or publish again, then run `cargo xtask k8s` and `cargo xtask workflows`",
+        path.display(),
+        job_image::IMAGE,
+        record.pinned,
+        job_image::PIN_FILE,
+        job_image::digest(root)?.unwrap_or_else(|| "nothing".to_string())
     )))
 }
 
@@ -259,6 +286,51 @@ mod tests {
                 ours.publish_prefix
             );
         }
+    }
+
+    /// The runners' label names the job image by the committed pin: a new
+    /// pin without regenerated manifests fails `--check` with the digest in
+    /// its diff; regenerated, the label pulls it by digest and the gap is gone.
+    #[test]
+    fn the_job_image_pin_reaches_the_runner_labels_and_check_catches_drift() {
+        use crate::model::job_image;
+        let root = tempfile::tempdir().unwrap();
+        let generated = ensure(root.path(), Mode::Write).unwrap();
+        assert!(generated
+            .gaps
+            .iter()
+            .any(|g| g.contains(job_image::PIN_FILE)));
+        let label = root.path().join("k8s/forgejo-runner/stagex-build.yaml");
+        assert!(std::fs::read_to_string(&label)
+            .unwrap()
+            .contains("docker://registry.invalid/"));
+
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        std::fs::create_dir(root.path().join(job_image::IMAGE)).unwrap();
+        std::fs::write(
+            root.path().join(job_image::PIN_FILE),
+            job_image::render(&digest),
+        )
+        .unwrap();
+        let stale = match ensure(root.path(), Mode::Check) {
+            Ok(_) => panic!("--check passed with a stale job image"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(stale.contains(&digest), "{stale}");
+        assert!(stale.contains("cargo xtask k8s"), "{stale}");
+
+        let generated = ensure(root.path(), Mode::Write).unwrap();
+        assert!(!generated
+            .gaps
+            .iter()
+            .any(|g| g.contains(job_image::PIN_FILE)));
+        let text = std::fs::read_to_string(&label).unwrap();
+        let expected = format!(
+            "stagex-build:docker://{}/forgejo-job@{digest}",
+            crate::model::settings::PUBLISH_REGISTRY_PREFIX
+        );
+        assert!(text.contains(&expected), "{text}");
+        assert!(ensure(root.path(), Mode::Check).is_ok());
     }
 
     #[test]

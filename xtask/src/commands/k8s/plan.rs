@@ -36,8 +36,9 @@ const SYNC: &str = "/sync";
 /// The runner's configuration file.
 const CONFIG: &str = "/etc/forgejo-runner/config/config.yaml";
 /// A job image that cannot resolve (`.invalid`, RFC 2606): jobs fail rather
-/// than run on the runner itself until `RUNNER_JOB_IMAGE` is set.
-const UNSET_JOB_IMAGE: &str = "registry.invalid/set-runner-job-image-in-xtask-settings";
+/// than run on the runner itself until forgejo-job is published and pinned
+/// (`forgejo-job/PUBLISHED`).
+const UNSET_JOB_IMAGE: &str = "registry.invalid/publish-forgejo-job-to-pin-the-job-image";
 
 /// One generated file: path relative to the root, its header notes (what is
 /// not deployable yet), and its objects.
@@ -66,7 +67,7 @@ fn runner_gaps(site: &Site) -> Vec<String> {
     }
     if site.job_image.is_none() {
         gaps.push(
-            "RUNNER_JOB_IMAGE is not set in xtask/src/model/settings.rs: the label names a job image that cannot resolve, so jobs fail until one with Rust, cosign, grype and mal is set".to_string(),
+            "forgejo-job/PUBLISHED pins no job image: the label names one that cannot resolve, so jobs fail until `cargo xtask publish forgejo-job` has published the job image and written its digest there (docs/ci-job-image.md)".to_string(),
         );
     }
     if site.egress.is_empty() {

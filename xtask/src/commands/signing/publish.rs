@@ -252,6 +252,11 @@ impl Publisher {
             waived_gates,
         };
         record.save(root)?;
+        if let Some(note) =
+            crate::model::job_image::note_published(root, &record.image, &record.pinned)?
+        {
+            crate::ui::say!("[{}] {note}", record.image);
+        }
         Ok(record)
     }
 }
