@@ -49,7 +49,8 @@ pub struct Workflows {
 impl Workflows {
     pub fn run(self, root: &Path) -> Result<()> {
         let catalog = Catalog::load(root)?;
-        let planned = plan::plan(&catalog)?;
+        let site = crate::model::settings::Site::of(root)?;
+        let planned = plan::plan_with(&catalog, &site)?;
         if let Some(event) = self.run_local {
             return run_local(root, &files(&planned)?, event, &self);
         }
@@ -288,6 +289,32 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Once the job image is published, every job of both workflows runs in
+    /// it, by digest.
+    #[test]
+    fn every_job_runs_in_the_published_job_image() {
+        let catalog = Catalog::load(&crate::files::project_root()).unwrap();
+        let image =
+            "registry.internal/stagex-images/forgejo-job@sha256:".to_string() + &"a".repeat(64);
+        let site = crate::model::settings::Site {
+            job_image: Some(image.clone()),
+            ..crate::model::settings::Site::ours()
+        };
+        for planned in plan::plan_with(&catalog, &site).unwrap() {
+            for (id, job) in &planned.workflow.jobs.0 {
+                assert_eq!(job.container.as_deref(), Some(image.as_str()), "{id}");
+            }
+        }
+        for planned in plan::plan_with(&catalog, &crate::model::settings::Site::ours()).unwrap() {
+            assert!(planned
+                .workflow
+                .jobs
+                .0
+                .iter()
+                .all(|(_, job)| job.container.is_none()));
         }
     }
 }

@@ -152,6 +152,9 @@ pub struct Job {
     pub name: String,
     #[serde(rename = "runs-on")]
     pub runs_on: String,
+    /// The job image by digest, once it is published (`forgejo-job/PUBLISHED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
     #[serde(rename = "if", skip_serializing_if = "Option::is_none")]

@@ -160,6 +160,7 @@ fn upload_reports() -> Step {
 /// The job that builds the xtask binary once and hands it on.
 fn xtask_job(label: &str) -> Job {
     Job {
+        container: None,
         name: "Build the xtask binary".into(),
         runs_on: label.into(),
         needs: vec![],
@@ -198,6 +199,7 @@ fn job_on(label: &str, name: &str, needs: &[&str], timeout_minutes: u32, steps: 
     all.extend(use_xtask());
     all.extend(steps);
     Job {
+        container: None,
         name: name.into(),
         runs_on: label.into(),
         needs: needs.iter().map(|s| s.to_string()).collect(),
@@ -498,6 +500,7 @@ pub const DOCS_ONLY: &[&str] = &["docs/**", "**/*.md"];
 /// The whole suite on the runner's own engine (what CI runs on a fresh machine).
 fn test_job(label: &str) -> Job {
     Job {
+        container: None,
         name: "Formatting, clippy and the test suite (real engine and registry under target/)"
             .into(),
         runs_on: label.into(),
@@ -546,7 +549,7 @@ pub fn plan(catalog: &Catalog) -> Result<Vec<Planned>> {
 /// Both workflows, from the catalog and `site`.
 pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
     let split = split(catalog)?;
-    Ok(vec![
+    let mut planned = vec![
         Planned {
             file: "build.yml",
             workflow: build_workflow(&split, site),
@@ -555,7 +558,16 @@ pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
             file: "check.yml",
             workflow: check_workflow(),
         },
-    ])
+    ];
+    // Every job runs in the job image, by digest, once it is published.
+    if let Some(image) = &site.job_image {
+        for planned in &mut planned {
+            for (_, job) in planned.workflow.jobs.0.iter_mut() {
+                job.container = Some(image.clone());
+            }
+        }
+    }
+    Ok(planned)
 }
 
 /// The job graph as text, for people (docs/workflows-and-k8s.md shows it), and the images
