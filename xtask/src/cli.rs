@@ -9,8 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     all, build, check_runtime, clean, compare, digests, doctor, k8s, keys, lint, malcontent,
-    mirror, pins, push, reproduce, run_example, sbom, scan, signatures, signing, summary,
-    workflows,
+    mirror, pins, provenance, push, reproduce, run_example, sbom, scan, signatures, signing,
+    summary, workflows,
 };
 use crate::dev::{bench, demo, docs, test_env, test_suite};
 
@@ -64,6 +64,7 @@ pub enum Command {
     Sbom(sbom::Sbom),
     Scan(scan::Scan),
     Malcontent(malcontent::Malcontent),
+    Provenance(provenance::Provenance),
     Push(push::Push),
     Sign(signing::Sign),
     Attest(signing::Attest),
@@ -161,7 +162,10 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "run-example",
         ],
     ),
-    ("Gate what ships", &["sbom", "scan", "malcontent"]),
+    (
+        "Gate what ships",
+        &["sbom", "scan", "malcontent", "provenance"],
+    ),
     (
         "Sign and ship",
         &["push", "publish", "signing-key", "sign", "attest", "verify"],
@@ -230,6 +234,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Sbom(cmd) => cmd.run(root),
         Command::Scan(cmd) => cmd.run(root),
         Command::Malcontent(cmd) => cmd.run(root),
+        Command::Provenance(cmd) => cmd.run(root),
         Command::Push(cmd) => cmd.run(root),
         Command::Sign(cmd) => cmd.run(root),
         Command::Attest(cmd) => cmd.run(root),

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod malcontent;
 pub mod mirror;
 pub mod pins;
+pub mod provenance;
 pub mod push;
 pub mod reproduce;
 pub mod run_example;

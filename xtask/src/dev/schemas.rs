@@ -38,6 +38,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
             "publish",
             output::<Option<crate::records::publish::PublishRecord>>(),
         ),
+        ("provenance", output::<Vec<provenance::Written>>()),
         ("push", output::<crate::oci::transfer::Pushed>()),
         ("sbom", output::<Nothing>()),
         ("scan", output::<Vec<scan::Scanned>>()),
