@@ -616,7 +616,7 @@ pub fn verify(
                 Err(error) => return fail(format!("{text}: {error:#}")),
             };
         if *kind == PredicateKind::Slsaprovenance1 {
-            match check_provenance(&attestation.predicate, &digest, catalog) {
+            match check_provenance(&attestation.predicate, catalog) {
                 Ok(checked) => attestation.provenance = Some(checked),
                 Err(error) => {
                     return fail(format!("{text}: the provenance attestation: {error:#}"))
@@ -628,12 +628,11 @@ pub fn verify(
     Ok(result)
 }
 
-/// An attested provenance predicate, read strictly as ours: made for this
-/// very digest (its invocation id), by our build type, naming exactly the
-/// StageX digests its image's Containerfile pins in `catalog`.
+/// An attested provenance predicate (its statement's subject already
+/// checked to be the digest), read strictly as ours: our build type, naming
+/// exactly the StageX digests its image's Containerfile pins in `catalog`.
 pub fn check_provenance(
     predicate: &serde_json::Value,
-    digest: &str,
     catalog: &crate::model::catalog::Catalog,
 ) -> Result<String> {
     use crate::commands::provenance::{self, plan};
@@ -648,10 +647,6 @@ pub fn check_provenance(
         );
     }
     let image = &build.external_parameters.image;
-    let invocation = &predicate.run_details.metadata.invocation_id;
-    if *invocation != format!("{image}@{digest}") {
-        bail!("it was made for `{invocation}`, not for {digest}");
-    }
     let named: std::collections::BTreeSet<String> = build
         .resolved_dependencies
         .iter()
