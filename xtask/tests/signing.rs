@@ -385,7 +385,17 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
     );
     assert_eq!(
         published["predicate_types"],
-        serde_json::json!(["https://spdx.dev/Document", "https://cyclonedx.org/bom"])
+        serde_json::json!([
+            "https://spdx.dev/Document",
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ])
+    );
+    // The provenance it attested is the one of this build.
+    let provenance = read_json(&root.join("out/base/provenance.json"));
+    assert_eq!(
+        provenance["subject"][0]["digest"]["sha256"],
+        build.manifest_digest.trim_start_matches("sha256:")
     );
     assert!(
         published["signature"].as_str().unwrap().ends_with(".sig"),
@@ -403,6 +413,60 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         "--no-tlog",
     ]);
     assert!(output.status.success(), "{}", text(&output));
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--attestations",
+        "--type",
+        "slsaprovenance1",
+        "--provenance",
+        root.join("out/base/provenance.json").to_str().unwrap(),
+        "--no-tlog",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A release tag is taken once (the same digest again is no move) and
+    // never moved: publish refuses before pushing, and the tag stays.
+    let release = format!("{repository}:2026.03.0-1");
+    for _ in 0..2 {
+        let output = signer.run(&[
+            "publish",
+            "base",
+            "--to",
+            &release,
+            "--key",
+            key,
+            "--no-tlog",
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let other = push_archive(
+        &standin_archive("core-musl"),
+        &format!("{repository}:2026.03.0-2"),
+    );
+    let output = signer.run(&[
+        "publish",
+        "base",
+        "--to",
+        &format!("{repository}:2026.03.0-2"),
+        "--key",
+        key,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "{repository}:2026.03.0-2 is a release tag and already names {other}: release tags never move"
+        )),
+        "{}",
+        text(&output)
+    );
+    let path = format!(
+        "/v2/{}/manifests/2026.03.0-2",
+        repository.split_once('/').unwrap().1
+    );
+    let (_, manifest) = registry_get(&registry, &path, MANIFEST_ACCEPT);
+    assert_eq!(format!("sha256:{}", sha256_hex(&manifest)), other);
     signer.assert_no_leak();
 }
 
