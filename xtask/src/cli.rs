@@ -9,8 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     all, build, check_runtime, clean, compare, digests, doctor, k8s, keys, lint, malcontent,
-    mirror, pins, provenance, push, reproduce, run_example, sbom, scan, signatures, signing,
-    summary, workflows,
+    mirror, pins, provenance, push, release_notes, reproduce, run_example, sbom, scan, signatures,
+    signing, summary, workflows,
 };
 use crate::dev::{bench, demo, docs, test_env, test_suite};
 
@@ -70,6 +70,7 @@ pub enum Command {
     Attest(signing::Attest),
     Verify(signing::Verify),
     Publish(signing::publish::Publish),
+    ReleaseNotes(release_notes::ReleaseNotes),
     SigningKey(signing::key::SigningKey),
     Workflows(workflows::Workflows),
     K8s(k8s::K8s),
@@ -168,7 +169,15 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ),
     (
         "Sign and ship",
-        &["push", "publish", "signing-key", "sign", "attest", "verify"],
+        &[
+            "push",
+            "publish",
+            "release-notes",
+            "signing-key",
+            "sign",
+            "attest",
+            "verify",
+        ],
     ),
     ("Upstream StageX", &["mirror", "signatures", "keys"]),
     ("CI and clusters", &["workflows", "k8s", "summary"]),
@@ -240,6 +249,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Attest(cmd) => cmd.run(root),
         Command::Verify(cmd) => cmd.run(root),
         Command::Publish(cmd) => cmd.run(root),
+        Command::ReleaseNotes(cmd) => cmd.run(root),
         Command::SigningKey(cmd) => cmd.run(root),
         Command::Workflows(cmd) => cmd.run(root),
         Command::K8s(cmd) => cmd.run(root),

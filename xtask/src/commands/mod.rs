@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod pins;
 pub mod provenance;
 pub mod push;
+pub mod release_notes;
 pub mod reproduce;
 pub mod run_example;
 pub mod sbom;

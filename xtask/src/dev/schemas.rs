@@ -40,6 +40,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ),
         ("provenance", output::<Vec<provenance::Written>>()),
         ("push", output::<crate::oci::transfer::Pushed>()),
+        ("release-notes", output::<release_notes::Notes>()),
         ("sbom", output::<Nothing>()),
         ("scan", output::<Vec<scan::Scanned>>()),
         ("sign", output::<signing::Signed>()),

@@ -54,7 +54,7 @@ pub fn against(
         &verifying,
         &[(PredicateKind::Slsaprovenance1, None)],
         Access::Read,
-        &catalog,
+        Some(&catalog),
     )?;
     let attested = verified
         .attestations

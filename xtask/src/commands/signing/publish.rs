@@ -237,7 +237,7 @@ impl Publisher {
             &self.verifying,
             &expected,
             Access::Write,
-            &catalog,
+            Some(&catalog),
         )?;
         crate::ui::say_more!("{}", verified.render());
         // And it is where the admission policy will look for it.
