@@ -40,6 +40,10 @@ pub struct ReleaseNotes {
     /// Do not require transparency log entries (images signed with --no-tlog).
     #[arg(long)]
     pub no_tlog: bool,
+    /// Only check that TAG is a release tag of this checkout's StageX
+    /// release (the release workflow's first step), and write nothing.
+    #[arg(long, conflicts_with_all = ["previous", "output", "json"])]
+    pub check_tag: bool,
     /// Write the markdown here (default: out/release-notes.md).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -85,6 +89,13 @@ pub struct Notes {
 impl ReleaseNotes {
     pub fn run(self, root: &Path) -> Result<()> {
         let stagex_release = check_tag(&self.tag, &crate::model::release::current_name(root)?)?;
+        if self.check_tag {
+            crate::ui::say!(
+                "{}: a release tag of StageX release {stagex_release}",
+                self.tag
+            );
+            return Ok(());
+        }
         let prefix = self
             .prefix
             .clone()

@@ -108,9 +108,13 @@ pub struct Triggers {
     pub workflow_dispatch: Option<Empty>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Branches {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<String>,
+    /// Tag patterns (`push` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
