@@ -112,6 +112,19 @@ fn two_no_cache_builds_give_byte_identical_provenance_that_follows_both_schemas(
         .remove("buildType");
     let output = validate(&schema("slsa-provenance-v1.schema.json"), &no_build_type);
     assert!(!output.status.success(), "{}", text(&output));
+
+    // A Containerfile changed since the build: no provenance for other bytes.
+    let containerfile = root.join("base/Containerfile");
+    let mut edited = std::fs::read_to_string(&containerfile).unwrap();
+    edited.push_str("# edited\n");
+    std::fs::write(&containerfile, edited).unwrap();
+    let output = xtask_in(root, &["provenance", "base"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("rebuild it with `cargo xtask build base`"),
+        "{}",
+        text(&output)
+    );
 }
 
 /// A key pair made by cosign: `<dir>/<name>.key|.pub`.

@@ -217,7 +217,7 @@ fn released(root: &Path, image: &str, prefix: &str, tag: &str) -> Result<Option<
 /// The scan's findings per severity, when the scan ran on these bytes.
 fn cve_counts(root: &Path, build: &BuildRecord) -> Result<Option<BTreeMap<String, usize>>> {
     let scanned = crate::records::steps::StepRecord::load(root, &build.image, "scan")?;
-    if !scanned.is_some_and(|s| s.archive_sha256 == build.archive_sha256) {
+    if scanned.is_none_or(|s| s.archive_sha256 != build.archive_sha256) {
         return Ok(None);
     }
     let path = crate::records::image_dir(root, &build.image).join("grype.json");

@@ -638,6 +638,12 @@ pub fn check_provenance(
     catalog: Option<&crate::model::catalog::Catalog>,
 ) -> Result<String> {
     use crate::commands::provenance::{self, plan};
+    if serde_json::to_vec(predicate)?.len() > provenance::MAX_BYTES {
+        bail!(
+            "its predicate is larger than {} bytes: not a provenance of ours",
+            provenance::MAX_BYTES
+        );
+    }
     let predicate: plan::Provenance = serde_json::from_value(predicate.clone())
         .context("its predicate is not our SLSA provenance")?;
     let build = &predicate.build_definition;
