@@ -9,8 +9,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{
     all, build, check_runtime, clean, compare, digests, doctor, k8s, keys, lint, malcontent,
-    mirror, pins, push, reproduce, run_example, sbom, scan, signatures, signing, summary,
-    workflows,
+    mirror, pins, provenance, push, release_notes, reproduce, run_example, sbom, scan, signatures,
+    signing, summary, workflows,
 };
 use crate::dev::{bench, demo, docs, test_env, test_suite};
 
@@ -64,11 +64,13 @@ pub enum Command {
     Sbom(sbom::Sbom),
     Scan(scan::Scan),
     Malcontent(malcontent::Malcontent),
+    Provenance(provenance::Provenance),
     Push(push::Push),
     Sign(signing::Sign),
     Attest(signing::Attest),
     Verify(signing::Verify),
     Publish(signing::publish::Publish),
+    ReleaseNotes(release_notes::ReleaseNotes),
     SigningKey(signing::key::SigningKey),
     Workflows(workflows::Workflows),
     K8s(k8s::K8s),
@@ -161,10 +163,21 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "run-example",
         ],
     ),
-    ("Gate what ships", &["sbom", "scan", "malcontent"]),
+    (
+        "Gate what ships",
+        &["sbom", "scan", "malcontent", "provenance"],
+    ),
     (
         "Sign and ship",
-        &["push", "publish", "signing-key", "sign", "attest", "verify"],
+        &[
+            "push",
+            "publish",
+            "release-notes",
+            "signing-key",
+            "sign",
+            "attest",
+            "verify",
+        ],
     ),
     ("Upstream StageX", &["mirror", "signatures", "keys"]),
     ("CI and clusters", &["workflows", "k8s", "summary"]),
@@ -230,11 +243,13 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         Command::Sbom(cmd) => cmd.run(root),
         Command::Scan(cmd) => cmd.run(root),
         Command::Malcontent(cmd) => cmd.run(root),
+        Command::Provenance(cmd) => cmd.run(root),
         Command::Push(cmd) => cmd.run(root),
         Command::Sign(cmd) => cmd.run(root),
         Command::Attest(cmd) => cmd.run(root),
         Command::Verify(cmd) => cmd.run(root),
         Command::Publish(cmd) => cmd.run(root),
+        Command::ReleaseNotes(cmd) => cmd.run(root),
         Command::SigningKey(cmd) => cmd.run(root),
         Command::Workflows(cmd) => cmd.run(root),
         Command::K8s(cmd) => cmd.run(root),

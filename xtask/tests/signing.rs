@@ -385,7 +385,17 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
     );
     assert_eq!(
         published["predicate_types"],
-        serde_json::json!(["https://spdx.dev/Document", "https://cyclonedx.org/bom"])
+        serde_json::json!([
+            "https://spdx.dev/Document",
+            "https://cyclonedx.org/bom",
+            "https://slsa.dev/provenance/v1"
+        ])
+    );
+    // The provenance it attested is the one of this build.
+    let provenance = read_json(&root.join("out/base/provenance.json"));
+    assert_eq!(
+        provenance["subject"][0]["digest"]["sha256"],
+        build.manifest_digest.trim_start_matches("sha256:")
     );
     assert!(
         published["signature"].as_str().unwrap().ends_with(".sig"),
@@ -403,6 +413,101 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         "--no-tlog",
     ]);
     assert!(output.status.success(), "{}", text(&output));
+    let output = signer.run(&[
+        "verify",
+        &pinned,
+        "--attestations",
+        "--type",
+        "slsaprovenance1",
+        "--provenance",
+        root.join("out/base/provenance.json").to_str().unwrap(),
+        "--no-tlog",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+
+    // A release tag is taken once (the same digest again is no move) and
+    // never moved: publish refuses before pushing, and the tag stays.
+    let prefix = format!("{registry}/release-{}", std::process::id());
+    let release = |n: u32| format!("{prefix}/base:2026.03.0-{n}");
+    for _ in 0..2 {
+        let output = signer.run(&[
+            "publish",
+            "base",
+            "--to",
+            &release(1),
+            "--key",
+            key,
+            "--no-tlog",
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    let other = push_archive(&standin_archive("core-musl"), &release(2));
+    let output = signer.run(&[
+        "publish",
+        "base",
+        "--to",
+        &release(2),
+        "--key",
+        key,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "{} is a release tag and already names {other}: release tags never move",
+            release(2)
+        )),
+        "{}",
+        text(&output)
+    );
+    let path = format!(
+        "/v2/{}/base/manifests/2026.03.0-2",
+        prefix.split_once('/').unwrap().1
+    );
+    let (_, manifest) = registry_get(&registry, &path, MANIFEST_ACCEPT);
+    assert_eq!(format!("sha256:{}", sha256_hex(&manifest)), other);
+
+    // The next release, and its notes from the records and from the
+    // previous release's verified provenance.
+    let output = signer.run(&[
+        "publish",
+        "base",
+        "--to",
+        &release(3),
+        "--key",
+        key,
+        "--no-tlog",
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let json = scratch.path().join("notes.json");
+    let output = signer.run(&[
+        "release-notes",
+        "--tag",
+        "2026.03.0-3",
+        "--previous",
+        "2026.03.0-1",
+        "--prefix",
+        &prefix,
+        "--no-tlog",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let notes = std::fs::read_to_string(root.join("out/release-notes.md")).unwrap();
+    assert!(
+        notes.contains(&format!("| base | `{}` |", build.manifest_digest)),
+        "{notes}"
+    );
+    assert!(notes.contains("unchanged (same digest)"), "{notes}");
+    assert!(notes.contains("core-busybox 1.37.0"), "{notes}");
+    let result = read_document(&json, "release-notes");
+    assert_eq!(
+        result["images"][0]["previous"]["digest"],
+        build.manifest_digest.as_str()
+    );
+    // A tag of another StageX release is refused.
+    let output = signer.run(&["release-notes", "--tag", "2026.06.0-1", "--prefix", &prefix]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     signer.assert_no_leak();
 }
 

@@ -40,6 +40,7 @@ fn actionlint_and_zizmor_accept_the_workflows() {
     let files = [
         ".forgejo/workflows/build.yml",
         ".forgejo/workflows/check.yml",
+        ".forgejo/workflows/release.yml",
     ];
     let output = run_ok(
         std::process::Command::new(&actionlint)
@@ -153,7 +154,7 @@ fn run_lines(workflow: &serde_yaml::Value) -> Vec<String> {
 fn every_xtask_command_in_the_workflows_parses() {
     use clap::Parser as _;
     let mut parsed = 0;
-    for file in ["build.yml", "check.yml"] {
+    for file in ["build.yml", "check.yml", "release.yml"] {
         for line in run_lines(&workflow(&repo_root(), file)) {
             let args = if let Some(rest) = line.strip_prefix("cargo xtask ") {
                 rest
@@ -166,6 +167,7 @@ fn every_xtask_command_in_the_workflows_parses() {
                 .replace("$IMAGE", "base-go")
                 .replace("$STAGEX_MIRROR", "registry.example/stagex")
                 .replace("$REGISTRY_PREFIX", "registry.example/images")
+                .replace("$RELEASE", "2026.03.0-1")
                 .replace('"', "");
             assert!(
                 !args.contains('$'),

@@ -209,7 +209,7 @@ pub fn markdown(all: &[Measured]) -> String {
 
 /// Pull `reference` (an image manifest, not an index) into an OCI archive at
 /// `dest`: every blob bounded by its descriptor and checked against its digest.
-fn pull(reference: &str, dest: &Path) -> Result<()> {
+pub fn pull(reference: &str, dest: &Path) -> Result<()> {
     let reference = ImageRef::parse(reference)?;
     let blobs_dir = dest.with_extension("blobs");
     std::fs::create_dir_all(&blobs_dir)?;

@@ -76,7 +76,10 @@ pub struct Layout {
 impl Layout {
     pub fn for_root(root: &Path) -> Layout {
         let dir = root.join("target").join("test-env");
-        let digest = crate::hash::hex_sha256(dir.to_string_lossy().as_bytes());
+        // Named after where it really is: a worktree whose target/test-env
+        // links to another checkout's services uses those services.
+        let real = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+        let digest = crate::hash::hex_sha256(real.to_string_lossy().as_bytes());
         let port = 40000 + u16::from_str_radix(&digest[..4], 16).unwrap_or(0) % 10000;
         Layout {
             runtime: PathBuf::from(format!("/tmp/sx-{}", &digest[..10])),

@@ -164,6 +164,20 @@ pub const SIGN_WITH_TRANSPARENCY_LOG: bool = false;
 /// (`cargo xtask workflows` and `cargo xtask k8s` regenerate them).
 pub const PUBLISH_REGISTRY_PREFIX: &str = "registry.internal/stagex-images";
 
+/// Where this repository lives: the provenance's builder id names it, and
+/// the release notes link to it. Change it with the repository's home.
+pub const SOURCE_REPOSITORY: &str = "https://forgejo.internal/platform/stagex-base-images";
+
+/// The provenance's `buildType`: what its parameters mean and how to rebuild
+/// from them, documented at this address (docs/verifying-images.md,
+/// "The build type"). Versioned: a change of meaning gets a new URI.
+pub const PROVENANCE_BUILD_TYPE: &str =
+    "https://forgejo.internal/platform/stagex-base-images/src/branch/main/docs/verifying-images.md#build-type-v1";
+
+/// Release tags (`<image>:<stagex-release>-<n>`, e.g. `2026.03.0-1`) are
+/// immutable: `publish` refuses to move one. `latest` is the only tag that moves.
+pub const MOVING_TAG: &str = "latest";
+
 /// The published `forgejo-runner` image's manifest digest, for its Kubernetes
 /// Deployment. Copy it from `out/forgejo-runner/publish.json`
 /// (`manifest_digest`) after a publish; `cargo xtask k8s` says when the two

@@ -34,6 +34,22 @@ pub struct BuildRecord {
     /// packages that are never started, and in records written before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeRecord>,
+    /// The Docker engine and buildx that built it (absent in records
+    /// written before they were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder: Option<BuilderVersions>,
+    /// The checkout's commit when it was built (absent outside a git checkout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_commit: Option<String>,
+}
+
+/// Which engine and buildx made an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BuilderVersions {
+    /// `docker version`'s server version.
+    pub engine: String,
+    /// `docker buildx version`'s version.
+    pub buildx: String,
 }
 
 /// The runtime check's result, as the build record keeps it: only images
@@ -108,6 +124,8 @@ impl BuildRecord {
             built_on: vec![],
             sources: vec![],
             runtime: None,
+            builder: None,
+            checkout_commit: None,
         }
     }
 

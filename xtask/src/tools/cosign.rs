@@ -131,7 +131,7 @@ impl PrivateKey {
     }
 }
 
-/// What an SBOM attestation says its predicate is.
+/// What an attestation says its predicate is: an SBOM, or the SLSA provenance.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, schemars::JsonSchema,
 )]
@@ -139,6 +139,8 @@ impl PrivateKey {
 pub enum PredicateKind {
     Spdxjson,
     Cyclonedx,
+    /// SLSA provenance v1 (`cargo xtask provenance`).
+    Slsaprovenance1,
 }
 
 impl PredicateKind {
@@ -146,6 +148,7 @@ impl PredicateKind {
         match self {
             PredicateKind::Spdxjson => "spdxjson",
             PredicateKind::Cyclonedx => "cyclonedx",
+            PredicateKind::Slsaprovenance1 => "slsaprovenance1",
         }
     }
 
@@ -154,6 +157,7 @@ impl PredicateKind {
         match self {
             PredicateKind::Spdxjson => "https://spdx.dev/Document",
             PredicateKind::Cyclonedx => "https://cyclonedx.org/bom",
+            PredicateKind::Slsaprovenance1 => "https://slsa.dev/provenance/v1",
         }
     }
 }
@@ -430,6 +434,15 @@ mod tests {
                             )
                             .display(),
                     );
+                    lines.push(
+                        signing
+                            .attest(
+                                REF,
+                                Path::new("/tmp/x/provenance.predicate.json"),
+                                PredicateKind::Slsaprovenance1,
+                            )
+                            .display(),
+                    );
                 }
                 let verifying = Verifying {
                     generation,
@@ -440,6 +453,11 @@ mod tests {
                 lines.push(
                     verifying
                         .verify_attestation(REF, PredicateKind::Cyclonedx)
+                        .display(),
+                );
+                lines.push(
+                    verifying
+                        .verify_attestation(REF, PredicateKind::Slsaprovenance1)
                         .display(),
                 );
             }

@@ -44,6 +44,33 @@ pub fn buildx_build(
     }
 }
 
+/// The engine's server version and buildx's version, asked once per run
+/// (the build record and the provenance name them).
+pub fn versions(env: &Env) -> Result<(String, String)> {
+    static ASKED: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    if let Some(known) = ASKED.get() {
+        return Ok(known.clone());
+    }
+    let mut engine = Cmd::new("docker");
+    engine
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .envs(env);
+    let engine = engine.read()?;
+    let mut buildx = Cmd::new("docker");
+    buildx.args(["buildx", "version"]).envs(env);
+    let buildx = buildx_version(&buildx.read()?);
+    Ok(ASKED.get_or_init(|| (engine, buildx)).clone())
+}
+
+/// `github.com/docker/buildx v0.13.1 788433953af1…` → `0.13.1`; Debian's
+/// `github.com/docker/buildx 0.13.1+ds1-3 ` keeps its suffix.
+fn buildx_version(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    let mut words = line.split_whitespace();
+    let version = words.nth(1).unwrap_or(line);
+    version.trim_start_matches('v').to_string()
+}
+
 /// `#7 [build 2/4] RUN […]` → `[build 2/4] RUN […]`: the step lines worth showing.
 fn progress_step(line: &str) -> Option<&str> {
     let rest = line.strip_prefix('#')?;
@@ -57,6 +84,20 @@ fn progress_step(line: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buildx_versions() {
+        assert_eq!(
+            buildx_version(
+                "github.com/docker/buildx v0.13.1 788433953af10f2a698f5c07611dddce2e08c7a0\n"
+            ),
+            "0.13.1"
+        );
+        assert_eq!(
+            buildx_version("github.com/docker/buildx 0.13.1+ds1-3 \n"),
+            "0.13.1+ds1-3"
+        );
+    }
 
     #[test]
     fn progress_lines() {

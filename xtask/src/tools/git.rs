@@ -31,6 +31,30 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     resolve(dir, "HEAD").ok()
 }
 
+/// The latest release tag (`<stagex-release>-<n>`) before `tag` in the
+/// repository at `dir`, when there is one.
+pub fn previous_release_tag(dir: &Path, tag: &str) -> Option<String> {
+    let mut command = Cmd::new("git");
+    command
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "describe",
+            "--tags",
+            "--abbrev=0",
+            "--match",
+            "[0-9]*.[0-9]*.[0-9]*-[0-9]*",
+            "--end-of-options",
+        ])
+        .arg(format!("{tag}^"));
+    command
+        .try_output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|t| !t.is_empty())
+}
+
 /// The commit `revision` names in the repository at `dir`.
 pub fn resolve(dir: &Path, revision: &str) -> Result<String> {
     let mut command = Cmd::new("git");

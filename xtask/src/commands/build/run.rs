@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::plan::ImageBuild;
 use crate::model::settings;
 use crate::oci::archive::OciArchive;
-use crate::records::build::{BuildRecord, BuiltOn, RuntimeRecord, SourceInput};
+use crate::records::build::{BuildRecord, BuilderVersions, BuiltOn, RuntimeRecord, SourceInput};
 use crate::records::{self};
 use crate::report::{Outcome, StepReport};
 use crate::tools::process::Env;
@@ -213,6 +213,7 @@ fn finish(
         crate::oci::layout::unpack(&build.archive, &records::layout_path(root, &build.image))?;
     }
     let containerfile_bytes = std::fs::read(build.containerfile())?;
+    let (engine, buildx) = docker::versions(&Env::new())?;
     let built_on = build
         .depends_on
         .iter()
@@ -250,6 +251,11 @@ fn finish(
         built_on,
         sources,
         runtime,
+        builder: Some(BuilderVersions {
+            engine: engine.clone(),
+            buildx: buildx.clone(),
+        }),
+        checkout_commit: git::head_commit(root),
     };
     if canonical {
         built_record.save(root)?;

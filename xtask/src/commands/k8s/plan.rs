@@ -624,21 +624,24 @@ fn key_set(public_keys: &[String]) -> Vec<String> {
     }
 }
 
-/// The SBOM attestations every image must carry (the provenance attestation
-/// joins them when `publish` makes one).
-const REQUIRED_ATTESTATIONS: [PredicateKind; 2] =
-    [PredicateKind::Spdxjson, PredicateKind::Cyclonedx];
+/// The attestations every image must carry: both SBOMs and the SLSA
+/// provenance `publish` attests beside them.
+const REQUIRED_ATTESTATIONS: [PredicateKind; 3] = [
+    PredicateKind::Spdxjson,
+    PredicateKind::Cyclonedx,
+    PredicateKind::Slsaprovenance1,
+];
 
 fn description(site: &Site) -> String {
     format!(
-        "Every image under {}/ (and its other spellings: {}) must be signed with a key of this repository's key set (cosign.pub, and cosign.rotation.pub during a rotation) and carry its SPDX and CycloneDX SBOM attestations; tags are replaced by the verified digest. Pods naming no such image are not sent to Kyverno (matchConditions); the allow-list policy {ALLOW_LIST_NAME} refuses images from anywhere else.",
+        "Every image under {}/ (and its other spellings: {}) must be signed with a key of this repository's key set (cosign.pub, and cosign.rotation.pub during a rotation) and carry its SPDX and CycloneDX SBOM attestations and its SLSA provenance v1 attestation; tags are replaced by the verified digest. Pods naming no such image are not sent to Kyverno (matchConditions); the allow-list policy {ALLOW_LIST_NAME} refuses images from anywhere else.",
         site.publish_prefix,
         our_prefixes(site).join(", ")
     )
 }
 
-/// Kyverno's `ClusterPolicy` (Kyverno 1.13 to 1.18): the signature and both
-/// SBOM attestations, each by any one key of the set (one entry per key:
+/// Kyverno's `ClusterPolicy` (Kyverno 1.13 to 1.18): the signature, both
+/// SBOM attestations and the provenance attestation, each by any one key of the set (one entry per key:
 /// Kyverno splits several keys in one `publicKeys` for signatures but not for
 /// attestations).
 fn cluster_policy(site: &Site, public_keys: &[String]) -> Value {
@@ -669,7 +672,7 @@ fn cluster_policy(site: &Site, public_keys: &[String]) -> Value {
         "metadata": {
             "name": POLICY_NAME,
             "annotations": {
-                "policies.kyverno.io/title": "StageX base images: signed, with SBOMs",
+                "policies.kyverno.io/title": "StageX base images: signed, with SBOMs and provenance",
                 "policies.kyverno.io/description": description(site),
             },
         },
@@ -765,7 +768,7 @@ fn image_validating_policy(site: &Site, public_keys: &[String]) -> Value {
         "metadata": {
             "name": POLICY_NAME,
             "annotations": {
-                "policies.kyverno.io/title": "StageX base images: signed, with SBOMs",
+                "policies.kyverno.io/title": "StageX base images: signed, with SBOMs and provenance",
                 "policies.kyverno.io/description": description(site),
             },
         },
@@ -965,7 +968,10 @@ mod tests {
             assert_eq!(keys, vec![KEY.trim_end(), KEY2.trim_end()]);
             checked += 1;
         }
-        assert_eq!(checked, 3, "the signature and two SBOM attestations");
+        assert_eq!(
+            checked, 4,
+            "the signature, two SBOM attestations and the provenance"
+        );
         let types: Vec<&str> = verify["attestations"]
             .as_array()
             .unwrap()
@@ -974,7 +980,11 @@ mod tests {
             .collect();
         assert_eq!(
             types,
-            ["https://spdx.dev/Document", "https://cyclonedx.org/bom"]
+            [
+                "https://spdx.dev/Document",
+                "https://cyclonedx.org/bom",
+                "https://slsa.dev/provenance/v1"
+            ]
         );
         // The ImageValidatingPolicy: one attestor per key, any one suffices.
         let site = Site {

@@ -1,6 +1,7 @@
 //! `cargo xtask verify-reproducible`: build twice without cache, compare the
 //! bytes, and when they differ say which files differ and how.
 
+pub mod against;
 pub mod explain;
 
 use std::collections::BTreeMap;
@@ -19,12 +20,23 @@ use crate::records::{self, build::BuildRecord};
 use crate::report::{self, Outcome, StepReport};
 use crate::tools::{self, process::Env};
 
-/// Build each image twice with --no-cache and compare; explain any difference.
+/// Build each image twice with --no-cache and compare (or rebuild a published image from its provenance, --against); explain any difference.
 #[derive(Debug, Args, Clone, Default)]
 pub struct VerifyReproducible {
     /// What they build on must be built already.
     #[command(flatten)]
     pub images: ImageArgs,
+    /// A published image, by digest: fetch its provenance attestation
+    /// (verified against the public key), rebuild it here from the inputs it
+    /// names, and compare digests.
+    #[arg(long, value_name = "REF@sha256:…", conflicts_with_all = ["images", "all"])]
+    pub against: Option<String>,
+    /// The public key the provenance must verify against (default: cosign.pub).
+    #[arg(long, value_name = "PATH", requires = "against")]
+    pub key: Option<std::path::PathBuf>,
+    /// Do not require transparency log entries (images signed with --no-tlog).
+    #[arg(long, requires = "against")]
+    pub no_tlog: bool,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -33,6 +45,9 @@ pub struct VerifyReproducible {
 
 impl VerifyReproducible {
     pub fn run(self, root: &Path) -> Result<()> {
+        if let Some(reference) = &self.against {
+            return self.run_against(root, reference);
+        }
         let catalog = Catalog::load(root)?;
         catalog.select(self.images.names())?;
         let env = Env::new();
@@ -44,6 +59,46 @@ impl VerifyReproducible {
         let options = build::options(root, &self.engine)?;
         let reports = verify(&catalog, self.images.names(), &options, &env)?;
         anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        self.json.write("verify-reproducible", &reports, &())?;
+        report::fail_if_any(&reports, "verify-reproducible")
+    }
+}
+
+impl VerifyReproducible {
+    fn run_against(&self, root: &Path, reference: &str) -> Result<()> {
+        let env = Env::new();
+        tools::require(
+            &pipeline::tools_for(&[Step::VerifyReproducible]),
+            &env,
+            "verify-reproducible",
+        )?;
+        let key = self
+            .key
+            .clone()
+            .unwrap_or_else(|| root.join(crate::commands::signing::PUBLIC_KEY));
+        let started = Instant::now();
+        let step = Step::VerifyReproducible.name();
+        let report =
+            match against::against(root, reference, &key, !self.no_tlog, &self.engine, &env) {
+                Ok(against::Outcome::Same { image, digest }) => {
+                    crate::ui::say!("[{image}] reproducible: the rebuild here is {reference}");
+                    StepReport {
+                        digest: Some(digest),
+                        detail: Some(format!("rebuilt {reference} from its provenance")),
+                        ..StepReport::new(&image, step, Outcome::Passed, started.elapsed())
+                    }
+                }
+                Ok(against::Outcome::Differs { image, explanation }) => {
+                    crate::ui::say!("[{image}] NOT reproducible:\n{explanation}");
+                    let outcome = Outcome::Failed(format!("not reproducible: {explanation}"));
+                    StepReport::new(&image, step, outcome, started.elapsed())
+                }
+                Err(error) => {
+                    anstream::eprintln!("[{reference}] FAILED: {error:#}");
+                    StepReport::from_error(reference, step, &error, started.elapsed())
+                }
+            };
+        let reports = [report];
         self.json.write("verify-reproducible", &reports, &())?;
         report::fail_if_any(&reports, "verify-reproducible")
     }

@@ -295,15 +295,21 @@ pub fn sign(pinned: &Pinned, signing: &Signing, secrets: &Env) -> Result<Signed>
     })
 }
 
-/// Attest an SBOM to an image, by digest, with the project's key.
+/// Attest an SBOM or the image's SLSA provenance to an image, by digest, with the project's key.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("predicate").required(true).args(["sbom", "provenance"])))]
 pub struct Attest {
     /// `registry/repository@sha256:<hex>` (a tag is refused).
     #[arg(value_name = "REF@sha256:…")]
     pub reference: String,
     /// The SBOM to attest (out/<image>/sbom.spdx.json or sbom.cdx.json).
     #[arg(long, value_name = "FILE")]
-    pub sbom: PathBuf,
+    pub sbom: Option<PathBuf>,
+    /// The provenance to attest (out/<image>/provenance.json, `cargo xtask
+    /// provenance`): its subject must be the digest; attested with
+    /// --type slsaprovenance1.
+    #[arg(long, value_name = "FILE", conflicts_with = "kind")]
+    pub provenance: Option<PathBuf>,
     /// What the SBOM is.
     #[arg(long = "type", value_enum, default_value_t = PredicateKind::Spdxjson)]
     pub kind: PredicateKind,
@@ -316,17 +322,63 @@ pub struct Attest {
 impl Attest {
     pub fn run(self, _root: &Path) -> Result<()> {
         let pinned = by_digest(&self.reference)?;
-        check_sbom(&self.sbom, self.kind)?;
+        let (file, kind) = match (&self.sbom, &self.provenance) {
+            (_, Some(provenance)) => {
+                check_provenance_subject(provenance, &pinned)?;
+                (provenance.clone(), PredicateKind::Slsaprovenance1)
+            }
+            (Some(sbom), None) => {
+                if self.kind == PredicateKind::Slsaprovenance1 {
+                    bail!(
+                        "--type slsaprovenance1 attests a provenance: pass it as --provenance FILE"
+                    );
+                }
+                check_sbom(sbom, self.kind)?;
+                (sbom.clone(), self.kind)
+            }
+            (None, None) => bail!("name what to attest: --sbom FILE or --provenance FILE"),
+        };
         let (signing, secrets) = self.key.signing(installed_cosign()?)?;
-        let signed = attest(&pinned, &self.sbom, self.kind, &signing, &secrets)?;
+        let signed = attest(&pinned, &file, kind, &signing, &secrets)?;
         crate::ui::say!(
             "attested {} ({}) to {}; stored at {}",
-            self.sbom.display(),
-            self.kind.predicate_type(),
+            file.display(),
+            kind.predicate_type(),
             signed.reference,
             signed.stored_at
         );
         self.json.write("attest", &[], &signed)
+    }
+}
+
+/// A provenance file that is ours and whose subject is `pinned`'s digest
+/// (attesting one image's provenance to another would be a lie we sign).
+pub fn check_provenance_subject(
+    file: &Path,
+    pinned: &Pinned,
+) -> Result<crate::commands::provenance::plan::Statement> {
+    let statement = crate::commands::provenance::read(file)?;
+    let digest = pinned.image.digest.clone().unwrap_or_default();
+    let subject = statement.subject_digest().unwrap_or_default();
+    if subject != digest {
+        return fail(format!(
+            "{} is the provenance of {subject}, not of {}: make the one of this image's build (`cargo xtask provenance {}`)",
+            file.display(),
+            pinned.image,
+            statement.predicate.build_definition.external_parameters.image
+        ));
+    }
+    Ok(statement)
+}
+
+/// What an attested predicate must equal: the SBOM file's JSON, or the
+/// predicate of a provenance statement.
+pub fn expected_predicate(path: &Path, kind: PredicateKind) -> Result<serde_json::Value> {
+    match kind {
+        PredicateKind::Slsaprovenance1 => Ok(serde_json::to_value(
+            crate::commands::provenance::read(path)?.predicate,
+        )?),
+        _ => check_sbom(path, kind),
     }
 }
 
@@ -340,6 +392,7 @@ pub fn check_sbom(path: &Path, kind: PredicateKind) -> Result<serde_json::Value>
         PredicateKind::Cyclonedx => {
             value.get("bomFormat").and_then(|f| f.as_str()) == Some("CycloneDX")
         }
+        PredicateKind::Slsaprovenance1 => false,
     };
     if !fits {
         bail!(
@@ -351,8 +404,9 @@ pub fn check_sbom(path: &Path, kind: PredicateKind) -> Result<serde_json::Value>
     Ok(value)
 }
 
-/// Attest `sbom` to `pinned`, replacing an earlier attestation of its type
-/// (one SBOM per type and digest, never a pile to choose from).
+/// Attest `sbom` (an SBOM, or a provenance statement whose predicate is
+/// attested) to `pinned`, replacing an earlier attestation of its type (one
+/// per type and digest, never a pile to choose from).
 pub fn attest(
     pinned: &Pinned,
     sbom: &Path,
@@ -361,8 +415,19 @@ pub fn attest(
     secrets: &Env,
 ) -> Result<Signed> {
     let text = pinned.image.to_string();
+    // cosign takes the predicate alone and writes the statement around it.
+    let scratch = tempfile::tempdir().context("a scratch folder for the predicate")?;
+    let predicate = if kind == PredicateKind::Slsaprovenance1 {
+        let statement = check_provenance_subject(sbom, pinned)?;
+        let path = scratch.path().join("provenance.predicate.json");
+        std::fs::write(&path, serde_json::to_vec(&statement.predicate)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        path
+    } else {
+        sbom.to_path_buf()
+    };
     let config = reach(pinned, Access::Write)?;
-    run_cosign(signing.attest(&text, sbom, kind), &config, secrets)
+    run_cosign(signing.attest(&text, &predicate, kind), &config, secrets)
         .map_err(|e| signing_failed(e, format!("attesting {} to {text}", sbom.display())))?;
     Ok(Signed {
         stored_at: stored_at(&text, &config, true)?,
@@ -382,21 +447,27 @@ fn stored_at(reference: &str, config: &ScopedDockerConfig, attestations: bool) -
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
-/// Verify an image's signature (and SBOM attestations) against the project's public key.
+/// Verify an image's signature (and its SBOM and provenance attestations) against the project's public key.
 #[derive(Debug, Args)]
 pub struct Verify {
     /// `registry/repository@sha256:<hex>` (a tag is refused).
     #[arg(value_name = "REF@sha256:…")]
     pub reference: String,
-    /// Verify the SBOM attestations too.
+    /// Verify the attestations too.
     #[arg(long)]
     pub attestations: bool,
-    /// Which attestations (default: spdxjson).
+    /// Which attestations (default: spdxjson); a slsaprovenance1 one must be
+    /// of this digest and name exactly the StageX pins of its image's
+    /// Containerfile in this checkout.
     #[arg(long = "type", value_enum, requires = "attestations")]
     pub kinds: Vec<PredicateKind>,
-    /// The SBOM the attested predicate must equal (for the first --type).
+    /// The SBOM the attested predicate must equal (for the first SBOM --type).
     #[arg(long, value_name = "FILE", requires = "attestations")]
     pub sbom: Option<PathBuf>,
+    /// The provenance (out/<image>/provenance.json) the attested one must
+    /// equal; implies --type slsaprovenance1.
+    #[arg(long, value_name = "FILE", requires = "attestations")]
+    pub provenance: Option<PathBuf>,
     /// The public key (default: cosign.pub at the root).
     #[arg(long, value_name = "PATH")]
     pub key: Option<PathBuf>,
@@ -417,13 +488,24 @@ impl Verify {
         if self.attestations && kinds.is_empty() {
             kinds.push(PredicateKind::Spdxjson);
         }
+        if self.provenance.is_some() && !kinds.contains(&PredicateKind::Slsaprovenance1) {
+            kinds.push(PredicateKind::Slsaprovenance1);
+        }
+        let first_sbom = kinds
+            .iter()
+            .position(|k| *k != PredicateKind::Slsaprovenance1);
         let expected: Vec<(PredicateKind, Option<&Path>)> = kinds
             .iter()
             .enumerate()
-            .map(|(i, kind)| (*kind, if i == 0 { self.sbom.as_deref() } else { None }))
+            .map(|(i, kind)| match kind {
+                PredicateKind::Slsaprovenance1 => (*kind, self.provenance.as_deref()),
+                _ if Some(i) == first_sbom => (*kind, self.sbom.as_deref()),
+                _ => (*kind, None),
+            })
             .collect();
+        let catalog = crate::model::catalog::Catalog::load(root)?;
         // Anyone's check: the docker config's entry for that host, if any.
-        let verified = verify(&pinned, &verifying, &expected, Access::Read)?;
+        let verified = verify(&pinned, &verifying, &expected, Access::Read, Some(&catalog))?;
         crate::ui::say_more!("{}", verified.render());
         self.json.write("verify", &[], &verified)
     }
@@ -477,6 +559,7 @@ pub fn verify(
     verifying: &Verifying,
     expected: &[(PredicateKind, Option<&Path>)],
     access: Access,
+    catalog: Option<&crate::model::catalog::Catalog>,
 ) -> Result<Verified> {
     let text = pinned.image.to_string();
     let digest = pinned.image.digest.clone().unwrap_or_default();
@@ -524,15 +607,79 @@ pub fn verify(
             )
         })?;
         let expected_sbom = match sbom {
-            Some(path) => Some((path.display().to_string(), check_sbom(path, *kind)?)),
+            Some(path) => Some((path.display().to_string(), expected_predicate(path, *kind)?)),
             None => None,
         };
-        match verified::attestation(&output.stdout, &digest, *kind, expected_sbom.as_ref()) {
-            Ok(attestation) => result.attestations.push(attestation),
-            Err(error) => return fail(format!("{text}: {error:#}")),
+        let mut attestation =
+            match verified::attestation(&output.stdout, &digest, *kind, expected_sbom.as_ref()) {
+                Ok(attestation) => attestation,
+                Err(error) => return fail(format!("{text}: {error:#}")),
+            };
+        if *kind == PredicateKind::Slsaprovenance1 {
+            match check_provenance(&attestation.predicate, catalog) {
+                Ok(checked) => attestation.provenance = Some(checked),
+                Err(error) => {
+                    return fail(format!("{text}: the provenance attestation: {error:#}"))
+                }
+            }
         }
+        result.attestations.push(attestation);
     }
     Ok(result)
+}
+
+/// An attested provenance predicate (its statement's subject already
+/// checked to be the digest), read strictly as ours: our build type, and,
+/// with a `catalog`, naming exactly the StageX digests its image's
+/// Containerfile pins there (without one, e.g. an earlier release's, its
+/// pins are reported, not compared).
+pub fn check_provenance(
+    predicate: &serde_json::Value,
+    catalog: Option<&crate::model::catalog::Catalog>,
+) -> Result<String> {
+    use crate::commands::provenance::{self, plan};
+    if serde_json::to_vec(predicate)?.len() > provenance::MAX_BYTES {
+        bail!(
+            "its predicate is larger than {} bytes: not a provenance of ours",
+            provenance::MAX_BYTES
+        );
+    }
+    let predicate: plan::Provenance = serde_json::from_value(predicate.clone())
+        .context("its predicate is not our SLSA provenance")?;
+    let build = &predicate.build_definition;
+    if build.build_type != crate::model::settings::PROVENANCE_BUILD_TYPE {
+        bail!(
+            "its buildType is `{}`, not ours ({})",
+            build.build_type,
+            crate::model::settings::PROVENANCE_BUILD_TYPE
+        );
+    }
+    let image = &build.external_parameters.image;
+    let named: std::collections::BTreeSet<String> = build
+        .resolved_dependencies
+        .iter()
+        .filter(|d| d.kind() == plan::KIND_STAGEX)
+        .filter_map(|d| d.digest.get("sha256"))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect();
+    let Some(catalog) = catalog else {
+        return Ok(format!(
+            "of `{image}`, {} StageX dependencies (not compared with a checkout)",
+            named.len()
+        ));
+    };
+    let pinned = provenance::pinned_digests(catalog, image)?;
+    if let Err(why) = plan::compare_pins(&named, &pinned) {
+        bail!(
+            "its StageX dependencies are not the pins of {}: {why}",
+            build.external_parameters.containerfile.path
+        );
+    }
+    Ok(format!(
+        "of `{image}`, its {} StageX dependencies the pins of {}",
+        named.len(),
+        build.external_parameters.containerfile.path
+    ))
 }
 
 /// The tag beside an image where cosign's legacy format keeps its

@@ -90,6 +90,16 @@ fn sboms(root: &Path, image: &str) -> [(PredicateKind, PathBuf); 2] {
     ]
 }
 
+/// Everything `publish` attests, by kind: both SBOMs and the provenance.
+fn attested(root: &Path, image: &str) -> Vec<(PredicateKind, PathBuf)> {
+    let mut all = sboms(root, image).to_vec();
+    all.push((
+        PredicateKind::Slsaprovenance1,
+        crate::commands::provenance::path(root, image),
+    ));
+    all
+}
+
 /// `to` with its tag (`latest` when none is written).
 fn tag_target(to: &str) -> Result<(ImageRef, String)> {
     let target = ImageRef::parse(to)?;
@@ -122,6 +132,8 @@ pub fn publish(
     check_gates(root, &build, &[])?;
     let publisher = Publisher::prepare(key, public_key, cosign)?;
     publisher.check_sboms(root, &build)?;
+    crate::commands::provenance::write(root, image)?;
+    check_release_tag(&repository, &tag, &build.manifest_digest)?;
     PublishRecord::remove(root, image)?;
 
     let pushed = push_image_by_digest(root, image, &repository, &[])?;
@@ -134,6 +146,8 @@ pub fn publish(
     };
     let signed = publisher.sign(root, image, &pinned).map_err(half_way)?;
     let verified = publisher.verify(root, &build, &signed).map_err(half_way)?;
+    // The tag could have been taken since the check above.
+    check_release_tag(&repository, &tag, &build.manifest_digest).map_err(half_way)?;
     let tagged = push_image(root, image, &format!("{repository}:{tag}"), &[]).map_err(half_way)?;
     publisher.record(root, &build, &tagged.reference, &signed, &verified, vec![])
 }
@@ -183,14 +197,19 @@ impl Publisher {
         Ok(())
     }
 
-    /// Sign the pushed digest and attest both SBOMs to it.
+    /// Sign the pushed digest and attest both SBOMs and the provenance
+    /// (made now from the build record) to it.
     pub fn sign(&self, root: &Path, image: &str, pinned: &Pinned) -> Result<SignedImage> {
+        crate::commands::provenance::write(root, image)?;
         let signature = sign(pinned, &self.signing, &self.secrets)?.stored_at;
         let mut attestations = String::new();
-        for (kind, path) in &sboms(root, image) {
+        for (kind, path) in &attested(root, image) {
             attestations = attest(pinned, path, *kind, &self.signing, &self.secrets)?.stored_at;
         }
-        crate::ui::say!("[{image}] signed {}, SBOMs attested", pinned.image);
+        crate::ui::say!(
+            "[{image}] signed {}, SBOMs and provenance attested",
+            pinned.image
+        );
         Ok(SignedImage {
             pinned: pinned.clone(),
             signature,
@@ -206,13 +225,20 @@ impl Publisher {
         build: &BuildRecord,
         signed: &SignedImage,
     ) -> Result<super::verified::Verified> {
-        let sboms = sboms(root, &build.image);
+        let sboms = attested(root, &build.image);
         let expected: Vec<(PredicateKind, Option<&Path>)> = sboms
             .iter()
             .map(|(kind, path)| (*kind, Some(path.as_path())))
             .collect();
+        let catalog = crate::model::catalog::Catalog::load(root)?;
         // What was pushed with the publishing credentials is read back with them.
-        let verified = verify(&signed.pinned, &self.verifying, &expected, Access::Write)?;
+        let verified = verify(
+            &signed.pinned,
+            &self.verifying,
+            &expected,
+            Access::Write,
+            Some(&catalog),
+        )?;
         crate::ui::say_more!("{}", verified.render());
         // And it is where the admission policy will look for it.
         let types: Vec<&str> = sboms
@@ -261,6 +287,52 @@ impl Publisher {
     }
 }
 
+/// Whether `tag` is a release tag (`<stagex-release>-<n>`, e.g.
+/// `2026.03.0-1`): immutable once pushed.
+pub fn is_release_tag(tag: &str) -> bool {
+    let Some((release, n)) = tag.rsplit_once('-') else {
+        return false;
+    };
+    let parts: Vec<&str> = release.split('.').collect();
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    parts.len() == 3 && parts.iter().all(|p| digits(p)) && digits(n) && !n.starts_with('0')
+}
+
+/// A release tag never moves: refused (exit 1) when it already names
+/// another digest in `repository`; the same digest again is no move.
+pub fn check_release_tag(repository: &ImageRef, tag: &str, digest: &str) -> Result<()> {
+    if !is_release_tag(tag) {
+        return Ok(());
+    }
+    let tagged = ImageRef {
+        tag: Some(tag.to_string()),
+        digest: None,
+        ..repository.clone()
+    };
+    let current = crate::oci::registry::block_on(async {
+        let registry = crate::oci::registry::Registry::connect(
+            tagged.api_host(),
+            crate::oci::auth::Role::Target,
+            &crate::oci::auth::CredentialSource::from_environment(),
+        )
+        .await?;
+        registry.manifest_digest(&tagged).await
+    })??;
+    decide_release_tag(&tagged.to_string(), current.as_deref(), digest)
+}
+
+/// The pure half of [`check_release_tag`]: `current` is what the tag
+/// names now, if anything.
+pub fn decide_release_tag(tagged: &str, current: Option<&str>, digest: &str) -> Result<()> {
+    match current {
+        Some(current) if current != digest => fail(format!(
+            "{tagged} is a release tag and already names {current}: release tags never move; publish this build ({digest}) as the next release (`-<n+1>`), or to `{}`",
+            crate::model::settings::MOVING_TAG
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The private key must be the pair of the public key everything will be
 /// verified against: found out before pushing, not after signing.
 fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result<()> {
@@ -285,4 +357,39 @@ fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_tags_are_release_dash_number() {
+        for tag in ["2026.03.0-1", "2026.06.12-17"] {
+            assert!(is_release_tag(tag), "{tag}");
+        }
+        for tag in [
+            "latest",
+            "2026.03.0",
+            "2026.03-1",
+            "2026.03.0-01",
+            "2026.03.0-rc1",
+            "v2026.03.0-1",
+            "1.0",
+        ] {
+            assert!(!is_release_tag(tag), "{tag}");
+        }
+    }
+
+    #[test]
+    fn a_release_tag_may_be_taken_once_never_moved() {
+        let (a, b) = ("sha256:aa", "sha256:bb");
+        assert!(decide_release_tag("r/x:2026.03.0-1", None, a).is_ok());
+        assert!(decide_release_tag("r/x:2026.03.0-1", Some(a), a).is_ok());
+        let error = decide_release_tag("r/x:2026.03.0-1", Some(b), a).unwrap_err();
+        assert!(crate::error::is_failure(&error));
+        let text = error.to_string();
+        assert!(text.contains("release tags never move"), "{text}");
+        assert!(text.contains("already names sha256:bb"), "{text}");
+    }
 }

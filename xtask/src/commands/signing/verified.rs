@@ -31,6 +31,14 @@ pub struct AttestationVerified {
     /// The SBOM file it was compared with, when one was named.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub equals: Option<String>,
+    /// For a provenance: what was checked beyond the signature (its image,
+    /// and that its StageX dependencies are the Containerfile's pins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    /// The predicate as attested (all of them equal), for the checks after.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub predicate: serde_json::Value,
 }
 
 impl Verified {
@@ -54,6 +62,9 @@ impl Verified {
             ));
             if let Some(file) = &attestation.equals {
                 text.push_str(&format!(", equal to {file}"));
+            }
+            if let Some(checked) = &attestation.provenance {
+                text.push_str(&format!("; {checked}"));
             }
             text.push('\n');
         }
@@ -212,6 +223,8 @@ pub fn attestation(
         predicate_type: kind.predicate_type().to_string(),
         predicate_sha256: crate::hash::hex_sha256(&sorted),
         equals: expected.map(|(file, _)| file.clone()),
+        provenance: None,
+        predicate: first.clone(),
     })
 }
 

@@ -108,10 +108,14 @@ pub struct Triggers {
     pub workflow_dispatch: Option<Empty>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Branches {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub branches: Vec<String>,
+    /// Tag patterns (`push` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub paths_ignore: Vec<String>,
 }

@@ -433,6 +433,7 @@ fn build_workflow(split: &Split, site: &Site) -> Workflow {
             push: Some(Branches {
                 branches: vec!["main".into()],
                 paths_ignore: DOCS_ONLY.iter().map(|p| p.to_string()).collect(),
+                ..Branches::default()
             }),
             schedule: vec![Cron {
                 // Weekly, off the hour: new StageX fixes and scanner data.
@@ -524,7 +525,7 @@ fn check_workflow() -> Workflow {
         on: Triggers {
             pull_request: Some(Branches {
                 branches: vec!["main".into()],
-                paths_ignore: Vec::new(),
+                ..Branches::default()
             }),
             ..Triggers::default()
         },
@@ -541,12 +542,114 @@ fn check_workflow() -> Workflow {
     }
 }
 
+/// `release.yml` (a pushed tag `<stagex-release>-<n>`): every image through
+/// the gates, each base image published under the tag (`publish` refuses a
+/// tag that would move), then the release notes, compared with the previous
+/// release tag (the whole history is fetched for `git describe`).
+fn release_workflow(split: &Split, site: &Site) -> Workflow {
+    let tlog = if settings::SIGN_WITH_TRANSPARENCY_LOG {
+        ""
+    } else {
+        " --no-tlog"
+    };
+    let mut steps = vec![Step::uses(
+        "Check out with the tags (no credentials kept)",
+        CHECKOUT,
+        Ordered::new()
+            .with("persist-credentials", "false".to_string())
+            .with("fetch-depth", "0".to_string()),
+    )];
+    steps.extend(use_xtask());
+    steps.push(Step::run(
+        "The tag names this checkout's StageX release",
+        "xtask release-notes --tag \"$RELEASE\" --check-tag",
+    ));
+    steps.push(Step::run(
+        "Every image through the gates",
+        format!("xtask all --registry \"$STAGEX_MIRROR\" --json {REPORTS}/all.json"),
+    ));
+    let secrets = |step: Step| {
+        step.env(
+            "XTASK_REGISTRY_USERNAME",
+            "${{ secrets.REGISTRY_USERNAME }}",
+        )
+        .env(
+            "XTASK_REGISTRY_PASSWORD",
+            "${{ secrets.REGISTRY_PASSWORD }}",
+        )
+        .env("COSIGN_KEY", "${{ secrets.COSIGN_KEY }}")
+        .env("COSIGN_PASSWORD", "${{ secrets.COSIGN_PASSWORD }}")
+    };
+    for image in &split.bases {
+        steps.push(secrets(Step::run(
+            &format!("Publish {image} under the release tag"),
+            format!("xtask publish {image} --to \"$REGISTRY_PREFIX/{image}:$RELEASE\"{tlog} --json {REPORTS}/publish-{image}.json"),
+        )));
+    }
+    steps.push(Step::run(
+        "Release notes",
+        format!("xtask release-notes --tag \"$RELEASE\"{tlog} --output release-notes.md --json {REPORTS}/release-notes.json"),
+    ));
+    steps.push(
+        Step::uses(
+            "Keep the release notes",
+            UPLOAD_ARTIFACT,
+            Ordered::new()
+                .with("name", "release-notes".to_string())
+                .with("path", "release-notes.md".to_string()),
+        )
+        .when("always()"),
+    );
+    steps.push(upload_reports());
+    let mut release = Job {
+        container: None,
+        name: "Publish the release ${{ github.ref_name }}".into(),
+        runs_on: settings::RUNNER_LABEL.into(),
+        needs: vec!["xtask".into(), "lint".into()],
+        condition: None,
+        permissions: Permissions::read_contents(),
+        timeout_minutes: 240,
+        strategy: None,
+        env: Ordered::new(),
+        steps,
+    };
+    release
+        .env
+        .push("RELEASE", "${{ github.ref_name }}".to_string());
+    release
+        .env
+        .push("REGISTRY_PREFIX", site.publish_prefix.clone());
+    release
+        .env
+        .push("STAGEX_MIRROR", "${{ vars.STAGEX_MIRROR }}".to_string());
+    Workflow {
+        name: "release".into(),
+        on: Triggers {
+            push: Some(Branches {
+                tags: vec!["[0-9]+.[0-9]+.[0-9]+-[0-9]+".into()],
+                ..Branches::default()
+            }),
+            ..Triggers::default()
+        },
+        permissions: Permissions::none(),
+        concurrency: Some(Concurrency {
+            group: "release-${{ github.ref }}".into(),
+            cancel_in_progress: false,
+        }),
+        env: root_env(),
+        jobs: Ordered::new()
+            .with("xtask", xtask_job(settings::RUNNER_LABEL))
+            .with("lint", lint_job(settings::RUNNER_LABEL))
+            .with("release", release),
+    }
+}
+
 /// Both workflows, from the catalog and this repository's settings.
 pub fn plan(catalog: &Catalog) -> Result<Vec<Planned>> {
     plan_with(catalog, &Site::ours())
 }
 
-/// Both workflows, from the catalog and `site`.
+/// The three workflows, from the catalog and `site`.
 pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
     let split = split(catalog)?;
     let mut planned = vec![
@@ -557,6 +660,10 @@ pub fn plan_with(catalog: &Catalog, site: &Site) -> Result<Vec<Planned>> {
         Planned {
             file: "check.yml",
             workflow: check_workflow(),
+        },
+        Planned {
+            file: "release.yml",
+            workflow: release_workflow(&split, site),
         },
     ];
     // Every job runs in the job image, by digest, once it is published.
