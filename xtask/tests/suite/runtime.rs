@@ -2,11 +2,9 @@
 //! builds from Debian's own binaries: `tini` (dynamically linked against
 //! glibc) with and without the files of `libc6`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The files of a runnable `tini`: the program, glibc's loader and libc, the
 /// loader's `/lib64` link, as Debian lays them out.

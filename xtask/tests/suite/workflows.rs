@@ -1,11 +1,9 @@
 //! `cargo xtask workflows`: the committed files are what the model makes,
 //! the linters CI people use accept them, and the catalog drives them.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 fn workflow(root: &Path, file: &str) -> serde_yaml::Value {
     let text = std::fs::read_to_string(root.join(".forgejo/workflows").join(file)).unwrap();

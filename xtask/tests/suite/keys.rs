@@ -2,11 +2,9 @@
 //! `signatures verify`: a key is accepted only under its own fingerprint,
 //! reduced to what it says about itself, with what changed reported.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use openpgp::cert::{Cert, CertBuilder};
 use openpgp::packet::Packet;
 use openpgp::parse::Parse;

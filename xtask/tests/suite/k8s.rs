@@ -2,12 +2,10 @@
 //! Kubernetes' own schemas accept them, the Kyverno policy fits Kyverno's
 //! CRD schema, and `run-example` runs an example on the real engine.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn generated(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(dir))

@@ -1,11 +1,9 @@
 //! `compare` on images the test engine built, checked against the engine's
 //! own view of them and their manifests.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// Regular files of an image as the engine exports its filesystem.
 fn engine_files(archive: &Path) -> usize {

@@ -1,11 +1,9 @@
 //! build, verify-reproducible, push and demo on the real engine and registry,
 //! with stand-in StageX images.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn fixture_images_build_and_the_dependent_gets_its_base_from_the_archive() {

@@ -3,12 +3,10 @@
 //! runs through every test: it must reach cosign's environment and nothing
 //! else (no output, no record, no command line, no child's argv).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const CANARY: &str = "canary-Pa55word-4f1d";
 
@@ -597,7 +595,7 @@ fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
 /// whatever the environment and the docker config hold.
 #[test]
 fn cosign_never_holds_a_password_a_realm_could_receive() {
-    use common::proxy::{Answer, Proxy};
+    use crate::common::proxy::{Answer, Proxy};
     let registry = require_engine();
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");

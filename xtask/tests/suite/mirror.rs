@@ -4,16 +4,14 @@
 //! blobs are missing, blobs are mounted, indexes are copied with their
 //! children, and transient registry errors are retried.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::gpg::Signed;
-use common::proxy::Proxy;
-use common::*;
+use crate::common::gpg::Signed;
+use crate::common::proxy::Proxy;
+use crate::common::*;
 use xtask::oci::archive::OciArchive;
 use xtask::oci::auth::Role;
 use xtask::oci::reference::ImageRef;

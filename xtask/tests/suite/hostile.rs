@@ -1,16 +1,14 @@
 //! Registries and inputs that lie: each test is a stub that misbehaves exactly
 //! one way, and the rule that holds against it.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::common::gpg::Signed;
+use crate::common::naive_registry::NaiveRegistry;
+use crate::common::proxy::{Answer, Proxy};
+use crate::common::*;
 use base64::Engine as _;
-use common::gpg::Signed;
-use common::naive_registry::NaiveRegistry;
-use common::proxy::{Answer, Proxy};
-use common::*;
 use xtask::oci::archive::OciArchive;
 use xtask::oci::auth::{CredentialSource, Role};
 use xtask::oci::reference::ImageRef;

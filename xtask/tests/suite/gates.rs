@@ -4,11 +4,9 @@
 //! `tests/testdata/scanners/` (or failing), so what is tested is our side:
 //! the invocation, the parsing, the gate, the records, and push obeying them.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// A folder with `grype` and `mal` stubs. Each answers its version probe;
 /// `grype sbom:…` prints `$STUB_GRYPE` (a file) or, when that is `fail`,

@@ -1,12 +1,10 @@
 //! `pins check` and `pins update` on the stand-in checkout, against the real
 //! local registry and against release lists.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 
 /// Every file of the checkout (outside out/), by content.
 fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

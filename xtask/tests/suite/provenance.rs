@@ -2,13 +2,11 @@
 //! `verify-reproducible --against`, on the stand-in checkout, the test
 //! engine and the local registry (`cargo xtask test-env`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 
 const PASSWORD: &str = "provenance-test-password";
 

@@ -1,8 +1,6 @@
 //! The repository's own gates: lint, DIGESTS.md, hadolint, the command table.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// `--help` lists exactly the visible subcommands of the real command table,
 /// each on its own line, names compared whole (`test` is not `test-env`); the
@@ -887,7 +885,7 @@ fn documented_commands_are_found_in_chains_and_continuations() {
 
 /// Commands that run offline write documents that follow their committed
 /// schemas (the engine-backed ones are held to theirs where their tests read
-/// them: `common::validated_document`).
+/// them: `crate::common::validated_document`).
 #[test]
 fn offline_commands_write_documents_their_schemas_accept() {
     let root = repo_root();

@@ -2,12 +2,10 @@
 //! make them: both payload forms, RSA and ed25519 signing subkeys, with and
 //! without compression, and every way a signature must fail to count.
 
-mod common;
-
 use std::io::Read;
 
-use common::gpg::{simple_signing, stagex_legacy, write_lookaside, Gpg};
-use common::*;
+use crate::common::gpg::{simple_signing, stagex_legacy, write_lookaside, Gpg};
+use crate::common::*;
 
 const REPOSITORY: &str = "stagex/core-musl";
 

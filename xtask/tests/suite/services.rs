@@ -1,8 +1,6 @@
 //! test-env and doctor against the running services.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn doctor_passes_inside_test_env() {

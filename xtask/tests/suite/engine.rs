@@ -2,12 +2,10 @@
 //! registry from `cargo xtask test-env`, byte-reproducibly, from a stand-in
 //! "StageX" image pinned by digest.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const EPOCH: &str = "1700000000";
 

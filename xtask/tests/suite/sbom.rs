@@ -3,15 +3,13 @@
 //! file's; what syft makes of the same archives; and the filesystem reading
 //! behind sbom and malcontent, equal to the engine's own export.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use xtask::oci::tar::{Budget, Kind, Limits};
 
