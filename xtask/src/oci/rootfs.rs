@@ -783,6 +783,42 @@ mod tests {
 
     /// `..`, absolute names and writes through a symlink are refused, and an
     /// extraction that is refused writes nothing, inside or out.
+    /// Set-id and sticky bits are kept in what is read (SBOMs and compare
+    /// show them) and dropped from what is written to this machine (guards
+    /// the `& 0o777` of extract).
+    #[test]
+    fn extraction_drops_set_id_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, mode, data) in [
+            ("bin/", tar::EntryType::Directory, 0o3777, &b""[..]),
+            ("bin/su", tar::EntryType::Regular, 0o6755, &b"su"[..]),
+        ] {
+            let mut header = tar::Header::new_ustar();
+            header.set_path(name).unwrap();
+            header.set_entry_type(kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(mode);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        let work = tempfile::tempdir().unwrap();
+        let image = open(work.path(), &[builder.into_inner().unwrap()]);
+        let dest = work.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        let extracted = extract(&image, &dest).unwrap();
+        assert_eq!(extracted.rootfs.entries["bin/su"].mode, 0o6755);
+        let mode = |path: &str| {
+            std::fs::metadata(dest.join(path))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode("bin/su") & 0o7000, 0, "{:o}", mode("bin/su"));
+        assert_eq!(mode("bin") & 0o7000, 0, "{:o}", mode("bin"));
+        assert_eq!(mode("bin/su") & 0o777, 0o755);
+    }
+
     /// Links to this machine's files (absolute, or climbing past the root)
     /// stay inside the extracted tree: a program that follows every link, as
     /// mal does, reads the image's files or nothing, never the host file.

@@ -613,3 +613,66 @@ fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
     );
     assert_eq!(status, 404, "the target has the manifest");
 }
+
+/// A registry that sends the upload to another host (its `Location`) is not
+/// followed: the push fails naming it, and the other host gets nothing
+/// (guards `Registry::location`).
+#[test]
+fn an_upload_sent_elsewhere_is_not_followed() {
+    let registry = require_engine();
+    let id = std::process::id();
+    let standin = standin_archive("core-busybox");
+    // Another loopback address: another host, which counts and drops every
+    // connection.
+    let elsewhere = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let address = elsewhere.local_addr().unwrap();
+    let contacted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = contacted.clone();
+    std::thread::spawn(move || {
+        for stream in elsewhere.incoming() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let proxy = Proxy::start(&registry);
+    let repository = format!("sent-elsewhere-{id}/busybox");
+    proxy.answer(
+        &format!("POST /v2/{repository}/blobs/uploads/"),
+        Answer {
+            status: 202,
+            headers: vec![(
+                "Location".into(),
+                format!("http://{address}/v2/{repository}/blobs/uploads/stolen"),
+            )],
+            body: Vec::new(),
+        },
+    );
+    let archive = OciArchive::open(&standin).unwrap();
+    let target = ImageRef::parse(&format!("{}/{repository}:1", proxy.address)).unwrap();
+    let pushed = registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap();
+    let error = format!("{:#}", pushed.unwrap_err());
+    assert!(error.contains("not following it elsewhere"), "{error}");
+    assert_eq!(
+        contacted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the other host was contacted"
+    );
+}
+
+/// `push --to` names a tag: a digest there is refused before anything runs.
+#[test]
+fn push_refuses_a_digest_as_its_destination() {
+    let output = xtask(&[
+        "push",
+        "base",
+        "--to",
+        &format!("127.0.0.1:9/x/base@sha256:{}", "a".repeat(64)),
+    ]);
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{log}");
+    assert!(log.contains("name a tag, not a digest"), "{log}");
+}
