@@ -12,14 +12,13 @@ use clap::Args;
 use serde::Serialize;
 
 use super::args::JsonArg;
-use super::provenance::plan::{Provenance, KIND_STAGEX};
-use super::signing::{self, publish::is_release_tag, Access};
+use super::provenance::plan::KIND_STAGEX;
+use super::signing::{self, publish::is_release_tag};
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
 use crate::oci::reference::ImageRef;
 use crate::records::{build::BuildRecord, publish::PublishRecord};
-use crate::tools::cosign::PredicateKind;
 
 /// Write the release notes of a versioned release (`<stagex-release>-<n>`) from the publish records and the previous release's provenance.
 #[derive(Debug, Args)]
@@ -265,24 +264,8 @@ fn previous_release(
             ..tagged.clone()
         }
     ))?;
-    let cosign = signing::installed_cosign()?;
-    let verifying = signing::verifying(cosign.generation, public_key, tlog)?;
-    let verified = signing::verify(
-        &pinned,
-        &verifying,
-        &[(PredicateKind::Slsaprovenance1, None)],
-        Access::Read,
-        None,
-    )
-    .with_context(|| format!("the previous release {tagged}"))?;
-    let predicate: Provenance = serde_json::from_value(
-        verified
-            .attestations
-            .first()
-            .map(|a| a.predicate.clone())
-            .unwrap_or_default(),
-    )
-    .with_context(|| format!("the provenance of {tagged} is not ours"))?;
+    let predicate = super::provenance::verified(&pinned, public_key, tlog, None)
+        .with_context(|| format!("the previous release {tagged}"))?;
     let names = predicate
         .build_definition
         .resolved_dependencies

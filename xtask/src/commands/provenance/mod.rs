@@ -163,3 +163,31 @@ pub fn pinned_digests(
         .filter_map(|(input, _)| input.reference.digest.clone())
         .collect())
 }
+
+/// The provenance attested to `pinned`, after cosign verified its signature
+/// and the attestation against `public_key` (and, given a catalog, that its
+/// StageX dependencies are the catalog's pins).
+pub fn verified(
+    pinned: &crate::commands::signing::Pinned,
+    public_key: &std::path::Path,
+    tlog: bool,
+    catalog: Option<&crate::model::catalog::Catalog>,
+) -> anyhow::Result<plan::Provenance> {
+    use crate::commands::signing;
+    use anyhow::Context;
+    let cosign = signing::installed_cosign()?;
+    let verifying = signing::verifying(cosign.generation, public_key, tlog)?;
+    let verified = signing::verify(
+        pinned,
+        &verifying,
+        &[(crate::tools::cosign::PredicateKind::Slsaprovenance1, None)],
+        signing::Access::Read,
+        catalog,
+    )?;
+    let attested = verified
+        .attestations
+        .first()
+        .context("cosign verified no provenance attestation")?;
+    serde_json::from_value(attested.predicate.clone())
+        .context("the attested provenance is not ours")
+}

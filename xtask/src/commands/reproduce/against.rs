@@ -16,13 +16,12 @@ use super::explain;
 use crate::commands::args::EngineArgs;
 use crate::commands::build::{self, plan::BuildOptions, run::build_once};
 use crate::commands::provenance::plan::{self as provenance, Provenance};
-use crate::commands::signing::{self, Access};
+use crate::commands::signing;
 use crate::error::fail;
 use crate::model::catalog::Catalog;
 use crate::model::settings;
 use crate::oci::archive::OciArchive;
 use crate::records::{self, build::BuildRecord};
-use crate::tools::cosign::PredicateKind;
 use crate::tools::process::Env;
 
 /// What the rebuild found.
@@ -45,23 +44,10 @@ pub fn against(
     let pinned = signing::by_digest(reference)?;
     let digest = pinned.image.digest.clone().unwrap_or_default();
     let catalog = Catalog::load(root)?;
-    let cosign = signing::installed_cosign()?;
-    let verifying = signing::verifying(cosign.generation, public_key, tlog)?;
     // The signature and the provenance attestation, against our key; the
     // provenance of this digest, naming this checkout's pins.
-    let verified = signing::verify(
-        &pinned,
-        &verifying,
-        &[(PredicateKind::Slsaprovenance1, None)],
-        Access::Read,
-        Some(&catalog),
-    )?;
-    let attested = verified
-        .attestations
-        .first()
-        .context("cosign verified no provenance attestation")?;
-    let predicate: Provenance = serde_json::from_value(attested.predicate.clone())
-        .context("the attested provenance is not ours")?;
+    let predicate =
+        crate::commands::provenance::verified(&pinned, public_key, tlog, Some(&catalog))?;
     let definition = &predicate.build_definition;
     let image = definition.external_parameters.image.clone();
     crate::ui::say!(
