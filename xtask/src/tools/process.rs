@@ -605,4 +605,28 @@ mod tests {
         assert!(log.starts_with("$ sh -c "), "{log}");
         assert!(log.ends_with("ERROR: it broke\n"), "{log}");
     }
+
+    /// A secret a streamed program prints is masked in what the caller sees,
+    /// in the log and in the error (guards `mask` in `stream`).
+    #[test]
+    fn streamed_output_is_masked_everywhere() {
+        let secret = "canary-s3cret-value";
+        let mut log = Vec::new();
+        let mut seen = Vec::new();
+        let mut command = Cmd::new("sh");
+        command
+            .args([
+                "-c",
+                "echo \"token=$TOKEN\"; echo \"ERROR: $TOKEN rejected\"; exit 1",
+            ])
+            .secret_env("TOKEN", secret);
+        let error = command
+            .stream(&mut log, |line| seen.push(line.to_string()))
+            .unwrap_err();
+        let log = String::from_utf8(log).unwrap();
+        for text in [seen.join(""), log, format!("{error:#}")] {
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("***"), "{text}");
+        }
+    }
 }
