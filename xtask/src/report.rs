@@ -150,6 +150,16 @@ pub fn fail_if_any(reports: &[StepReport], what: &str) -> anyhow::Result<()> {
 
 /// A plain aligned table for the terminal.
 pub fn table(reports: &[StepReport]) -> String {
+    render(reports, false)
+}
+
+/// [`table`] with each row coloured by its outcome, for stderr and stdout
+/// through anstream (which drops the colour where it does not apply).
+pub fn coloured_table(reports: &[StepReport]) -> String {
+    render(reports, true)
+}
+
+fn render(reports: &[StepReport], colour: bool) -> String {
     let rows: Vec<[String; 7]> = reports
         .iter()
         .map(|r| {
@@ -179,14 +189,26 @@ pub fn table(reports: &[StepReport]) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
+    let outcomes = std::iter::once(None).chain(reports.iter().map(|r| Some(&r.outcome)));
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(rows.iter()) {
+    for (row, outcome) in std::iter::once(&header).chain(rows.iter()).zip(outcomes) {
         let line: Vec<String> = row
             .iter()
             .zip(widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        out.push_str(line.join("  ").trim_end());
+        let line = line.join("  ");
+        let line = line.trim_end();
+        let style = match outcome {
+            Some(Outcome::Failed(_)) if colour => Some(crate::ui::FAILED),
+            Some(Outcome::Skipped(_)) if colour => Some(crate::ui::SKIPPED),
+            Some(Outcome::Passed) if colour => Some(crate::ui::PASSED),
+            _ => None,
+        };
+        match style {
+            Some(style) => out.push_str(&format!("{style}{line}{style:#}")),
+            None => out.push_str(line),
+        }
         out.push('\n');
     }
     out
@@ -253,6 +275,17 @@ mod tests {
             ),
         ];
         insta::assert_snapshot!(table(&reports));
+        // Coloured, each row carries its outcome's style; stripped, the text
+        // is the plain table's.
+        let coloured = coloured_table(&reports);
+        assert!(
+            coloured.contains(&format!("{}", crate::ui::FAILED)),
+            "{coloured:?}"
+        );
+        assert_eq!(
+            anstream::adapter::strip_str(&coloured).to_string(),
+            table(&reports)
+        );
         let json = serde_json::to_string(&reports[1]).unwrap();
         assert_eq!(
             json,

@@ -49,62 +49,14 @@ macro_rules! say_more {
 pub(crate) use say;
 pub(crate) use say_more;
 
-const FAILED: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
-const SKIPPED: anstyle::Style = anstyle::AnsiColor::Yellow.on_default();
-const PASSED: anstyle::Style = anstyle::AnsiColor::Green.on_default();
-
-/// A table's lines coloured by their outcome column (`FAILED`, `skipped`,
-/// `passed`); anstream drops the colour where it does not apply.
-pub fn coloured_table(table: &str) -> String {
-    let mut out = String::with_capacity(table.len() + 64);
-    for line in table.lines() {
-        let style = if line.contains("  FAILED  ") || line.ends_with("  FAILED") {
-            Some(FAILED)
-        } else if line.contains("  skipped  ") {
-            Some(SKIPPED)
-        } else if line.contains("  passed  ") || line.ends_with("  passed") {
-            Some(PASSED)
-        } else {
-            None
-        };
-        match style {
-            Some(style) => out.push_str(&format!("{style}{line}{style:#}\n")),
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
+/// A failed row or error.
+pub const FAILED: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+/// A skipped row.
+pub const SKIPPED: anstyle::Style = anstyle::AnsiColor::Yellow.on_default();
+/// A passed row.
+pub const PASSED: anstyle::Style = anstyle::AnsiColor::Green.on_default();
 
 /// `error:` in red, for the one line an error ends with.
 pub fn error_label() -> String {
     format!("{FAILED}error:{FAILED:#}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_rows_stand_out_and_others_keep_their_text() {
-        let table =
-            "step   image  result  time\nbuild  base   FAILED  1.0s\nscan   base   passed  0.1s\n";
-        let coloured = coloured_table(table);
-        let lines: Vec<&str> = coloured.lines().collect();
-        assert_eq!(lines[0], "step   image  result  time");
-        assert!(
-            lines[1].starts_with("\u{1b}[1m\u{1b}[31m")
-                || lines[1].starts_with("\u{1b}[31;1m")
-                || lines[1].starts_with('\u{1b}'),
-            "{:?}",
-            lines[1]
-        );
-        assert!(lines[1].contains("build  base   FAILED  1.0s"));
-        assert!(lines[2].contains("scan   base   passed  0.1s"));
-        // Stripped, the text is the table's.
-        let stripped: String = anstream::adapter::strip_str(&coloured).to_string();
-        assert_eq!(stripped, table);
-    }
 }

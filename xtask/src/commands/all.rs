@@ -73,10 +73,7 @@ impl All {
             fail_on_risk: self.fail_on_risk,
         };
         let run = run_pipeline(root, &options)?;
-        anstream::eprint!(
-            "\n{}",
-            crate::ui::coloured_table(&report::table(&run.reports))
-        );
+        anstream::eprint!("\n{}", report::coloured_table(&run.reports));
         self.json.write("all", &run.reports, &())?;
         report::fail_if_any(&run.reports, "all")?;
         run.complete()

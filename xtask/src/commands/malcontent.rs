@@ -172,7 +172,7 @@ impl Malcontent {
         let env = Env::new();
         crate::tools::require(&[Tool::Mal], &env, "malcontent")?;
         let (reports, found) = analyse_images(root, &images, self.fail_on_risk, &env)?;
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         self.json.write("malcontent", &reports, &found)?;
         report::fail_if_any(&reports, Step::Malcontent.name())
     }

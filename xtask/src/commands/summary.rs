@@ -62,7 +62,7 @@ impl Summary {
                     .join(", ")
             ));
         }
-        anstream::print!("{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::print!("{}", report::coloured_table(&reports));
         if let Some(path) = &self.markdown {
             crate::files::write_atomically(path, markdown(&reports).as_bytes())?;
         }

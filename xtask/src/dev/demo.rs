@@ -127,22 +127,12 @@ impl Demo {
                 pushed: run
                     .pushed
                     .get(name)
-                    // The pushed reference already names its digest.
-                    .map(|p| {
-                        if p.reference.ends_with(&p.digest) {
-                            p.reference.clone()
-                        } else {
-                            format!("{}@{}", p.reference, p.digest)
-                        }
-                    }),
+                    .map(|p| format!("{}@{}", p.repository, p.digest)),
                 pulled_back_identical: passed(Step::Push, name),
                 signed_and_verified: passed(Step::Verify, name),
             })
             .collect();
-        anstream::eprint!(
-            "\n{}",
-            crate::ui::coloured_table(&report::table(&run.reports))
-        );
+        anstream::eprint!("\n{}", report::coloured_table(&run.reports));
         for image in &images {
             crate::ui::say!(
                 "{:<12} {}  reproducible={}  pushed={}  signed and verified={}",

@@ -31,23 +31,12 @@ pub struct OciArchive {
     pub manifest: Manifest,
 }
 
-/// The most entries an OCI archive holds (index, layout file, folders, one
-/// blob per layer, config and manifest): far more than any image has.
-const MAX_ARCHIVE_ENTRIES: u64 = 10_000;
-
 impl OciArchive {
     pub fn open(path: &Path) -> Result<OciArchive> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let source =
             FileSource::new(file).with_context(|| format!("reading {}", path.display()))?;
-        // Blobs are passed over by seeking: their bytes are only bounded by
-        // what reads them later.
-        let budget = Budget::new(Limits {
-            entries: MAX_ARCHIVE_ENTRIES,
-            entry_bytes: u64::MAX,
-            total_bytes: u64::MAX,
-            ..Limits::default()
-        });
+        let budget = Budget::new(Limits::oci_archive());
         let mut archive = TarReader::new(source, &budget, path.display().to_string());
         let mut blobs = BTreeMap::new();
         let mut index_bytes = None;

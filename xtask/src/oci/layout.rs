@@ -21,12 +21,7 @@ pub fn unpack(archive: &Path, layout: &Path) -> Result<()> {
     let file =
         std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let source = FileSource::new(file).with_context(|| format!("reading {}", archive.display()))?;
-    let budget = Budget::new(Limits {
-        entries: 10_000,
-        entry_bytes: u64::MAX,
-        total_bytes: u64::MAX,
-        ..Limits::default()
-    });
+    let budget = Budget::new(Limits::oci_archive());
     let mut tar = TarReader::new(source, &budget, archive.display().to_string());
     while let Some(entry) = tar.next_entry()? {
         let refuse = |why: &str| {

@@ -66,6 +66,18 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// An OCI archive file itself: its few entries (index, layout file,
+    /// folders, blobs) are counted; its blobs are passed over by seeking and
+    /// bounded by what reads them later.
+    pub fn oci_archive() -> Limits {
+        Limits {
+            entries: 10_000,
+            entry_bytes: u64::MAX,
+            total_bytes: u64::MAX,
+            ..Limits::default()
+        }
+    }
+
     /// The defaults, each raised or lowered by its environment variable.
     pub fn from_env() -> Result<Limits> {
         let mut limits = Limits::default();

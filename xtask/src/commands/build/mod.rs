@@ -70,10 +70,7 @@ impl Build {
             return Ok(());
         }
         let run = run::run_builds_on(&builds, prebuilt, self.jobs.get(), &env, Step::Build.name());
-        anstream::eprint!(
-            "\n{}",
-            crate::ui::coloured_table(&report::table(&run.reports))
-        );
+        anstream::eprint!("\n{}", report::coloured_table(&run.reports));
         self.json.write("build", &run.reports, &())?;
         report::fail_if_any(&run.reports, "build")
     }

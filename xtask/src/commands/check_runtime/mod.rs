@@ -143,7 +143,7 @@ impl CheckRuntime {
             };
             reports.push(report);
         }
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         if self.write_facts && !written.is_empty() {
             facts::write(root, &written)?;
             crate::ui::say!(

@@ -104,7 +104,7 @@ impl Mirror {
         };
         let results = registry::block_on(run_all(&items, &run, self.jobs.max(1)))?;
         let reports: Vec<StepReport> = results.iter().map(result_report).collect();
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         let copied: u64 = results.iter().map(|r| r.counts.bytes_copied).sum();
         crate::ui::say!(
             "mirror: {} reference(s) in {:.1}s, {} copied",

@@ -45,59 +45,53 @@ pub struct VerifyReproducible {
 
 impl VerifyReproducible {
     pub fn run(self, root: &Path) -> Result<()> {
-        if let Some(reference) = &self.against {
-            return self.run_against(root, reference);
-        }
-        let catalog = Catalog::load(root)?;
-        catalog.select(self.images.names())?;
         let env = Env::new();
         tools::require(
             &pipeline::tools_for(&[Step::VerifyReproducible]),
             &env,
             "verify-reproducible",
         )?;
+        if let Some(reference) = &self.against {
+            return self.run_against(root, reference, &env);
+        }
+        let catalog = Catalog::load(root)?;
+        catalog.select(self.images.names())?;
         let options = build::options(root, &self.engine)?;
         let reports = verify(&catalog, self.images.names(), &options, &env)?;
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         self.json.write("verify-reproducible", &reports, &())?;
         report::fail_if_any(&reports, "verify-reproducible")
     }
 }
 
 impl VerifyReproducible {
-    fn run_against(&self, root: &Path, reference: &str) -> Result<()> {
-        let env = Env::new();
-        tools::require(
-            &pipeline::tools_for(&[Step::VerifyReproducible]),
-            &env,
-            "verify-reproducible",
-        )?;
+    fn run_against(&self, root: &Path, reference: &str, env: &Env) -> Result<()> {
         let key = self
             .key
             .clone()
             .unwrap_or_else(|| root.join(crate::commands::signing::PUBLIC_KEY));
         let started = Instant::now();
         let step = Step::VerifyReproducible.name();
-        let report =
-            match against::against(root, reference, &key, !self.no_tlog, &self.engine, &env) {
-                Ok(against::Outcome::Same { image, digest }) => {
-                    crate::ui::say!("[{image}] reproducible: the rebuild here is {reference}");
-                    StepReport {
-                        digest: Some(digest),
-                        detail: Some(format!("rebuilt {reference} from its provenance")),
-                        ..StepReport::new(&image, step, Outcome::Passed, started.elapsed())
-                    }
+        let report = match against::against(root, reference, &key, !self.no_tlog, &self.engine, env)
+        {
+            Ok(against::Outcome::Same { image, digest }) => {
+                crate::ui::say!("[{image}] reproducible: the rebuild here is {reference}");
+                StepReport {
+                    digest: Some(digest),
+                    detail: Some(format!("rebuilt {reference} from its provenance")),
+                    ..StepReport::new(&image, step, Outcome::Passed, started.elapsed())
                 }
-                Ok(against::Outcome::Differs { image, explanation }) => {
-                    crate::ui::say!("[{image}] NOT reproducible:\n{explanation}");
-                    let outcome = Outcome::Failed(format!("not reproducible: {explanation}"));
-                    StepReport::new(&image, step, outcome, started.elapsed())
-                }
-                Err(error) => {
-                    anstream::eprintln!("[{reference}] FAILED: {error:#}");
-                    StepReport::from_error(reference, step, &error, started.elapsed())
-                }
-            };
+            }
+            Ok(against::Outcome::Differs { image, explanation }) => {
+                crate::ui::say!("[{image}] NOT reproducible:\n{explanation}");
+                let outcome = Outcome::Failed(format!("not reproducible: {explanation}"));
+                StepReport::new(&image, step, outcome, started.elapsed())
+            }
+            Err(error) => {
+                anstream::eprintln!("[{reference}] FAILED: {error:#}");
+                StepReport::from_error(reference, step, &error, started.elapsed())
+            }
+        };
         let reports = [report];
         self.json.write("verify-reproducible", &reports, &())?;
         report::fail_if_any(&reports, "verify-reproducible")

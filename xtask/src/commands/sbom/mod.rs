@@ -66,7 +66,7 @@ impl Sbom {
         let catalog = Catalog::load(root)?;
         let images = self.images.select(&catalog)?;
         let reports = sbom_images(root, &catalog, &images, !self.no_syft, &Env::new())?;
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         self.json.write("sbom", &reports, &())?;
         report::fail_if_any(&reports, Step::Sbom.name())
     }

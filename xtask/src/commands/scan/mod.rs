@@ -70,7 +70,7 @@ impl Scan {
         let env = Env::new();
         crate::tools::require(&[Tool::Grype], &env, "scan")?;
         let (reports, scanned) = scan_images(root, &images, &self.gate, &env)?;
-        anstream::eprint!("\n{}", crate::ui::coloured_table(&report::table(&reports)));
+        anstream::eprint!("\n{}", report::coloured_table(&reports));
         self.json.write("scan", &reports, &scanned)?;
         report::fail_if_any(&reports, Step::Scan.name())
     }

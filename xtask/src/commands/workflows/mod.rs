@@ -176,10 +176,7 @@ fn run_local(
         }
         reports.push(report);
     }
-    anstream::eprint!(
-        "\n{}",
-        crate::ui::coloured_table(&crate::report::table(&reports))
-    );
+    anstream::eprint!("\n{}", crate::report::coloured_table(&reports));
     if let Err(error) = ran {
         if reports.iter().all(|r| !r.failed()) {
             return Err(error);
