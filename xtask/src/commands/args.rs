@@ -112,15 +112,15 @@ impl JsonArg {
 /// Where signatures and keys come from, shared with `mirror`.
 #[derive(Debug, Args, Clone)]
 pub struct TrustArgs {
-    /// Signature store: https://…, file://… or http://… on loopback (default: StageX's).
-    #[arg(long, value_name = "URL")]
+    /// Signature store: https://…, file://… or http://… on loopback (default: StageX's; a CI runner's own copy via XTASK_LOOKASIDE).
+    #[arg(long, value_name = "URL", env = "XTASK_LOOKASIDE")]
     pub lookaside: Option<String>,
     /// Accept a plain http:// signature store off loopback (printed when used).
     #[arg(long)]
     pub insecure_lookaside: bool,
     /// Folder of maintainer public keys (default: keys/).
-    #[arg(long, value_name = "DIR")]
-    pub keyring: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", env = "XTASK_KEYRING")]
+    pub keyring: Option<String>,
     /// Distinct maintainer keys that must have signed (default: StageX's rule).
     #[arg(long, value_name = "N")]
     pub threshold: Option<usize>,
@@ -128,8 +128,10 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     pub fn lookaside(&self) -> &str {
+        // An empty XTASK_LOOKASIDE (a runner config's blank) is unset.
         self.lookaside
             .as_deref()
+            .filter(|url| !url.trim().is_empty())
             .unwrap_or(settings::UPSTREAM_LOOKASIDE)
     }
 
@@ -138,9 +140,12 @@ impl TrustArgs {
     }
 
     pub fn keyring(&self, root: &std::path::Path) -> Result<Keyring> {
+        // An empty XTASK_KEYRING (a runner config's blank) is unset.
         let dir = self
             .keyring
-            .clone()
+            .as_deref()
+            .filter(|dir| !dir.trim().is_empty())
+            .map(std::path::PathBuf::from)
             .unwrap_or_else(|| root.join(settings::KEYS_DIR));
         let keyring = Keyring::load(&dir)?;
         for note in &keyring.notes {

@@ -14,9 +14,15 @@ use crate::tools::{process::Env, Check, Status, Tool};
 /// Check Docker, the containerd image store, buildx and the supply-chain tools.
 #[derive(Debug, Args)]
 pub struct Doctor {
-    /// Check the programs a CI job calls instead (node, git, bash, cargo, docker, buildx, cosign, syft, grype, mal): the first step of every job; exit 1 naming each one missing or too old.
-    #[arg(long, conflicts_with = "json")]
-    pub for_job: bool,
+    /// Check the programs a CI job calls instead (node, git, bash, cargo, docker, buildx, cosign, syft, grype, mal), or only those a job running these xtask commands calls (`--for-job build,scan`): the first step of every job; exit 1 naming each one missing or too old.
+    #[arg(
+        long,
+        value_name = "COMMAND,…",
+        num_args = 0..=1,
+        value_delimiter = ',',
+        conflicts_with = "json"
+    )]
+    pub for_job: Option<Vec<String>>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -47,8 +53,9 @@ fn other_uses(tool: Tool) -> &'static [&'static str] {
 
 impl Doctor {
     pub fn run(self, _root: &Path) -> Result<()> {
-        if self.for_job {
-            return for_job(&Env::new());
+        if let Some(commands) = &self.for_job {
+            let commands = (!commands.is_empty()).then_some(commands.as_slice());
+            return for_job(commands, &Env::new());
         }
         let diagnoses = diagnose(&Env::new());
         self.json.write("doctor", &[], &diagnoses)?;
@@ -70,10 +77,12 @@ impl Doctor {
     }
 }
 
-/// `doctor --for-job`: every program the job image promises, or exit 1
-/// naming what is missing, what needs it and where the image comes from.
-pub fn for_job(env: &Env) -> Result<()> {
-    let checks = crate::tools::job::check_all(env);
+/// `doctor --for-job [COMMANDS]`: every program the job image promises (or
+/// a job running `commands` calls), or exit 1 naming what is missing, what
+/// needs it and where the image comes from.
+pub fn for_job(commands: Option<&[String]>, env: &Env) -> Result<()> {
+    let programs = crate::tools::job::called_by(commands);
+    let checks = crate::tools::job::check(&programs, env);
     crate::ui::say_more!("{}", render_job(&checks));
     let failed: Vec<String> = checks
         .iter()
@@ -237,7 +246,7 @@ mod tests {
     #[test]
     fn a_job_image_with_everything_passes() {
         let (_dir, env) = standins("", "v24.9.0");
-        for_job(&env).unwrap();
+        for_job(None, &env).unwrap();
     }
 
     /// The job fails at once, exit 1, naming the one program its image lacks.
@@ -245,24 +254,51 @@ mod tests {
     fn a_job_image_without_a_tool_fails_naming_it() {
         for missing in ["mal", "grype", "cargo", "node"] {
             let (_dir, env) = standins(missing, "v24.9.0");
-            let error = for_job(&env).unwrap_err();
+            let error = for_job(None, &env).unwrap_err();
             assert!(crate::error::is_failure(&error), "{error}");
             let text = error.to_string();
             assert!(text.contains(&format!(": {missing} missing (")), "{text}");
             assert_eq!(text.matches(" missing (").count(), 1, "{text}");
         }
         let (_dir, env) = standins("docker", "v24.9.0");
-        let text = for_job(&env).unwrap_err().to_string();
+        let text = for_job(None, &env).unwrap_err().to_string();
         assert!(
             text.contains("docker missing") && text.contains("docker buildx missing"),
             "{text}"
         );
     }
 
+    /// A job checks what its own steps call: a lint job in an image without
+    /// grype passes, a scanning job there fails naming grype; neither asks
+    /// for the toolchain only the xtask job and the tests use.
+    #[test]
+    fn a_job_checks_only_what_its_commands_call() {
+        let commands = |list: &[&str]| list.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let (_dir, env) = standins("grype", "v24.9.0");
+        for_job(Some(&commands(&["lint", "digests"])), &env).unwrap();
+        for_job(Some(&commands(&["publish"])), &env).unwrap();
+        let text = for_job(Some(&commands(&["build", "scan"])), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(": grype missing ("), "{text}");
+        let (_dir, env) = standins("cargo", "v24.9.0");
+        for_job(
+            Some(&commands(&["build", "sbom", "scan", "malcontent"])),
+            &env,
+        )
+        .unwrap();
+        assert!(for_job(None, &env).is_err());
+        let (_dir, env) = standins("cosign", "v24.9.0");
+        let text = for_job(Some(&commands(&["publish"])), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(": cosign missing ("), "{text}");
+    }
+
     #[test]
     fn an_old_node_is_too_old() {
         let (_dir, env) = standins("", "v18.20.4");
-        let text = for_job(&env).unwrap_err().to_string();
+        let text = for_job(None, &env).unwrap_err().to_string();
         assert!(
             text.contains("node too old (18.20.4, 20.0 or newer needed"),
             "{text}"

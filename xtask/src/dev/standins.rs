@@ -326,6 +326,9 @@ pub fn checkout_files(
         "examples/hello/expected-output".to_string(),
         "hello from the demo\n".to_string(),
     );
+    // As ours: what builds and runs leave is never checked in (nor copied
+    // into a workflow's workspace by act).
+    files.insert(".gitignore".to_string(), "/target\n/out\n".to_string());
     files.insert(
         crate::model::cpes::CPE_MAP.to_string(),
         "# The stand-ins' CPEs: the packages they stand in for.\ncore-musl\tmusl-libc\tmusl\ncore-busybox\tbusybox\tbusybox\n".to_string(),

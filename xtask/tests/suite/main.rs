@@ -3,6 +3,7 @@
 //! every test that needs them (`common::demo_checkout`), where a binary per
 //! file linked nineteen times and prepared them in each.
 
+mod act_runs;
 mod archives;
 mod common;
 mod compare;
@@ -15,6 +16,7 @@ mod mirror;
 mod pins;
 mod pipeline;
 mod provenance;
+mod publish_order;
 mod repo_checks;
 mod runtime;
 mod sbom;

@@ -29,7 +29,7 @@ pub struct Build {
     pub engine: EngineArgs,
     #[command(flatten)]
     pub jobs: JobsArg,
-    /// Build without BuildKit's cache.
+    /// Build without BuildKit's cache (CI does: a cached layer keeps the time it was first made, so one made before the last commit differs from a clean rebuild).
     #[arg(long)]
     pub no_cache: bool,
     /// Build only the named images: what they build on comes from its build

@@ -35,8 +35,13 @@ pub struct Mirror {
     /// default: every StageX reference pinned in the Containerfiles.
     #[arg(value_name = "REF")]
     pub refs: Vec<String>,
-    /// Pull StageX images through this prefix (as `build --registry`).
-    #[arg(long, value_name = "PREFIX", default_value = settings::UPSTREAM_REGISTRY_PREFIX)]
+    /// Pull StageX images through this prefix (as `build --registry`; a CI runner's pull-through proxy via XTASK_STAGEX_UPSTREAM).
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "XTASK_STAGEX_UPSTREAM",
+        default_value = settings::UPSTREAM_REGISTRY_PREFIX
+    )]
     pub registry: String,
     /// The internal prefix they go to, e.g. `registry.internal/stagex`.
     #[arg(long, value_name = "PREFIX")]
@@ -85,7 +90,12 @@ impl Mirror {
                 })
                 .collect::<Result<_>>()?
         };
-        let items = plan::plan(&references, &self.registry, &self.to_prefix)?;
+        // An empty XTASK_STAGEX_UPSTREAM (a runner config's blank) is unset.
+        let upstream = match self.registry.trim() {
+            "" => settings::UPSTREAM_REGISTRY_PREFIX,
+            given => given,
+        };
+        let items = plan::plan(&references, upstream, &self.to_prefix)?;
         if self.dry_run {
             print!("{}", plan::render_plan(&items, self.trust.lookaside()));
             return Ok(());

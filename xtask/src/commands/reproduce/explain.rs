@@ -135,7 +135,7 @@ pub fn compare_files(
                 }
                 if left.mtime != right.mtime {
                     changes.push(format!(
-                        "mtime {} → {} (is the timestamp clamped to SOURCE_DATE_EPOCH?)",
+                        "mtime {} → {} (is the timestamp clamped to SOURCE_DATE_EPOCH? A layer from BuildKit's cache keeps the time it was first made: build with --no-cache)",
                         left.mtime, right.mtime
                     ));
                 }

@@ -148,8 +148,107 @@ pub fn publish(
     let verified = publisher.verify(root, &build, &signed).map_err(half_way)?;
     // The tag could have been taken since the check above.
     check_release_tag(&repository, &tag, &build.manifest_digest).map_err(half_way)?;
+    // Runs can overlap (Forgejo before 14 does not queue them): an older
+    // run that finishes last leaves the tag where the newer one put it.
+    let ours = crate::oci::archive::OciArchive::open(&build.verified_archive(root)?)?
+        .config()?
+        .get("created")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if let Some((newer, created)) = newer_at_tag(&repository, &tag, &ours).map_err(half_way)? {
+        crate::ui::say!(
+            "{repository}:{tag} names {newer}, built from a later commit ({created}, this build {ours}): the tag stays there; this build is published as {}",
+            pinned.image
+        );
+        let pushed = pinned.image.to_string();
+        return publisher.record(root, &build, &pushed, &signed, &verified, vec![]);
+    }
     let tagged = push_image(root, image, &format!("{repository}:{tag}"), &[]).map_err(half_way)?;
     publisher.record(root, &build, &tagged.reference, &signed, &verified, vec![])
+}
+
+/// What `tag` names now, with its `created` time, when that is later than
+/// `ours`: `created` is SOURCE_DATE_EPOCH, the time of the commit built.
+/// An index, or a time not written as ours are, is not judged (the tag
+/// moves, as before this check).
+fn newer_at_tag(repository: &ImageRef, tag: &str, ours: &str) -> Result<Option<(String, String)>> {
+    use crate::oci::manifest::AnyManifest;
+    use futures_util::StreamExt;
+    /// An image config is small; a registry sending more is refused.
+    const MAX_CONFIG: u64 = 4 << 20;
+    let tagged = ImageRef {
+        tag: Some(tag.to_string()),
+        digest: None,
+        ..repository.clone()
+    };
+    crate::oci::registry::block_on(async {
+        let registry = crate::oci::registry::Registry::connect(
+            tagged.api_host(),
+            crate::oci::auth::Role::Target,
+            &crate::oci::auth::CredentialSource::from_environment(),
+        )
+        .await?;
+        if registry.manifest_digest(&tagged).await?.is_none() {
+            return Ok(None);
+        }
+        let bytes = registry.pull_manifest(&tagged).await?;
+        let digest = format!("sha256:{}", crate::hash::hex_sha256(&bytes));
+        let AnyManifest::Image(manifest) = AnyManifest::parse(&bytes)? else {
+            return Ok(None);
+        };
+        if manifest.config.size > MAX_CONFIG {
+            anyhow::bail!(
+                "{tagged}: its image config is {} bytes: refused (a config is under {MAX_CONFIG} bytes)",
+                manifest.config.size
+            );
+        }
+        let blob = registry
+            .pull_blob(&tagged.api_repository(), &manifest.config.digest)
+            .await?;
+        let mut chunks = std::pin::pin!(crate::oci::transfer::checked(
+            blob,
+            &manifest.config.digest,
+            manifest.config.size
+        ));
+        let mut config = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            config.extend_from_slice(&chunk?);
+        }
+        let config: serde_json::Value = serde_json::from_slice(&config)
+            .with_context(|| format!("{tagged}: its image config is not JSON"))?;
+        let theirs = config
+            .get("created")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        Ok(is_later(theirs, ours).then(|| (digest, theirs.to_string())))
+    })?
+}
+
+/// Whether `theirs` is a later time than `ours`, both written as BuildKit
+/// writes `created` (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`, UTC); anything else
+/// is not judged later.
+pub fn is_later(theirs: &str, ours: &str) -> bool {
+    fn parts(time: &str) -> Option<(&str, &str)> {
+        let time = time.strip_suffix('Z')?;
+        let (seconds, fraction) = time.split_at(time.find('.').unwrap_or(time.len()));
+        let fraction = fraction.strip_prefix('.').unwrap_or("");
+        let shaped = seconds.len() == 19
+            && seconds.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b'T',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            })
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+            && crate::time::is_date(&seconds[..10]);
+        shaped.then_some((seconds, fraction.trim_end_matches('0')))
+    }
+    match (parts(theirs), parts(ours)) {
+        // Equal widths compare as text; fractions compare digit by digit.
+        (Some(theirs), Some(ours)) => theirs > ours,
+        _ => false,
+    }
 }
 
 /// Signing and verifying, checked once: the key, its password, and that it
@@ -362,6 +461,42 @@ fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a well-formed later time keeps the tag; equal, earlier or
+    /// malformed times (a registry's say) let it move.
+    #[test]
+    fn a_later_created_time_is_told_apart() {
+        let ours = "2023-11-14T22:13:20Z";
+        for later in [
+            "2023-11-14T22:13:21Z",
+            "2024-01-01T00:00:00Z",
+            "2023-11-14T22:13:20.5Z",
+        ] {
+            assert!(is_later(later, ours), "{later}");
+        }
+        for not_later in [
+            ours,
+            "2023-11-14T22:13:20.000Z",
+            "2023-11-14T22:13:19Z",
+            "2023-11-14T22:13:19.999999999Z",
+            "9999",
+            "2099-13-01T00:00:00Z",
+            "2099-01-01T00:00:00+01:00",
+            "2099-01-01 00:00:00Z",
+            "",
+        ] {
+            assert!(!is_later(not_later, ours), "{not_later}");
+        }
+        assert!(is_later(
+            "2023-11-14T22:13:20.45Z",
+            "2023-11-14T22:13:20.4Z"
+        ));
+        assert!(!is_later(
+            "2023-11-14T22:13:20.45Z",
+            "2023-11-14T22:13:20.5Z"
+        ));
+        assert!(!is_later("2030-01-01T00:00:00Z", "not a time"));
+    }
 
     #[test]
     fn release_tags_are_release_dash_number() {

@@ -19,8 +19,10 @@ use serde_yaml::{Mapping, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Event {
     Push,
+    #[value(name = "pull_request", alias = "pull-request")]
     PullRequest,
     Schedule,
+    #[value(name = "workflow_dispatch", alias = "workflow-dispatch")]
     WorkflowDispatch,
 }
 
@@ -74,6 +76,19 @@ pub struct Plan {
     pub labels: BTreeSet<String>,
     /// Whether the xtask job is handed the binary instead of building it.
     pub handed_binary: bool,
+    /// The secrets the jobs read (`${{ secrets.NAME }}`).
+    pub secrets: BTreeSet<String>,
+    /// Whether a job publishes (its publish prefix replaced by the run's).
+    pub publishes: bool,
+}
+
+/// Where a local run publishes instead of the site's registry.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishTo<'a> {
+    /// The site's prefix, as the workflows name it.
+    pub site: &'a str,
+    /// The run's, if given.
+    pub run: Option<&'a str>,
 }
 
 /// Plan a run of `event` (only `only` and what it needs, when given), with
@@ -84,6 +99,7 @@ pub fn plan(
     only: Option<&str>,
     actions_dir: &Path,
     available: &BTreeSet<String>,
+    publish_to: PublishTo,
 ) -> Result<Plan> {
     let file = format!("{}/{}", super::WORKFLOWS_DIR, event.workflow());
     let (_, text) = generated
@@ -102,6 +118,7 @@ pub fn plan(
     let mut actions = Vec::new();
     let mut labels = BTreeSet::new();
     let mut handed_binary = false;
+    let mut publishes = false;
     let mut names = Vec::new();
     for (id, job) in jobs.iter_mut() {
         let id = id.as_str().unwrap_or_default().to_string();
@@ -118,6 +135,19 @@ pub fn plan(
             .and_then(Value::as_sequence_mut)
             .with_context(|| format!("{file}: job {id} has no steps"))?;
         for step in steps.iter_mut().filter_map(Value::as_mapping_mut) {
+            let env = step.get_mut("env").and_then(Value::as_mapping_mut);
+            for value in env.into_iter().flat_map(|env| env.values_mut()) {
+                if value.as_str() == Some(publish_to.site) {
+                    let Some(run) = publish_to.run else {
+                        bail!(
+                            "{file}: job {id} publishes to {}; a local run never does: pass --publish-to PREFIX (a registry of this machine's)",
+                            publish_to.site
+                        );
+                    };
+                    *value = run.into();
+                    publishes = true;
+                }
+            }
             if let Some(uses) = step.get("uses").and_then(Value::as_str).map(str::to_string) {
                 let short = map_action(&uses, actions_dir, available)
                     .with_context(|| format!("{file}: job {id}"))?;
@@ -141,6 +171,7 @@ pub fn plan(
         names.push((id, name));
     }
     let text = serde_yaml::to_string(&workflow)?;
+    let secrets = secrets_read(&text);
     Ok(Plan {
         workflow: event.workflow().to_string(),
         text,
@@ -148,7 +179,42 @@ pub fn plan(
         actions,
         labels,
         handed_binary,
+        secrets,
+        publishes,
     })
+}
+
+/// The `NAME`s of every `${{ secrets.NAME }}` in `text`.
+fn secrets_read(text: &str) -> BTreeSet<String> {
+    text.split("secrets.")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Forgejo gives a fork's pull request no secrets; a local run gives none
+/// to `pull_request` either.
+pub fn gets_secrets(event: Event) -> bool {
+    event != Event::PullRequest
+}
+
+/// The dotenv file act reads secrets from (`--secret-file`): host-mode jobs
+/// inherit act's environment, so secrets never travel in it.
+pub fn secret_file(secrets: &[(String, String)]) -> String {
+    let mut text = String::new();
+    for (name, value) in secrets {
+        let escaped = value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        text.push_str(&format!("{name}=\"{escaped}\"\n"));
+    }
+    text
 }
 
 /// `job` and every job it needs, transitively.
@@ -226,6 +292,10 @@ pub fn act_args(
 ) -> Vec<String> {
     let mut args = vec![
         event.name().to_string(),
+        // One JSON object a line (job, matrix, step results), with the
+        // skipped jobs' lines that only `-v` prints.
+        "--json".into(),
+        "-v".into(),
         "-W".into(),
         work.join("workflows").display().to_string(),
         "-e".into(),
@@ -241,6 +311,11 @@ pub fn act_args(
         "--action-cache-path".into(),
         work.join("cache").display().to_string(),
     ];
+    if event == Event::Schedule {
+        // Forgejo gives a scheduled run the bare branch name as its ref
+        // (act would give `refs/heads/<branch>`).
+        args.extend(["--env".into(), "GITHUB_REF=main".into()]);
+    }
     for label in &plan.labels {
         args.push("-P".into());
         args.push(format!("{label}=-self-hosted"));
@@ -253,20 +328,119 @@ pub fn act_args(
         args.push("--var".into());
         args.push(format!("{name}={value}"));
     }
+    if gets_secrets(event) && !plan.secrets.is_empty() {
+        args.push("--secret-file".into());
+        args.push(work.join("secrets.env").display().to_string());
+    }
     args
 }
 
-/// A job's end as act prints it: `[<workflow>/<job name>] 🏁  Job succeeded`.
-pub fn job_result(line: &str) -> Option<(&str, bool)> {
-    let rest = line.strip_prefix('[')?;
-    let (who, after) = rest.split_once(']')?;
-    let (_, job) = who.split_once('/')?;
-    if after.contains("Job succeeded") {
-        Some((job.trim(), true))
-    } else if after.contains("Job failed") {
-        Some((job.trim(), false))
-    } else {
-        None
+/// One line of act's `--json` log, as far as the table needs it.
+#[derive(Debug, serde::Deserialize)]
+struct Line {
+    #[serde(default)]
+    job: String,
+    #[serde(rename = "jobID", default)]
+    job_id: String,
+    #[serde(default)]
+    matrix: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    level: String,
+    #[serde(default)]
+    msg: String,
+    #[serde(default)]
+    step: String,
+    #[serde(rename = "stepResult")]
+    step_result: Option<String>,
+    #[serde(rename = "jobResult")]
+    job_result: Option<String>,
+}
+
+/// One leg (a job, or one matrix entry of it) as act ran it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub id: String,
+    /// The matrix's `image`, for a leg of a matrix job.
+    pub image: Option<String>,
+    pub failed_steps: Vec<String>,
+    pub skipped: bool,
+    pub ended: bool,
+    /// When its first and last lines came, since the run started.
+    pub first: std::time::Duration,
+    pub last: std::time::Duration,
+}
+
+impl Leg {
+    /// Passed, failed (which steps) or skipped (its `if:` was false).
+    /// act reports one result for all legs of a matrix job, so a leg is
+    /// judged by its own steps.
+    pub fn outcome(&self) -> crate::report::Outcome {
+        use crate::report::Outcome;
+        if self.skipped {
+            Outcome::Skipped("its `if:` was false".into())
+        } else if !self.failed_steps.is_empty() {
+            Outcome::Failed(format!("failed: {}", self.failed_steps.join(", ")))
+        } else if self.ended {
+            Outcome::Passed
+        } else {
+            Outcome::Failed("did not finish".into())
+        }
+    }
+}
+
+/// The legs of a run, read line by line from act's log.
+#[derive(Debug, Default)]
+pub struct Legs {
+    pub legs: Vec<Leg>,
+}
+
+impl Legs {
+    /// Take one line of act's log, come `at` into the run; returns what a
+    /// person should see of it.
+    pub fn read(&mut self, line: &str, at: std::time::Duration) -> Option<String> {
+        let Ok(line) = serde_json::from_str::<Line>(line) else {
+            // act's own messages before and after the jobs.
+            return Some(line.trim_end().to_string());
+        };
+        if line.job_id.is_empty() {
+            return (line.level == "info").then(|| line.msg.trim_end().to_string());
+        }
+        let image = line
+            .matrix
+            .get("image")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let index = match self
+            .legs
+            .iter()
+            .position(|leg| leg.id == line.job_id && leg.image == image)
+        {
+            Some(index) => index,
+            None => {
+                self.legs.push(Leg {
+                    id: line.job_id.clone(),
+                    image,
+                    failed_steps: Vec::new(),
+                    skipped: false,
+                    ended: false,
+                    first: at,
+                    last: at,
+                });
+                self.legs.len() - 1
+            }
+        };
+        let leg = &mut self.legs[index];
+        leg.last = at;
+        if line.step_result.as_deref() == Some("failure") && !leg.failed_steps.contains(&line.step)
+        {
+            leg.failed_steps.push(line.step.clone());
+        }
+        match line.job_result.as_deref() {
+            Some("skipped") => leg.skipped = true,
+            Some(_) => leg.ended = true,
+            None => {}
+        }
+        (line.level == "info").then(|| format!("[{}] {}", line.job.trim(), line.msg.trim_end()))
     }
 }
 
@@ -277,6 +451,13 @@ mod tests {
     fn generated() -> Vec<(String, String)> {
         let catalog = crate::model::catalog::Catalog::load(&crate::files::project_root()).unwrap();
         super::super::files(&super::super::plan::plan(&catalog).unwrap()).unwrap()
+    }
+
+    fn publish_to(run: Option<&str>) -> PublishTo<'_> {
+        PublishTo {
+            site: crate::model::settings::PUBLISH_REGISTRY_PREFIX,
+            run,
+        }
     }
 
     fn all_actions() -> BTreeSet<String> {
@@ -299,6 +480,7 @@ mod tests {
             Some("lint"),
             dir,
             &all_actions(),
+            publish_to(None),
         )
         .unwrap();
         assert_eq!(plan.workflow, "check.yml");
@@ -331,6 +513,7 @@ mod tests {
             None,
             Path::new("/actions"),
             &some,
+            publish_to(Some("127.0.0.1:1/x")),
         )
         .unwrap_err();
         let text = format!("{error:#}");
@@ -344,24 +527,118 @@ mod tests {
             Some("nosuch"),
             Path::new("/a"),
             &all_actions(),
+            publish_to(None),
         )
         .unwrap_err();
         assert!(format!("{error:#}").contains("no job `nosuch`"));
     }
 
+    /// Each matrix leg is judged by its own steps (act gives every leg of
+    /// a matrix job the job's one result); skipped jobs are told apart.
     #[test]
-    fn job_ends_are_read_from_acts_lines() {
+    fn legs_are_read_from_acts_json_lines() {
+        let lines = [
+            r#"{"job":"build/Build and scan one-1","jobID":"build-scan","level":"info","matrix":{"image":"one"},"msg":"⭐ Run Main xtask build","step":"Build","stepID":["3"]}"#,
+            r#"{"job":"build/Build and scan two-2","jobID":"build-scan","level":"info","matrix":{"image":"two"},"msg":"  ❌  Failure - Main Build","step":"Build","stepResult":"failure"}"#,
+            r#"{"job":"build/Build and scan one-1","jobID":"build-scan","jobResult":"failure","level":"info","matrix":{"image":"one"},"msg":"🏁  Job failed"}"#,
+            r#"{"job":"build/Build and scan two-2","jobID":"build-scan","jobResult":"failure","level":"info","matrix":{"image":"two"},"msg":"🏁  Job failed"}"#,
+            r#"{"job":"build/Publish one    ","jobID":"publish","jobResult":"skipped","level":"debug","matrix":{"image":"one"},"msg":"Skipping job 'Publish'"}"#,
+            r#"{"job":"build/Summary","jobID":"summary","level":"info","matrix":{},"msg":"⭐ Run Main x"}"#,
+            "Error: Job 'Build and scan ${{ matrix.image }}' failed",
+        ];
+        let mut legs = Legs::default();
+        let shown: Vec<Option<String>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| legs.read(line, std::time::Duration::from_secs(i as u64)))
+            .collect();
         assert_eq!(
-            job_result("[check/Lint, and generated files up to date] 🏁  Job succeeded"),
-            Some(("Lint, and generated files up to date", true))
+            legs.legs[0].last - legs.legs[0].first,
+            std::time::Duration::from_secs(2)
         );
         assert_eq!(
-            job_result("[build/Publish base] 🏁  Job failed"),
-            Some(("Publish base", false))
+            shown[0].as_deref(),
+            Some("[build/Build and scan one-1] ⭐ Run Main xtask build")
         );
+        assert_eq!(shown[4], None, "debug lines are not shown");
+        assert_eq!(shown[6].as_deref(), Some(lines[6]));
+        let outcomes: Vec<(&str, Option<&str>, String)> = legs
+            .legs
+            .iter()
+            .map(|leg| {
+                (
+                    leg.id.as_str(),
+                    leg.image.as_deref(),
+                    format!("{:?}", leg.outcome()),
+                )
+            })
+            .collect();
         assert_eq!(
-            job_result("[check/lint]   ✅  Success - Main xtask lint"),
-            None
+            outcomes,
+            [
+                ("build-scan", Some("one"), "Passed".to_string()),
+                (
+                    "build-scan",
+                    Some("two"),
+                    "Failed(\"failed: Build\")".to_string()
+                ),
+                (
+                    "publish",
+                    Some("one"),
+                    "Skipped(\"its `if:` was false\")".to_string()
+                ),
+                ("summary", None, "Failed(\"did not finish\")".to_string()),
+            ]
+        );
+    }
+
+    /// Secrets reach act in a file it parses as dotenv, escaped so a PEM
+    /// key's lines and quotes arrive whole; pull requests get none.
+    #[test]
+    fn secrets_go_in_a_file_and_never_to_pull_requests() {
+        let text = secret_file(&[("COSIGN_KEY".into(), "-----BEGIN \"X\"-----\nab\\c\n".into())]);
+        assert_eq!(
+            text,
+            "COSIGN_KEY=\"-----BEGIN \\\"X\\\"-----\\nab\\\\c\\n\"\n"
+        );
+        let planned = plan(
+            &generated(),
+            Event::Push,
+            None,
+            Path::new("/a"),
+            &all_actions(),
+            publish_to(Some("127.0.0.1:5000/run")),
+        )
+        .unwrap();
+        assert!(planned.publishes);
+        assert!(
+            planned.secrets.contains("COSIGN_KEY") && planned.secrets.contains("MIRROR_PASSWORD"),
+            "{:?}",
+            planned.secrets
+        );
+        assert!(
+            planned.text.contains("127.0.0.1:5000/run")
+                && !planned
+                    .text
+                    .contains(crate::model::settings::PUBLISH_REGISTRY_PREFIX)
+        );
+        let args = act_args(&planned, Event::Push, Path::new("/work"), 1, &[]).join(" ");
+        assert!(args.contains("--secret-file /work/secrets.env"), "{args}");
+        let args = act_args(&planned, Event::PullRequest, Path::new("/work"), 1, &[]).join(" ");
+        assert!(!args.contains("secret"), "{args}");
+        // Without a prefix of its own, a run that publishes does not start.
+        let error = plan(
+            &generated(),
+            Event::Schedule,
+            None,
+            Path::new("/a"),
+            &all_actions(),
+            publish_to(None),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("pass --publish-to PREFIX"),
+            "{error:#}"
         );
     }
 }

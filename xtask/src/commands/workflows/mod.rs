@@ -44,6 +44,9 @@ pub struct Workflows {
     /// With --run-local: a repository variable for the run (NAME=VALUE; STAGEX_MIRROR defaults to the test registry's stagex/).
     #[arg(long = "var", value_name = "NAME=VALUE", requires = "run_local")]
     pub vars: Vec<String>,
+    /// With --run-local: publish here instead of the site's registry (default: the test registry's act/, when test-env is up).
+    #[arg(long, value_name = "PREFIX", requires = "run_local")]
+    pub publish_to: Option<String>,
 }
 
 impl Workflows {
@@ -52,7 +55,7 @@ impl Workflows {
         let site = crate::model::settings::Site::of(root)?;
         let planned = plan::plan_with(&catalog, &site)?;
         if let Some(event) = self.run_local {
-            return run_local(root, &files(&planned)?, event, &self);
+            return run_local(root, &files(&planned)?, &site, event, &self);
         }
         if self.graph {
             print!("{}", plan::graph(&planned, &plan::split(&catalog)?));
@@ -83,10 +86,11 @@ impl Workflows {
     }
 }
 
-/// Run `event`'s workflow under act and report each job.
+/// Run `event`'s workflow under act and report each leg.
 fn run_local(
     root: &Path,
     generated: &[(String, String)],
+    site: &crate::model::settings::Site,
     event: local::Event,
     options: &Workflows,
 ) -> Result<()> {
@@ -96,13 +100,40 @@ fn run_local(
         .clone()
         .unwrap_or_else(|| root.join("../shared/actions"));
     let available = local::available_actions(&actions)?;
+    let test_registry = std::env::var("XTASK_TEST_REGISTRY").ok();
+    let publish_to = options.publish_to.clone().or_else(|| {
+        test_registry
+            .as_ref()
+            .map(|registry| format!("{registry}/act"))
+    });
     let plan = local::plan(
         generated,
         event,
         options.job.as_deref(),
         &actions,
         &available,
+        local::PublishTo {
+            site: &site.publish_prefix,
+            run: publish_to.as_deref(),
+        },
     )?;
+    // Secrets from the environment, to act in a file only: host-mode jobs
+    // inherit act's environment, so they are taken out of it.
+    let mut secrets = Vec::new();
+    if local::gets_secrets(event) {
+        for name in &plan.secrets {
+            secrets.push((name.clone(), std::env::var(name).unwrap_or_default()));
+        }
+        if plan.publishes
+            && secrets
+                .iter()
+                .any(|(name, value)| name == "COSIGN_KEY" && value.is_empty())
+        {
+            return crate::error::fail(
+                "COSIGN_KEY is not set: the publish legs sign with it (the private key whose public half is cosign.pub, with COSIGN_PASSWORD); set both, or run --run-local pull_request",
+            );
+        }
+    }
     let work = root.join("target/act");
     if work.exists() {
         std::fs::remove_dir_all(&work)?;
@@ -116,6 +147,17 @@ fn run_local(
         &work.join("event.json"),
         event.payload().to_string().as_bytes(),
     )?;
+    let secret_file = work.join("secrets.env");
+    if !secrets.is_empty() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret_file)?
+            .write_all(local::secret_file(&secrets).as_bytes())?;
+    }
     let mut vars: Vec<(String, String)> = Vec::new();
     for var in &options.vars {
         let Some((name, value)) = var.split_once('=') else {
@@ -124,7 +166,7 @@ fn run_local(
         vars.push((name.to_string(), value.to_string()));
     }
     if !vars.iter().any(|(name, _)| name == "STAGEX_MIRROR") {
-        if let Ok(registry) = std::env::var("XTASK_TEST_REGISTRY") {
+        if let Some(registry) = &test_registry {
             vars.push(("STAGEX_MIRROR".into(), format!("{registry}/stagex")));
         }
     }
@@ -139,6 +181,9 @@ fn run_local(
             std::env::current_exe()?.display()
         );
     }
+    if let Some(prefix) = publish_to.as_deref().filter(|_| plan.publishes) {
+        crate::ui::say!("act: publishing to {prefix}, not {}", site.publish_prefix);
+    }
     let mut command = crate::tools::process::Cmd::new("act");
     command
         .args(&args)
@@ -149,34 +194,52 @@ fn run_local(
         // act asks GitHub for a newer version of itself otherwise.
         .env("ACT_DISABLE_VERSION_CHECK", "1")
         .dir(root);
+    for (name, _) in &secrets {
+        command.env_remove(name.clone());
+    }
     let started = std::time::Instant::now();
     let mut log = std::fs::File::create(work.join("act.log"))?;
-    let mut ends: Vec<(String, bool)> = Vec::new();
+    let mut legs = local::Legs::default();
     let ran = command.stream(&mut log, |line| {
-        if let Some((job, passed)) = local::job_result(line) {
-            ends.push((job.to_string(), passed));
+        if let Some(shown) = legs.read(line, started.elapsed()) {
+            crate::ui::say!("{shown}");
         }
-        crate::ui::say!("{}", line.trim_end());
     });
-    let mut reports = Vec::new();
-    for (id, name) in &plan.jobs {
-        let outcome = match ends.iter().rev().find(|(job, _)| job == name || job == id) {
-            Some((_, true)) => Outcome::Passed,
-            Some((_, false)) => Outcome::Failed(format!("see {}", work.join("act.log").display())),
-            None => Outcome::Failed("did not run".into()),
-        };
-        let mut report = StepReport::new(
-            id,
-            &format!("act {}", event.name()),
-            outcome,
-            started.elapsed(),
-        );
-        if id == "xtask" && plan.handed_binary {
-            report.detail = Some("handed the binary this command runs as".into());
-        }
-        reports.push(report);
+    if secret_file.exists() {
+        std::fs::remove_file(&secret_file)?;
     }
-    anstream::eprint!("\n{}", crate::report::coloured_table(&reports));
+    let seconds = started.elapsed();
+    let mut reports = Vec::new();
+    for (id, _) in &plan.jobs {
+        let of_job: Vec<&local::Leg> = legs.legs.iter().filter(|leg| leg.id == *id).collect();
+        if of_job.is_empty() {
+            reports.push(StepReport::new(
+                "-",
+                id,
+                Outcome::Failed("did not run".into()),
+                seconds,
+            ));
+        }
+        for leg in of_job {
+            let mut report = StepReport::new(
+                leg.image.as_deref().unwrap_or("-"),
+                id,
+                leg.outcome(),
+                leg.last - leg.first,
+            );
+            if id == "xtask" && plan.handed_binary {
+                report.detail = Some("handed the binary this command runs as".into());
+            }
+            reports.push(report);
+        }
+    }
+    anstream::eprint!(
+        "\nact {} ({}, log: {}):\n{}",
+        event.name(),
+        plan.workflow,
+        work.join("act.log").display(),
+        crate::report::coloured_table(&reports)
+    );
     if let Err(error) = ran {
         if reports.iter().all(|r| !r.failed()) {
             return Err(error);

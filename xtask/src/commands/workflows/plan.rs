@@ -146,6 +146,24 @@ fn use_xtask() -> Vec<Step> {
     ]
 }
 
+/// `xtask doctor --for-job` with the xtask commands `steps` run: the job
+/// stops at once, naming what its image lacks, before any work.
+fn check_job_image(steps: &[Step]) -> Step {
+    let mut commands: Vec<&str> = Vec::new();
+    for run in steps.iter().filter_map(|step| step.run.as_deref()) {
+        let words: Vec<&str> = run.split_whitespace().collect();
+        for pair in words.windows(2) {
+            if pair[0] == "xtask" && !commands.contains(&pair[1]) {
+                commands.push(pair[1]);
+            }
+        }
+    }
+    Step::run(
+        "The job image has what these steps call",
+        format!("xtask doctor --for-job {}", commands.join(",")),
+    )
+}
+
 fn upload_reports() -> Step {
     Step::uses(
         "Keep the JSON reports (also when a step failed)",
@@ -197,6 +215,7 @@ fn job(name: &str, needs: &[&str], timeout_minutes: u32, steps: Vec<Step>) -> Jo
 fn job_on(label: &str, name: &str, needs: &[&str], timeout_minutes: u32, steps: Vec<Step>) -> Job {
     let mut all = vec![checkout()];
     all.extend(use_xtask());
+    all.push(check_job_image(&steps));
     all.extend(steps);
     Job {
         container: None,
@@ -237,9 +256,13 @@ fn leg(image: &str) -> Ordered<String> {
 /// `build_flags` for the build (`--on-recorded` for apps).
 fn gate_steps(build_flags: &str) -> Vec<Step> {
     vec![
+        // Without BuildKit's cache: a cached layer keeps the time it was
+        // first made, and the runner's engine outlives jobs, so a layer made
+        // before this commit would put an older mtime in the archive than the
+        // clean rebuilds of the next step make (seen under act).
         Step::run(
             "Build (and prove it can start)",
-            format!("xtask build \"$IMAGE\"{build_flags} --registry \"$STAGEX_MIRROR\" --json {REPORTS}/build-\"$IMAGE\".json"),
+            format!("xtask build \"$IMAGE\" --no-cache{build_flags} --registry \"$STAGEX_MIRROR\" --json {REPORTS}/build-\"$IMAGE\".json"),
         ),
         Step::run(
             "Verify it builds reproducibly",

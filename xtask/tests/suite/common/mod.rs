@@ -5,6 +5,7 @@
 pub mod gpg;
 pub mod naive_registry;
 pub mod proxy;
+pub mod scanners;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
