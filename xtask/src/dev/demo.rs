@@ -54,7 +54,7 @@ impl Demo {
     pub fn run(self, root: &Path) -> Result<()> {
         let dir = self.dir.clone().unwrap_or_else(|| root.join("target/demo"));
         let layout = Layout::for_root(root);
-        test_env::up(&layout)?;
+        test_env::up_for(&layout, test_env::Purpose::Pipeline)?;
         let prepared = standins::prepare(&layout, &dir)?;
         // grype and malcontent cannot be installed here: their gates are left
         // out, said so, and push ships without them (it warns per image).

@@ -192,13 +192,32 @@ impl TestEnv {
     }
 }
 
+/// How long one download or install may take: a package index that stalls
+/// stops the provisioning with the command named, not CI's whole budget.
+const INSTALL_LIMIT: Duration = Duration::from_secs(600);
+
+/// Everything the test suite uses.
 pub fn up(layout: &Layout) -> Result<()> {
+    up_for(layout, Purpose::Tests)
+}
+
+/// What the caller needs: the demo and the benchmarks never run Renovate's
+/// validator, so they do not wait for npm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Tests,
+    Pipeline,
+}
+
+pub fn up_for(layout: &Layout, purpose: Purpose) -> Result<()> {
     check_can_provision()?;
     std::fs::create_dir_all(&layout.dir)?;
     std::fs::create_dir_all(&layout.runtime)?;
     fetch_debs(layout)?;
     install_pypi(layout)?;
-    install_npm(layout)?;
+    if purpose == Purpose::Tests {
+        install_npm(layout)?;
+    }
     prepare_docker_config(layout)?;
     start_dockerd(layout)?;
     start_registry(layout)?;
@@ -308,7 +327,7 @@ fn fetch_debs(layout: &Layout) -> Result<()> {
     Cmd::new("apt-get")
         .args(&options)
         .args(["-q", "update"])
-        .output()
+        .output_within(INSTALL_LIMIT)
         .context("apt-get update with the private trixie/bookworm sources list")?;
     let debs = layout.debs();
     if debs.exists() {
@@ -321,7 +340,7 @@ fn fetch_debs(layout: &Layout) -> Result<()> {
         .args(["-q", "download"])
         .args(&wanted)
         .dir(&debs)
-        .output()
+        .output_within(INSTALL_LIMIT)
         .context("apt-get download")?;
     for target in [layout.tools(), layout.standin_root()] {
         if target.exists() {
@@ -384,7 +403,7 @@ fn install_pypi(layout: &Layout) -> Result<()> {
         Cmd::new(venv.join("bin/pip"))
             .args(pip_args)
             .args(PYPI_PACKAGES)
-            .output()?;
+            .output_within(INSTALL_LIMIT)?;
     } else {
         Cmd::new(&python)
             .args(["-m", "venv", "--clear", "--without-pip"])
@@ -395,7 +414,7 @@ fn install_pypi(layout: &Layout) -> Result<()> {
             .arg(venv.join("bin/python"))
             .args(pip_args)
             .args(PYPI_PACKAGES)
-            .output()
+            .output_within(INSTALL_LIMIT)
             .context("this python3 has neither ensurepip nor pip: install one of them (Debian: apt-get install python3-venv, or python3-pip), then rerun")?;
     }
     std::fs::write(marker, wanted)?;
@@ -424,7 +443,7 @@ fn install_npm(layout: &Layout) -> Result<()> {
         .arg(&dir)
         .args(["--no-audit", "--no-fund", "--loglevel=error"])
         .args(NPM_PACKAGES)
-        .output()
+        .output_within(INSTALL_LIMIT)
         .context("npm install")?;
     std::fs::write(marker, wanted)?;
     Ok(())

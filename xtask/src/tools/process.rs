@@ -367,6 +367,45 @@ impl Cmd {
             .map_err(|error| self.not_started(error))
     }
 
+    /// [`Cmd::output`], killed when it has not finished within `limit`
+    /// (installers that can wait on a network forever).
+    pub fn output_within(&self, limit: std::time::Duration) -> Result<Output> {
+        self.record();
+        let handle = self
+            .expression()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .map_err(|error| self.not_started(error))?;
+        let deadline = std::time::Instant::now() + limit;
+        let output = loop {
+            if let Some(output) = handle.try_wait()? {
+                break output.clone();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = handle.kill();
+                return Err(CommandFailed {
+                    command: self.display(),
+                    status: format!("did not finish within {limit:?}: stopped"),
+                    cause: None,
+                    tail: Vec::new(),
+                }
+                .into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        if !output.status.success() {
+            let shown = if output.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+                &output.stderr
+            } else {
+                &output.stdout
+            };
+            return Err(self.failed(output.status, shown));
+        }
+        Ok(output)
+    }
+
     /// Its standard output, trimmed, when it exits 0.
     pub fn read(&self) -> Result<String> {
         let output = self.output()?;
@@ -525,6 +564,34 @@ pub fn quote(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An installer that never ends is stopped at its limit, named; one
+    /// that ends is read as `output` reads it, failures included.
+    #[test]
+    fn a_command_past_its_limit_is_stopped_and_named() {
+        let started = std::time::Instant::now();
+        let error = Cmd::new("sleep")
+            .arg("600")
+            .output_within(std::time::Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`sleep 600` failed (did not finish within 300ms: stopped)"),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(300));
+        let output = Cmd::new("sh")
+            .args(["-c", "echo done"])
+            .output_within(std::time::Duration::from_secs(600))
+            .unwrap();
+        assert_eq!(output.stdout, b"done\n");
+        let error = Cmd::new("sh")
+            .args(["-c", "echo broken >&2; exit 3"])
+            .output_within(std::time::Duration::from_secs(600))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("broken"), "{error}");
+    }
 
     #[test]
     fn secrets_are_masked_in_the_command_line() {

@@ -72,7 +72,7 @@ fn run(root: &Path, bench: &MirrorBench) -> Result<()> {
         big_layer_mib,
     } = *bench;
     let layout = Layout::for_root(root);
-    test_env::up(&layout)?;
+    test_env::up_for(&layout, test_env::Purpose::Pipeline)?;
     let skopeo = which("skopeo").context(
         "the mirror benchmark compares against skopeo, which is not on PATH: install it (Debian: apt-get install skopeo) and run the benchmark again",
     )?;

@@ -70,7 +70,7 @@ impl Bench {
 
 fn bench_build(root: &Path, images: usize, work: u64) -> Result<()> {
     let layout = Layout::for_root(root);
-    test_env::up(&layout)?;
+    test_env::up_for(&layout, test_env::Purpose::Pipeline)?;
     let dir = root.join("target/bench-build");
     let prepared = standins::prepare(&layout, &dir)?;
     let checkout = dir.join("independent");

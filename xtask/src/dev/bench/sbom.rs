@@ -27,7 +27,7 @@ const IMAGE: &str = "many-files";
 impl SbomBench {
     pub fn run(self, root: &Path) -> Result<()> {
         let layout = Layout::for_root(root);
-        test_env::up(&layout)?;
+        test_env::up_for(&layout, test_env::Purpose::Pipeline)?;
         let dir = root.join("target/bench-sbom");
         let prepared = standins::prepare(&layout, &dir)?;
         let checkout = &prepared.checkout;
