@@ -676,3 +676,149 @@ fn push_refuses_a_digest_as_its_destination() {
     assert_eq!(output.status.code(), Some(2), "{log}");
     assert!(log.contains("name a tag, not a digest"), "{log}");
 }
+
+/// A registry that takes the push but then resolves the tag to another
+/// digest (it rewrote the manifest): the push fails saying so (guards the
+/// post-push check of `transfer::push_archive`; the manifest pulled back by
+/// the archive's digest is still the archive's, so nothing later catches it).
+#[test]
+fn a_registry_that_rewrote_the_manifest_fails_the_push() {
+    let registry = require_engine();
+    let standin = standin_archive("core-busybox");
+    let repository = format!("{}/busybox", crate::names::unique("rewrote"));
+    let proxy = Proxy::start(&registry);
+    let other = format!("sha256:{}", "0".repeat(64));
+    proxy.answer(
+        &format!("HEAD /v2/{repository}/manifests/1 "),
+        Answer {
+            status: 200,
+            headers: vec![("Docker-Content-Digest".into(), other.clone())],
+            body: Vec::new(),
+        },
+    );
+    let archive = OciArchive::open(&standin).unwrap();
+    let target = ImageRef::parse(&format!("{}/{repository}:1", proxy.address)).unwrap();
+    let pushed = registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap();
+    let error = pushed.unwrap_err();
+    assert!(error.is::<xtask::error::Failure>(), "{error:#}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{target} resolves to Some(\"{other}\") after the push, not {}: the registry rewrote the manifest",
+            archive.manifest_digest()
+        )
+    );
+}
+
+/// A body of `size` bytes whose first line is `first`.
+fn padded(first: &str, size: usize) -> Vec<u8> {
+    let mut body = format!("{first}\n").into_bytes();
+    body.resize(size, b'x');
+    body
+}
+
+/// Each call site of `read_bounded` passes its own limit, and a stub serving
+/// one byte more than it is refused there: a token answer (64 KiB), a
+/// manifest (4 MiB), an error body (64 KiB: the error then quotes none of
+/// it, where an unbounded read would quote its first line). Guards the
+/// limits at each call site.
+#[test]
+fn every_body_read_from_a_registry_is_bounded_where_it_is_read() {
+    let registry = require_engine();
+    let small = 64 << 10;
+    let config = tempfile::tempdir().unwrap();
+    let source = docker_config(config.path(), serde_json::json!({}));
+
+    // A token answer one byte over 64 KiB (valid JSON holding a token).
+    let realm = Proxy::start(&registry);
+    let mut token = String::from("{\"token\":\"t\",\"pad\":\"");
+    token.push_str(&"x".repeat(small + 1 - token.len() - 2));
+    token.push_str("\"}");
+    assert_eq!(token.len(), small + 1);
+    serde_json::from_str::<serde_json::Value>(&token).unwrap();
+    realm.answer("/token", token_answer(&token));
+    let a = Proxy::start(&registry);
+    a.challenge(
+        "",
+        "Bearer t",
+        &format!("Bearer realm=\"http://{}/token\"", realm.address),
+    );
+    let reference = ImageRef::parse(&format!(
+        "{}/{}/x:1",
+        a.address,
+        crate::names::unique("bounded-token")
+    ))
+    .unwrap();
+    let found = registry::block_on(async {
+        let client = Registry::connect(&a.address, Role::Source, &source).await?;
+        client.manifest_digest(&reference).await
+    })
+    .unwrap();
+    let error = format!("{:#}", found.unwrap_err());
+    assert!(
+        error.contains("the answer is larger than 65536 bytes"),
+        "{error}"
+    );
+
+    // A manifest one byte over 4 MiB.
+    let proxy = Proxy::start(&registry);
+    let repository = crate::names::unique("bounded-manifest");
+    proxy.answer(
+        &format!("GET /v2/{repository}/manifests/1 "),
+        Answer {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: padded("{}", (4 << 20) + 1),
+        },
+    );
+    // An error body one byte over 64 KiB, for a 403 and for a 500.
+    let marker = "error-body-first-line";
+    for (tag, status) in [("forbidden", 403), ("broken", 500)] {
+        proxy.answer(
+            &format!("GET /v2/{repository}/manifests/{tag} "),
+            Answer {
+                status,
+                headers: vec![],
+                body: padded(marker, small + 1),
+            },
+        );
+    }
+    let pulled = |tag: &str| {
+        let reference = ImageRef::parse(&format!("{}/{repository}:{tag}", proxy.address)).unwrap();
+        let source = source.clone();
+        registry::block_on(async move {
+            let client =
+                Registry::connect(&reference.api_host().to_string(), Role::Source, &source).await?;
+            client.pull_manifest(&reference).await
+        })
+        .unwrap()
+    };
+    let error = format!("{:#}", pulled("1").unwrap_err());
+    assert!(
+        error.contains("the answer is larger than 4194304 bytes"),
+        "{error}"
+    );
+    for tag in ["forbidden", "broken"] {
+        let error = format!("{:#}", pulled(tag).unwrap_err());
+        assert!(error.contains(&format!("/manifests/{tag}")), "{error}");
+        assert!(!error.contains(marker), "{tag}: {error}");
+    }
+    // Within the limit, the first line is quoted: the stub is read.
+    proxy.answer(
+        &format!("GET /v2/{repository}/manifests/small "),
+        Answer {
+            status: 403,
+            headers: vec![],
+            body: padded(marker, small),
+        },
+    );
+    let error = format!("{:#}", pulled("small").unwrap_err());
+    assert!(error.contains(marker), "{error}");
+}
