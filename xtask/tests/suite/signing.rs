@@ -251,6 +251,24 @@ fn sign_attest_and_verify_by_digest() {
         "--no-tlog",
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    // The old digest named with the tag that moved away from it: refused
+    // before cosign runs (guards the moved-tag check of `reach`; without it
+    // the old digest's signature verifies).
+    let output = signer.run(&[
+        "verify",
+        &format!("{repository}:1@{digest}"),
+        "--key",
+        public,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "{repository}:1 points at {moved}, not {digest}: the tag moved"
+        )),
+        "{}",
+        text(&output)
+    );
 
     signer.assert_no_leak();
     let argv = std::fs::read_to_string(&signer.argv_log).unwrap();
@@ -710,4 +728,122 @@ fn the_private_key_never_lands_in_the_checkout() {
     assert!(!root.join("keys/cosign.key").exists());
     assert!(!root.join("secret").exists());
     assert!(!root.join("cosign.pub").exists());
+}
+
+/// The token requests `proxy` saw: each one's `scope` parameters and its
+/// Authorization header (empty when none).
+fn token_requests(heads: &[String]) -> Vec<(Vec<String>, String)> {
+    heads
+        .iter()
+        .filter(|head| head.starts_with("GET /token"))
+        .map(|head| {
+            let path = head.split_whitespace().nth(1).unwrap();
+            let url = reqwest::Url::parse(&format!("http://x{path}")).unwrap();
+            let scopes = url
+                .query_pairs()
+                .filter(|(name, _)| name == "scope")
+                .map(|(_, value)| value.into_owned())
+                .collect();
+            let authorization = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("authorization")
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_default();
+            (scopes, authorization)
+        })
+        .collect()
+}
+
+/// A registry whose token realm is its own (so the realm gets the
+/// registry's credentials): `sign` asks for the push scope with the
+/// environment's push credentials; `verify` asks only for the pull scope,
+/// with the docker config's entry and never the push credentials. Guards
+/// the `push` flag `reach` passes to `child_auth` and the docker-config-only
+/// source of a read.
+#[test]
+fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
+    use crate::common::proxy::{Answer, Proxy};
+    let registry = require_engine();
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    make_checkout(&root);
+    let (key, public) = key_pair(scratch.path(), "ours");
+    let repository = crate::names::unique("scoped");
+    let digest = push_archive(
+        &standin_archive("core-busybox"),
+        &format!("{registry}/{repository}:1"),
+    );
+    let a = Proxy::start(&registry);
+    a.answer(
+        "GET /token",
+        Answer {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: br#"{"token":"scoped-token"}"#.to_vec(),
+        },
+    );
+    a.challenge(
+        "",
+        "Bearer ",
+        &format!("Bearer realm=\"http://{}/token\",service=\"a\"", a.address),
+    );
+    let basic = |pair: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let (pusher, reader) = ("pusher:push-canary-31", "reader:read-canary-32");
+    let docker = scratch.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {a.address.clone(): {"auth": basic(reader)[6..]}}}).to_string(),
+    )
+    .unwrap();
+    let env = [
+        ("COSIGN_PASSWORD", CANARY.to_string()),
+        ("XTASK_REGISTRY_USERNAME", "pusher".to_string()),
+        ("XTASK_REGISTRY_PASSWORD", "push-canary-31".to_string()),
+        ("DOCKER_CONFIG", docker.display().to_string()),
+    ];
+    let pinned = format!("{}/{repository}@{digest}", a.address);
+    let output = xtask_in_env(
+        &root,
+        &["sign", &pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let push_scope = format!("repository:{repository}:pull,push");
+    let pull_scope = format!("repository:{repository}:pull");
+    let signed = token_requests(&a.heads());
+    assert!(
+        signed
+            .iter()
+            .any(|(scopes, auth)| scopes == &[push_scope.clone()] && *auth == basic(pusher)),
+        "sign asked for no push token with the push credentials: {signed:?}"
+    );
+    let seen = a.heads().len();
+    let output = xtask_in_env(
+        &root,
+        &[
+            "verify",
+            &pinned,
+            "--key",
+            public.to_str().unwrap(),
+            "--no-tlog",
+        ],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let verified = token_requests(&a.heads()[seen..]);
+    assert!(!verified.is_empty(), "verify asked for no token");
+    for (scopes, auth) in &verified {
+        assert_eq!(scopes, &[pull_scope.clone()], "{verified:?}");
+        assert_eq!(*auth, basic(reader), "{verified:?}");
+    }
 }
