@@ -146,6 +146,33 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     assert!(output.status.success(), "{}", text(&output));
     let archive_path = root.join("out/base-static/image.tar");
     let archive = OciArchive::open(&archive_path).unwrap();
+
+    // A record whose archive bytes match but whose manifest digest is
+    // another: refused before anything is sent (guards push_verified's
+    // archive-manifest-versus-record check).
+    let built = record(root, "base-static");
+    let mut other = built.clone();
+    other.manifest_digest = format!("sha256:{}", "1".repeat(64));
+    other.save(root).unwrap();
+    let naive = NaiveRegistry::start();
+    let to = format!("{}/pushed/base-static:1", naive.address);
+    let output = xtask_in(
+        root,
+        &["push", "base-static", "--to", &to, "--allow-ungated"],
+    );
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "holds manifest {}, but the build record says {}: rebuild `base-static`",
+            archive.manifest_digest(),
+            other.manifest_digest
+        )),
+        "{log}"
+    );
+    assert!(naive.events().is_empty(), "{:?}", naive.events());
+    built.save(root).unwrap();
+
     let layer = archive.manifest.layers[0].clone();
     let location = archive.blob_location(&layer.digest).unwrap();
     let mut bytes = std::fs::read(&archive_path).unwrap();

@@ -195,6 +195,23 @@ fn moving_to_a_release_is_one_command_and_all_or_nothing() {
     assert_eq!(snapshot(root), before, "a file changed");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
 
+    // A write that fails after the first files were written (the release
+    // folder is a file, so its lists cannot go there; the Containerfiles
+    // come first): every file written is put back (guards the roll_back of
+    // `pins update`, which the checks above never reach).
+    let blocker = root.join("stagex-release/2026.04.0");
+    std::fs::write(&blocker, "in the way\n").unwrap();
+    let before = snapshot(root);
+    let output = xtask_in(root, &["pins", "update", "--to-release", list]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("pins update: every file is as it was"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(snapshot(root), before, "a file changed");
+    std::fs::remove_file(&blocker).unwrap();
+
     let output = xtask_in(root, &["pins", "update", "--to-release", list]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(

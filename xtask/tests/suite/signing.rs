@@ -133,7 +133,7 @@ fn sign_attest_and_verify_by_digest() {
     make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
     let (_, other_public) = key_pair(scratch.path(), "theirs");
-    let repository = format!("{registry}/signing-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("signing"));
     let digest = push_archive(&standin_archive("core-busybox"), &format!("{repository}:1"));
     let pinned = format!("{repository}@{digest}");
     let mut signer = Signer::new(&root, scratch.path());
@@ -301,12 +301,21 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
             .save(root)
             .unwrap();
     };
-    let repository = format!("{registry}/publish-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("publish"));
     let to = format!("{repository}:1.0");
     let tag_exists = || {
         let path = format!(
             "/v2/{}/manifests/1.0",
             repository.split_once('/').unwrap().1
+        );
+        registry_head(&registry, &path) == 200
+    };
+    // Publish pushes by digest before the tag: "nothing pushed" is both.
+    let digest_exists = || {
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            repository.split_once('/').unwrap().1,
+            build.manifest_digest
         );
         registry_head(&registry, &path) == 200
     };
@@ -322,6 +331,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
 
     // Every gate passed, but the archive changed after them: refused.
     gate("scan", xtask::report::Outcome::Passed);
@@ -338,6 +348,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
     std::fs::write(&archive, &original).unwrap();
 
     // A key that is not cosign.pub's pair: refused before pushing.
@@ -358,11 +369,12 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
 
     // Signatures stored where Kyverno does not look (cosign told to keep
     // them in another repository): cosign's own verify finds them there,
     // but publish refuses, and the tag does not move.
-    let elsewhere = format!("{registry}/publish-elsewhere-{}", std::process::id());
+    let elsewhere = format!("{registry}/{}", crate::names::unique("publish-elsewhere"));
     let output = signer.run_with(
         &["publish", "base", "--to", &to, "--key", key, "--no-tlog"],
         &[("COSIGN_REPOSITORY", elsewhere)],
@@ -443,7 +455,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
 
     // A release tag is taken once (the same digest again is no move) and
     // never moved: publish refuses before pushing, and the tag stays.
-    let prefix = format!("{registry}/release-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("release"));
     let release = |n: u32| format!("{prefix}/base:2026.03.0-{n}");
     for _ in 0..2 {
         let output = signer.run(&[
@@ -619,7 +631,7 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
     let root = scratch.path().join("root");
     make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
-    let repository = format!("realm-{}", std::process::id());
+    let repository = crate::names::unique("realm");
     let digest = push_archive(
         &standin_archive("core-busybox"),
         &format!("{registry}/{repository}:1"),
