@@ -45,7 +45,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
             if package == rejected { 1 } else { 2 },
         );
     }
-    let target = format!("{registry}/mirror-{}", std::process::id());
+    let target = format!("{registry}/{}", crate::names::unique("mirror"));
     let signatures_out = tempfile::tempdir().unwrap();
     let report = tempfile::tempdir().unwrap();
     let json = report.path().join("mirror.json");
@@ -88,6 +88,33 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
                 "*/*",
             );
             assert_eq!(tags_status, 404, "the repository of {package} exists");
+            // Nor any of its blobs (a registry keeps blobs without a tag or a
+            // manifest, and tags/list does not show them).
+            let (status, source) = registry_get(
+                &registry,
+                &format!("/v2/stagex/{package}/manifests/sha256:{hex}"),
+                MANIFEST_ACCEPT,
+            );
+            assert_eq!(status, 200, "the stand-in {package} is not in the source");
+            let manifest: serde_json::Value = serde_json::from_slice(&source).unwrap();
+            let blobs: Vec<&str> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain([&manifest["config"]])
+                .map(|blob| blob["digest"].as_str().unwrap())
+                .collect();
+            assert!(blobs.len() >= 2, "{manifest}");
+            for blob in blobs {
+                assert_eq!(
+                    registry_head(
+                        &registry,
+                        &blob_path(&format!("{repository}/{package}"), blob)
+                    ),
+                    404,
+                    "blob {blob} of the rejected {package} arrived"
+                );
+            }
             assert!(
                 log.contains("1 distinct maintainer key(s) of 2 required"),
                 "{log}"
