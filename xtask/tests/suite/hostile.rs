@@ -43,7 +43,7 @@ fn mirror_args(source: &str, target: &str, signed: &Signed, reference: &str) -> 
 #[test]
 fn credentials_go_only_to_the_registry_they_are_for() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let digest = push_archive(
         &standin_archive("core-musl"),
         &format!("{registry}/creds-source-{id}/core-cred:1"),
@@ -137,7 +137,7 @@ fn credentials_go_only_to_the_registry_they_are_for() {
 #[test]
 fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
 
     // push
     let checkout = demo_checkout();
@@ -245,7 +245,7 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
 #[test]
 fn hostile_manifests_are_refused_not_panicked_on() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let bad = "application/vnd.oci.image.manifest.v1+json\\u0007";
     let checkout = demo_checkout();
     let root = checkout.path();
@@ -393,7 +393,12 @@ fn a_realm_elsewhere_never_gets_the_credentials_of_its_own_host() {
         config.path(),
         serde_json::json!({ realm.address.clone(): { "auth": basic } }),
     );
-    let reference = ImageRef::parse(&format!("{}/realm-test/x:1", a.address)).unwrap();
+    let reference = ImageRef::parse(&format!(
+        "{}/{}/x:1",
+        a.address,
+        crate::names::unique("realm-test")
+    ))
+    .unwrap();
     let found = registry::block_on(async {
         let client = Registry::connect(&a.address, Role::Source, &source).await?;
         client.manifest_digest(&reference).await
@@ -440,7 +445,12 @@ fn token_lifetimes_a_realm_makes_up_are_clamped() {
         );
         let config = tempfile::tempdir().unwrap();
         let source = docker_config(config.path(), serde_json::json!({}));
-        let reference = ImageRef::parse(&format!("{}/lifetime/x:1", a.address)).unwrap();
+        let reference = ImageRef::parse(&format!(
+            "{}/{}/x:1",
+            a.address,
+            crate::names::unique("lifetime")
+        ))
+        .unwrap();
         let found = registry::block_on(async {
             let client = Registry::connect(&a.address, Role::Source, &source).await?;
             // Twice: the second from the cache the lifetime went into.
@@ -468,7 +478,7 @@ const TINY_IDLE: (&str, &str) = ("XTASK_HTTP_IDLE_TIMEOUT", "0.3");
 #[test]
 fn stalled_transfers_end_and_commit_nothing() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     let digest = push_archive(
         &standin,
@@ -541,7 +551,7 @@ fn stalled_transfers_end_and_commit_nothing() {
 #[test]
 fn a_lost_upload_session_starts_over_or_finds_its_blob() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     let blobs = OciArchive::open(&standin).unwrap().manifest.layers.len() + 1;
 
@@ -597,7 +607,7 @@ fn a_lost_upload_session_starts_over_or_finds_its_blob() {
 #[test]
 fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let archive = OciArchive::open(&standin_archive("core-busybox")).unwrap();
     let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
     let signed_hex = archive
@@ -647,7 +657,7 @@ fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
 #[test]
 fn an_upload_sent_elsewhere_is_not_followed() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     // Another loopback address: another host, which counts and drops every
     // connection.

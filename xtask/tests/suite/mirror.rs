@@ -198,7 +198,7 @@ fn blob_path(repository: &str, digest: &str) -> String {
 #[test]
 fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-busybox");
     let upstream = format!("upstream-{id}");
     let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-big:1"));
@@ -314,7 +314,7 @@ fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
 #[test]
 fn blobs_the_target_has_elsewhere_are_mounted() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-musl");
     let upstream = format!("{registry}/mount-source-{id}");
     let digest = push_archive(&archive, &format!("{upstream}/core-a:1"));
@@ -356,7 +356,7 @@ fn blobs_the_target_has_elsewhere_are_mounted() {
 #[test]
 fn an_index_is_copied_with_its_children() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let upstream = format!("{registry}/index-source-{id}");
     let mut children = Vec::new();
     for (tag, package) in [("child-a", "core-musl"), ("child-b", "core-busybox")] {
@@ -432,7 +432,7 @@ fn an_index_is_copied_with_its_children() {
 #[test]
 fn transient_registry_errors_are_retried() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-ca-certificates");
     let upstream = format!("retry-source-{id}");
     let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-ca:1"));

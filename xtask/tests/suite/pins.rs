@@ -50,7 +50,7 @@ fn a_moved_tag_is_found_and_moved_everywhere() {
     let root = checkout.path();
     // A private copy of the stand-ins under their tags (`latest` too, for
     // the pin without one).
-    let prefix = format!("{registry}/pins-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("pins"));
     for (package, tag, _) in standins(root) {
         let tag = tag.unwrap_or_else(|| "latest".to_string());
         push_archive(

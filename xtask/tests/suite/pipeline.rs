@@ -132,7 +132,7 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     assert!(output.status.success(), "{}", text(&output));
     let digest = record(root, "base").manifest_digest;
     let digest = digest.as_str();
-    let repository = format!("push-test-{}", std::process::id());
+    let repository = crate::names::unique("push-test");
 
     let target = format!("{registry}/{repository}/base:v1");
     // Not cleared to ship: no gate ran on these bytes; each is named with
@@ -422,7 +422,7 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     let checkout = demo_checkout();
     let root = checkout.path();
     let json = root.join("all.json");
-    let prefix = format!("{registry}/all-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("all"));
     let repository = prefix.split_once('/').unwrap().1.to_string();
     // What is pushed is signed with a key pair of the test's, its public half
     // the checkout's cosign.pub.
