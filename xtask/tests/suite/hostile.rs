@@ -831,8 +831,7 @@ fn every_body_read_from_a_registry_is_bounded_where_it_is_read() {
         let reference = ImageRef::parse(&format!("{}/{repository}:{tag}", proxy.address)).unwrap();
         let source = source.clone();
         registry::block_on(async move {
-            let client =
-                Registry::connect(&reference.api_host().to_string(), Role::Source, &source).await?;
+            let client = Registry::connect(reference.api_host(), Role::Source, &source).await?;
             client.pull_manifest(&reference).await
         })
         .unwrap()

@@ -836,7 +836,8 @@ fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
     assert!(
         signed
             .iter()
-            .any(|(scopes, auth)| scopes == &[push_scope.clone()] && *auth == basic(pusher)),
+            .any(|(scopes, auth)| scopes == std::slice::from_ref(&push_scope)
+                && *auth == basic(pusher)),
         "sign asked for no push token with the push credentials: {signed:?}"
     );
     let seen = a.heads().len();
@@ -855,7 +856,7 @@ fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
     let verified = token_requests(&a.heads()[seen..]);
     assert!(!verified.is_empty(), "verify asked for no token");
     for (scopes, auth) in &verified {
-        assert_eq!(scopes, &[pull_scope.clone()], "{verified:?}");
+        assert_eq!(scopes, std::slice::from_ref(&pull_scope), "{verified:?}");
         assert_eq!(*auth, basic(reader), "{verified:?}");
     }
 }
