@@ -68,34 +68,37 @@ impl std::fmt::Display for RedirectRefused {
 
 impl std::error::Error for RedirectRefused {}
 
-/// [`url_allowed`] for every hop, and no hop from https back to http: a
-/// server may not send us where we would not have gone ourselves.
+/// Why the redirect to `to` (after `previous`, the first URL first) is not
+/// followed, or `None` when it is: [`url_allowed`] for every hop, and no hop
+/// from https back to http: a server may not send us where we would not
+/// have gone ourselves.
+fn redirect_refusal(
+    to: &reqwest::Url,
+    previous: &[reqwest::Url],
+    plain_http_anywhere: bool,
+) -> Option<String> {
+    let from = previous.last().map(|u| u.to_string()).unwrap_or_default();
+    let downgrade = to.scheme() == "http" && previous.iter().any(|u| u.scheme() == "https");
+    if previous.len() > MAX_REDIRECTS {
+        Some(format!(
+            "more than {MAX_REDIRECTS} redirects, the last to {to}"
+        ))
+    } else if downgrade {
+        Some(format!(
+            "{from} redirected to {to}: refused, https:// is never followed to plain http://"
+        ))
+    } else if !url_allowed(to, plain_http_anywhere) {
+        Some(format!(
+            "{from} redirected to {to}: refused, plain http:// (and any other scheme than https://) is followed to loopback only"
+        ))
+    } else {
+        None
+    }
+}
+
 fn redirect_policy(plain_http_anywhere: bool) -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(move |attempt| {
-        let to = attempt.url().to_string();
-        let from = attempt
-            .previous()
-            .last()
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        let downgrade = attempt.url().scheme() == "http"
-            && attempt.previous().iter().any(|u| u.scheme() == "https");
-        let refusal = if attempt.previous().len() > MAX_REDIRECTS {
-            Some(format!(
-                "more than {MAX_REDIRECTS} redirects, the last to {to}"
-            ))
-        } else if downgrade {
-            Some(format!(
-                "{from} redirected to {to}: refused, https:// is never followed to plain http://"
-            ))
-        } else if !url_allowed(attempt.url(), plain_http_anywhere) {
-            Some(format!(
-                "{from} redirected to {to}: refused, plain http:// (and any other scheme than https://) is followed to loopback only"
-            ))
-        } else {
-            None
-        };
-        match refusal {
+        match redirect_refusal(attempt.url(), attempt.previous(), plain_http_anywhere) {
             Some(message) => attempt.error(RedirectRefused(message)),
             None => attempt.follow(),
         }
@@ -208,6 +211,40 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    /// Guards the https→http rule of redirects: a hop back to plain http://
+    /// is refused even to loopback (where plain http:// is otherwise
+    /// allowed) and even with plain http:// allowed anywhere; an http:// hop
+    /// after http:// only, and https:// after either, are followed.
+    #[test]
+    fn a_redirect_never_goes_from_https_back_to_http() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let https = [url("https://store.example.com/sigs/x")];
+        for anywhere in [false, true] {
+            let refused = redirect_refusal(&url("http://127.0.0.1:9/x"), &https, anywhere)
+                .unwrap_or_else(|| panic!("followed (anywhere: {anywhere})"));
+            assert!(
+                refused.contains("refused, https:// is never followed to plain http://"),
+                "{refused}"
+            );
+        }
+        // Two hops: https, then an https that sends us to http.
+        let two = [https[0].clone(), url("https://cdn.example.com/x")];
+        assert!(redirect_refusal(&url("HTTP://localhost:9/x"), &two, true).is_some());
+        let plain = [url("http://127.0.0.1:8/x")];
+        assert_eq!(
+            redirect_refusal(&url("http://127.0.0.1:9/x"), &plain, false),
+            None
+        );
+        assert_eq!(
+            redirect_refusal(&url("https://cdn.example.com/x"), &https, false),
+            None
+        );
+        assert_eq!(
+            redirect_refusal(&url("https://cdn.example.com/x"), &plain, false),
+            None
+        );
     }
 
     #[test]

@@ -234,6 +234,54 @@ mod tests {
         assert_eq!(separators, 7, "six cells: {row}");
     }
 
+    /// Guards the per-image branch: once publish ran for one base image, a
+    /// base image without its publish report is a failure, by name.
+    #[test]
+    fn a_base_image_publish_did_not_report_is_a_failure() {
+        let split = crate::commands::workflows::plan::Split {
+            bases: vec!["base".into(), "base-go".into()],
+            apps: vec![],
+            left_out: vec![],
+        };
+        let mut reports: Vec<StepReport> = Vec::new();
+        for image in ["base", "base-go"] {
+            for (step, image) in crate::commands::workflows::plan::expected_reports(&split)
+                .into_iter()
+                .filter(|(_, i)| i == image)
+            {
+                reports.push(StepReport::new(
+                    &image,
+                    &step,
+                    Outcome::Passed,
+                    Duration::ZERO,
+                ));
+            }
+        }
+        reports.push(StepReport::new(
+            "x",
+            "mirror",
+            Outcome::Passed,
+            Duration::ZERO,
+        ));
+        reports.push(StepReport::new(
+            "base",
+            "publish",
+            Outcome::Passed,
+            Duration::ZERO,
+        ));
+        let found = missing(&reports, &split);
+        let rows: Vec<(String, String, bool)> = found
+            .iter()
+            .map(|r| (r.step.clone(), r.image.clone(), r.failed()))
+            .collect();
+        assert_eq!(rows, [("publish".to_string(), "base-go".to_string(), true)]);
+        assert!(
+            matches!(&found[0].outcome, Outcome::Failed(why) if why.starts_with("no report:")),
+            "{:?}",
+            found[0].outcome
+        );
+    }
+
     #[test]
     fn a_missing_report_is_a_failure() {
         let split = crate::commands::workflows::plan::Split {

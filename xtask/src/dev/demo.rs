@@ -44,7 +44,8 @@ pub struct DemoImage {
     pub archive: String,
     pub reproducible: bool,
     pub pushed: Option<String>,
-    /// The registry serves the archive's manifest bytes by digest (push checks it).
+    /// The manifest pulled back from the registry by digest, after the whole
+    /// pipeline ran, is the archive's, byte for byte (false when not pushed).
     pub pulled_back_identical: bool,
     /// Its signature and SBOM attestations verified against cosign.pub.
     pub signed_and_verified: bool,
@@ -94,7 +95,9 @@ impl Demo {
             epoch: Some(DEMO_EPOCH),
             jobs: default_jobs(),
             env: prepared.env.clone(),
-            push_prefix: Some(format!("{}/demo", prepared.registry)),
+            // A repository of this run's own: what earlier runs pushed (or
+            // a test running beside this one) is never taken for this one's.
+            push_prefix: Some(format!("{}/{}", prepared.registry, run_repository())),
             key: KeyArgs {
                 key: Some(prefix.with_extension("key")),
                 no_tlog: true,
@@ -112,26 +115,27 @@ impl Demo {
                 .iter()
                 .any(|r| r.step == step.name() && r.image == image && r.outcome == Outcome::Passed)
         };
-        let images: Vec<DemoImage> = run
-            .built
-            .iter()
-            .map(|(name, record)| DemoImage {
+        let mut images = Vec::new();
+        for (name, record) in &run.built {
+            let archive = prepared.checkout.join(&record.archive);
+            let pushed = run
+                .pushed
+                .get(name)
+                .map(|p| format!("{}@{}", p.repository, p.digest));
+            let pulled_back_identical = match &pushed {
+                Some(pinned) => pulled_back_identical(pinned, &archive)?,
+                None => false,
+            };
+            images.push(DemoImage {
                 image: name.clone(),
                 digest: record.manifest_digest.clone(),
-                archive: prepared
-                    .checkout
-                    .join(&record.archive)
-                    .display()
-                    .to_string(),
+                archive: archive.display().to_string(),
                 reproducible: passed(Step::VerifyReproducible, name),
-                pushed: run
-                    .pushed
-                    .get(name)
-                    .map(|p| format!("{}@{}", p.repository, p.digest)),
-                pulled_back_identical: passed(Step::Push, name),
+                pushed,
+                pulled_back_identical,
                 signed_and_verified: passed(Step::Verify, name),
-            })
-            .collect();
+            });
+        }
         anstream::eprint!("\n{}", report::coloured_table(&run.reports));
         for image in &images {
             crate::ui::say!(
@@ -150,4 +154,26 @@ impl Demo {
         self.json.write("demo", &run.reports, &demo)?;
         report::fail_if_any(&run.reports, "demo")
     }
+}
+
+/// `demo-<pid>-<seconds, hex>`: the demo's push repository, its own per run.
+fn run_repository() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_secs())
+        .unwrap_or(0);
+    format!("demo-{}-{seconds:x}", std::process::id())
+}
+
+/// Whether the registry serves, for `pinned` (`repository@digest`), the
+/// manifest bytes of the archive at `archive`: pulled back, not assumed.
+pub fn pulled_back_identical(pinned: &str, archive: &Path) -> Result<bool> {
+    use crate::oci::{archive::OciArchive, auth::Role, reference::ImageRef, registry};
+    let archive = OciArchive::open(archive)?;
+    let reference = ImageRef::parse(pinned)?;
+    registry::block_on(async {
+        let client = registry::Registry::connect_to(&reference, Role::Source).await?;
+        let served = client.pull_manifest(&reference).await?;
+        Ok(served.as_ref() == archive.manifest_bytes.as_slice())
+    })?
 }

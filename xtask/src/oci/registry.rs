@@ -292,16 +292,10 @@ impl Registry {
             .token
             .or(answer.access_token)
             .with_context(|| format!("{what}: the answer holds no token"))?;
-        // Tokens live 60 s unless the realm says otherwise (the spec's
-        // default); renewed 10 s early, and kept no longer than an hour: the
-        // realm's number is not trusted to be sane (u64::MAX overflows an Instant).
-        let seconds = answer
-            .expires_in
-            .unwrap_or(60)
-            .clamp(20, MAX_TOKEN_LIFETIME)
-            - 10;
         let now = Instant::now();
-        let until = now.checked_add(Duration::from_secs(seconds)).unwrap_or(now);
+        let until = now
+            .checked_add(token_lifetime(answer.expires_in))
+            .unwrap_or(now);
         self.lock_tokens().insert(key, (token.clone(), until));
         Ok(Some(token))
     }
@@ -729,6 +723,14 @@ pub enum ChildAuth {
     Token(String),
 }
 
+/// How long a token the realm says lives `expires_in` seconds is kept: 60 s
+/// unless the realm says otherwise (the spec's default); renewed 10 s early,
+/// and kept no longer than an hour: the realm's number is not trusted to be
+/// sane (u64::MAX overflows an Instant).
+fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(expires_in.unwrap_or(60).clamp(20, MAX_TOKEN_LIFETIME) - 10)
+}
+
 /// 429 and 5xx answers as [`Transient`] errors; others as they are.
 async fn transient_status(response: Response) -> Result<Response> {
     let status = response.status();
@@ -953,6 +955,22 @@ mod tests {
         assert!(ours.is_err(), "waiting for our own source is not a stall");
         set_waiting(&waiting, Some(Instant::now()));
         block_on(stalled(&waiting, idle)).unwrap();
+    }
+
+    /// Guards the clamp of a realm's `expires_in`: at most an hour (less the
+    /// 10 s renewal margin) however long the realm says, at least 10 s, the
+    /// spec's 60 s when it says nothing. Raising MAX_TOKEN_LIFETIME or
+    /// dropping either bound fails here.
+    #[test]
+    fn token_lifetimes_are_clamped_to_an_hour() {
+        let kept = |expires_in| token_lifetime(expires_in).as_secs();
+        assert_eq!(kept(Some(u64::MAX)), 3590);
+        assert_eq!(kept(Some(3601)), 3590);
+        assert_eq!(kept(Some(86_400)), 3590);
+        assert_eq!(kept(Some(3600)), 3590);
+        assert_eq!(kept(Some(300)), 290);
+        assert_eq!(kept(Some(0)), 10);
+        assert_eq!(kept(None), 50);
     }
 
     #[test]

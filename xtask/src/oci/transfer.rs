@@ -320,12 +320,26 @@ mod tests {
         assert!(error.contains("not uploading it"), "{error}");
     }
 
+    /// Guards both size checks of `checked`: a stream longer than its
+    /// descriptor is refused as it grows past it (not later, as a short one
+    /// or a digest mismatch), and a shorter one, even with the right digest
+    /// for its bytes, is refused at its end with its last chunk held back.
     #[test]
     fn sizes_are_enforced() {
+        let refusal = |chunk: &Chunk| match chunk {
+            Err(BlobError::Refused(why)) => why.clone(),
+            other => panic!("not a refusal: {other:?}"),
+        };
         let long = run(vec![b"abc", b"de"], &sha(b"abcde"), 4);
-        assert!(long.last().unwrap().is_err());
+        assert_eq!(
+            refusal(long.last().unwrap()),
+            format!("blob {} is longer than its 4 bytes", sha(b"abcde"))
+        );
         let short = run(vec![b"abc"], &sha(b"abc"), 4);
-        assert_eq!(short.len(), 1);
-        assert!(short[0].is_err(), "the only chunk is held back");
+        assert_eq!(short.len(), 1, "the only chunk is held back");
+        assert_eq!(
+            refusal(&short[0]),
+            format!("blob {} ended after 3 of 4 bytes", sha(b"abc"))
+        );
     }
 }

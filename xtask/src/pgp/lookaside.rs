@@ -279,6 +279,13 @@ mod tests {
         let big_address = big.local_addr().unwrap();
         std::thread::spawn(move || {
             for mut stream in big.incoming().flatten() {
+                // The request first: an answer before it is a protocol error
+                // (of its own, not the limit's).
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
                 let chunk = vec![b'x'; 1 << 16];
                 for _ in 0..64 {
@@ -289,8 +296,16 @@ mod tests {
             }
         });
         let lookaside = Lookaside::new(&format!("http://{big_address}"), false).unwrap();
+        // Guards the limit fetch_one passes to get_small_file: the 4 MiB
+        // answer is cut off at 1 MiB, which the error names (the "at most
+        // 1 MiB" label alone is on every fetch error).
         let error = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap_err();
-        assert!(format!("{error:#}").contains("at most 1 MiB"), "{error:#}");
+        assert!(
+            format!("{error:#}").contains(&format!(
+                "{big_address}/stagex/x@sha256={hex}/signature-1: the answer is larger than 1048576 bytes"
+            )),
+            "{error:#}"
+        );
 
         // Accepts, reads, never answers.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

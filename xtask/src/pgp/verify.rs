@@ -519,6 +519,37 @@ mod tests {
         );
     }
 
+    /// Guards the `is_tsk` refusal of Keyring::load: a key file holding the
+    /// secret key is refused whole, naming the file, though its public half
+    /// would be a valid key; the same key exported public only loads.
+    #[test]
+    fn secret_key_material_in_the_keyring_is_refused() {
+        use openpgp::serialize::SerializeInto;
+        let (cert, _) = openpgp::cert::CertBuilder::new()
+            .add_userid("maintainer <m@example.com>")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        assert!(cert.is_tsk());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maintainer.asc");
+        std::fs::write(&path, cert.as_tsk().armored().to_vec().unwrap()).unwrap();
+        let error = Keyring::load(dir.path())
+            .err()
+            .expect("a secret key was loaded");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{} holds secret key material: the keyring takes public keys only (gpg --export, not --export-secret-keys)",
+                path.display()
+            )
+        );
+        std::fs::write(&path, cert.armored().to_vec().unwrap()).unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        assert_eq!(keyring.certs.len(), 1);
+        assert!(!keyring.certs[0].is_tsk());
+    }
+
     #[test]
     fn an_empty_keyring_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();

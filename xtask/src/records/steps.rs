@@ -106,7 +106,16 @@ pub fn leave_record<T>(
 /// What keeps each of `gates` from letting `build`'s archive through: a gate
 /// that did not run, ran on other bytes, or did not pass. Empty: all passed.
 pub fn unmet_gates(root: &Path, build: &BuildRecord, gates: &[&str]) -> Result<Vec<String>> {
-    let today = crate::time::today();
+    unmet_gates_on(root, build, gates, &crate::time::today())
+}
+
+/// [`unmet_gates`] on the day `today` (`YYYY-MM-DD`).
+fn unmet_gates_on(
+    root: &Path,
+    build: &BuildRecord,
+    gates: &[&str],
+    today: &str,
+) -> Result<Vec<String>> {
     let mut unmet = Vec::new();
     for gate in gates {
         match StepRecord::load(root, &build.image, gate)? {
@@ -123,7 +132,7 @@ pub fn unmet_gates(root: &Path, build: &BuildRecord, gates: &[&str]) -> Result<V
                     if let Some(until) = record
                         .valid_until
                         .as_ref()
-                        .filter(|until| until.as_str() < today.as_str())
+                        .filter(|until| until.as_str() < today)
                     {
                         unmet.push(format!(
                             "{gate} passed on ignore entries that expired after {until}: run it again"
@@ -201,6 +210,17 @@ mod tests {
         scan.valid_until = Some("9999-12-31".into());
         scan.save(root).unwrap();
         assert!(unmet_gates(root, &current, &["scan"]).unwrap().is_empty());
+        // At the boundary (guards `<` against `<=`): entries that hold
+        // through today still clear the gate; ones that ended yesterday not.
+        scan.valid_until = Some("2026-03-14".into());
+        scan.save(root).unwrap();
+        assert!(unmet_gates_on(root, &current, &["scan"], "2026-03-14")
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            unmet_gates_on(root, &current, &["scan"], "2026-03-15").unwrap(),
+            ["scan passed on ignore entries that expired after 2026-03-14: run it again"]
+        );
         // A run that does not finish replaces the passing record with a
         // failed one (a build record is there to tie it to).
         current.save(root).unwrap();

@@ -634,13 +634,62 @@ mod tests {
         let text = command.output().unwrap_err().to_string();
         assert!(text.contains("got ***"), "{text}");
         assert!(!text.contains("canary-5150"), "{text}");
+    }
 
-        // Not given: not inherited, even though this process has it. (No other
-        // test reads this variable.)
-        std::env::set_var("XTASK_SOURCE_REGISTRY_PASSWORD", "inherited-canary");
-        let mut probe = Cmd::new("sh");
-        probe.args(["-c", "echo \"[${XTASK_SOURCE_REGISTRY_PASSWORD:-unset}]\""]);
-        assert_eq!(probe.read().unwrap(), "[unset]");
+    /// The five secret variables, named here rather than read from
+    /// SECRET_VARIABLES: dropping one from that list fails this test.
+    const SECRETS: [&str; 5] = [
+        "XTASK_REGISTRY_PASSWORD",
+        "XTASK_SOURCE_REGISTRY_PASSWORD",
+        "COSIGN_PASSWORD",
+        "COSIGN_KEY",
+        "REGISTRY_PASSWORD",
+    ];
+
+    /// Set in the copy of this test binary that holds the secrets.
+    const INHERITANCE_CHILD: &str = "XTASK_TEST_INHERITANCE_CHILD";
+
+    /// Guards the `env_remove` of every secret variable in `expression`: a
+    /// process holding all five (a copy of this test binary, given them in
+    /// its environment: no `set_var` in this multi-threaded one) runs a
+    /// program without passing them on, and the program sees none of them.
+    #[test]
+    fn secret_variables_are_never_inherited() {
+        let probe_script: String = SECRETS
+            .iter()
+            .map(|name| format!("echo \"{name}=[${{{name}:-unset}}]\"; "))
+            .collect();
+        if std::env::var_os(INHERITANCE_CHILD).is_some() {
+            // The child: this process has every secret; its program must not.
+            for name in SECRETS {
+                assert!(std::env::var_os(name).is_some(), "{name} was not given");
+            }
+            let mut probe = Cmd::new("sh");
+            probe.args(["-c", probe_script.as_str()]);
+            println!("probe:{}:end", probe.read().unwrap().replace('\n', ","));
+            return;
+        }
+        let mut child = Cmd::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "tools::process::tests::secret_variables_are_never_inherited",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(INHERITANCE_CHILD, "1");
+        for name in SECRETS {
+            child.secret_env(name, format!("inherited-canary-{name}"));
+        }
+        let stdout = child.read().unwrap();
+        let expected: Vec<String> = SECRETS
+            .iter()
+            .map(|name| format!("{name}=[unset]"))
+            .collect();
+        assert!(
+            stdout.contains(&format!("probe:{}:end", expected.join(","))),
+            "{stdout}"
+        );
     }
 
     #[test]

@@ -69,10 +69,9 @@ fn a_containerfile_pinning_a_standin_by_digest_builds_from_the_registry() {
     // 1. The stand-in "StageX" core-busybox, pushed to the test registry.
     let standin = work.path().join("standin");
     busybox_context(&standin, "FROM scratch\nCOPY busybox /bin/busybox\n");
-    let name = format!(
-        "{registry}/stagex/core-busybox:standin-{}",
-        std::process::id()
-    );
+    // A prefix of this test's own, not the shared stand-ins' `stagex/`.
+    let own_prefix = format!("{registry}/{}", crate::names::unique("engine-standin"));
+    let name = format!("{own_prefix}/core-busybox:1.37.0");
     let metadata = work.path().join("standin.json");
     let output_flag = format!("type=image,name={name},push=true");
     run_ok(
@@ -129,7 +128,7 @@ fn a_containerfile_pinning_a_standin_by_digest_builds_from_the_registry() {
     // 3. Build it, pulling through the registry prefix build argument.
     let archive = work.path().join("base.tar");
     let output_flag = format!("type=oci,dest={},rewrite-timestamp=true", archive.display());
-    let prefix = format!("STAGEX_REGISTRY={registry}/stagex");
+    let prefix = format!("STAGEX_REGISTRY={own_prefix}");
     run_ok(&mut buildx(
         &image_dir,
         &["--build-arg", &prefix, "--output", &output_flag],

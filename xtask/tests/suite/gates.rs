@@ -33,7 +33,7 @@ fn scan_and_malcontent_gate_what_push_ships() {
     let low_mal = low_mal.to_str().unwrap();
     let critical_mal = scanners("malcontent/mal-analyze-kubo-injector-critical.json");
     let critical_mal = critical_mal.to_str().unwrap();
-    let repository = format!("{registry}/gates-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("gates"));
 
     let output = run(&["build", "base"], "", "");
     assert!(output.status.success(), "{}", text(&output));

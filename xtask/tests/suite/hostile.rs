@@ -43,7 +43,7 @@ fn mirror_args(source: &str, target: &str, signed: &Signed, reference: &str) -> 
 #[test]
 fn credentials_go_only_to_the_registry_they_are_for() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let digest = push_archive(
         &standin_archive("core-musl"),
         &format!("{registry}/creds-source-{id}/core-cred:1"),
@@ -137,7 +137,7 @@ fn credentials_go_only_to_the_registry_they_are_for() {
 #[test]
 fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
 
     // push
     let checkout = demo_checkout();
@@ -146,6 +146,33 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
     assert!(output.status.success(), "{}", text(&output));
     let archive_path = root.join("out/base-static/image.tar");
     let archive = OciArchive::open(&archive_path).unwrap();
+
+    // A record whose archive bytes match but whose manifest digest is
+    // another: refused before anything is sent (guards push_verified's
+    // archive-manifest-versus-record check).
+    let built = record(root, "base-static");
+    let mut other = built.clone();
+    other.manifest_digest = format!("sha256:{}", "1".repeat(64));
+    other.save(root).unwrap();
+    let naive = NaiveRegistry::start();
+    let to = format!("{}/pushed/base-static:1", naive.address);
+    let output = xtask_in(
+        root,
+        &["push", "base-static", "--to", &to, "--allow-ungated"],
+    );
+    let log = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "holds manifest {}, but the build record says {}: rebuild `base-static`",
+            archive.manifest_digest(),
+            other.manifest_digest
+        )),
+        "{log}"
+    );
+    assert!(naive.events().is_empty(), "{:?}", naive.events());
+    built.save(root).unwrap();
+
     let layer = archive.manifest.layers[0].clone();
     let location = archive.blob_location(&layer.digest).unwrap();
     let mut bytes = std::fs::read(&archive_path).unwrap();
@@ -218,7 +245,7 @@ fn corrupt_bytes_are_never_committed_even_where_the_registry_would() {
 #[test]
 fn hostile_manifests_are_refused_not_panicked_on() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let bad = "application/vnd.oci.image.manifest.v1+json\\u0007";
     let checkout = demo_checkout();
     let root = checkout.path();
@@ -366,7 +393,12 @@ fn a_realm_elsewhere_never_gets_the_credentials_of_its_own_host() {
         config.path(),
         serde_json::json!({ realm.address.clone(): { "auth": basic } }),
     );
-    let reference = ImageRef::parse(&format!("{}/realm-test/x:1", a.address)).unwrap();
+    let reference = ImageRef::parse(&format!(
+        "{}/{}/x:1",
+        a.address,
+        crate::names::unique("realm-test")
+    ))
+    .unwrap();
     let found = registry::block_on(async {
         let client = Registry::connect(&a.address, Role::Source, &source).await?;
         client.manifest_digest(&reference).await
@@ -413,7 +445,12 @@ fn token_lifetimes_a_realm_makes_up_are_clamped() {
         );
         let config = tempfile::tempdir().unwrap();
         let source = docker_config(config.path(), serde_json::json!({}));
-        let reference = ImageRef::parse(&format!("{}/lifetime/x:1", a.address)).unwrap();
+        let reference = ImageRef::parse(&format!(
+            "{}/{}/x:1",
+            a.address,
+            crate::names::unique("lifetime")
+        ))
+        .unwrap();
         let found = registry::block_on(async {
             let client = Registry::connect(&a.address, Role::Source, &source).await?;
             // Twice: the second from the cache the lifetime went into.
@@ -441,7 +478,7 @@ const TINY_IDLE: (&str, &str) = ("XTASK_HTTP_IDLE_TIMEOUT", "0.3");
 #[test]
 fn stalled_transfers_end_and_commit_nothing() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     let digest = push_archive(
         &standin,
@@ -514,7 +551,7 @@ fn stalled_transfers_end_and_commit_nothing() {
 #[test]
 fn a_lost_upload_session_starts_over_or_finds_its_blob() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     let blobs = OciArchive::open(&standin).unwrap().manifest.layers.len() + 1;
 
@@ -570,7 +607,7 @@ fn a_lost_upload_session_starts_over_or_finds_its_blob() {
 #[test]
 fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let archive = OciArchive::open(&standin_archive("core-busybox")).unwrap();
     let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
     let signed_hex = archive
@@ -620,7 +657,7 @@ fn a_manifest_unlike_the_signed_digest_is_never_mirrored() {
 #[test]
 fn an_upload_sent_elsewhere_is_not_followed() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("hostile");
     let standin = standin_archive("core-busybox");
     // Another loopback address: another host, which counts and drops every
     // connection.
@@ -675,4 +712,149 @@ fn push_refuses_a_digest_as_its_destination() {
     let log = text(&output);
     assert_eq!(output.status.code(), Some(2), "{log}");
     assert!(log.contains("name a tag, not a digest"), "{log}");
+}
+
+/// A registry that takes the push but then resolves the tag to another
+/// digest (it rewrote the manifest): the push fails saying so (guards the
+/// post-push check of `transfer::push_archive`; the manifest pulled back by
+/// the archive's digest is still the archive's, so nothing later catches it).
+#[test]
+fn a_registry_that_rewrote_the_manifest_fails_the_push() {
+    let registry = require_engine();
+    let standin = standin_archive("core-busybox");
+    let repository = format!("{}/busybox", crate::names::unique("rewrote"));
+    let proxy = Proxy::start(&registry);
+    let other = format!("sha256:{}", "0".repeat(64));
+    proxy.answer(
+        &format!("HEAD /v2/{repository}/manifests/1 "),
+        Answer {
+            status: 200,
+            headers: vec![("Docker-Content-Digest".into(), other.clone())],
+            body: Vec::new(),
+        },
+    );
+    let archive = OciArchive::open(&standin).unwrap();
+    let target = ImageRef::parse(&format!("{}/{repository}:1", proxy.address)).unwrap();
+    let pushed = registry::block_on(async {
+        let client = Registry::connect_to(&target, Role::Target).await?;
+        xtask::oci::transfer::push_archive(&client, &archive, &target).await
+    })
+    .unwrap();
+    let error = pushed.unwrap_err();
+    assert!(error.is::<xtask::error::Failure>(), "{error:#}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{target} resolves to Some(\"{other}\") after the push, not {}: the registry rewrote the manifest",
+            archive.manifest_digest()
+        )
+    );
+}
+
+/// A body of `size` bytes whose first line is `first`.
+fn padded(first: &str, size: usize) -> Vec<u8> {
+    let mut body = format!("{first}\n").into_bytes();
+    body.resize(size, b'x');
+    body
+}
+
+/// Each call site of `read_bounded` passes its own limit, and a stub serving
+/// one byte more than it is refused there: a token answer (64 KiB), a
+/// manifest (4 MiB), an error body (64 KiB: the error then quotes none of
+/// it, where an unbounded read would quote its first line). Guards the
+/// limits at each call site.
+#[test]
+fn every_body_read_from_a_registry_is_bounded_where_it_is_read() {
+    let registry = require_engine();
+    let small = 64 << 10;
+    let config = tempfile::tempdir().unwrap();
+    let source = docker_config(config.path(), serde_json::json!({}));
+
+    // A token answer one byte over 64 KiB (valid JSON holding a token).
+    let realm = Proxy::start(&registry);
+    let mut token = String::from("{\"token\":\"t\",\"pad\":\"");
+    token.push_str(&"x".repeat(small + 1 - token.len() - 2));
+    token.push_str("\"}");
+    assert_eq!(token.len(), small + 1);
+    serde_json::from_str::<serde_json::Value>(&token).unwrap();
+    realm.answer("/token", token_answer(&token));
+    let a = Proxy::start(&registry);
+    a.challenge(
+        "",
+        "Bearer t",
+        &format!("Bearer realm=\"http://{}/token\"", realm.address),
+    );
+    let reference = ImageRef::parse(&format!(
+        "{}/{}/x:1",
+        a.address,
+        crate::names::unique("bounded-token")
+    ))
+    .unwrap();
+    let found = registry::block_on(async {
+        let client = Registry::connect(&a.address, Role::Source, &source).await?;
+        client.manifest_digest(&reference).await
+    })
+    .unwrap();
+    let error = format!("{:#}", found.unwrap_err());
+    assert!(
+        error.contains("the answer is larger than 65536 bytes"),
+        "{error}"
+    );
+
+    // A manifest one byte over 4 MiB.
+    let proxy = Proxy::start(&registry);
+    let repository = crate::names::unique("bounded-manifest");
+    proxy.answer(
+        &format!("GET /v2/{repository}/manifests/1 "),
+        Answer {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            body: padded("{}", (4 << 20) + 1),
+        },
+    );
+    // An error body one byte over 64 KiB, for a 403 and for a 500.
+    let marker = "error-body-first-line";
+    for (tag, status) in [("forbidden", 403), ("broken", 500)] {
+        proxy.answer(
+            &format!("GET /v2/{repository}/manifests/{tag} "),
+            Answer {
+                status,
+                headers: vec![],
+                body: padded(marker, small + 1),
+            },
+        );
+    }
+    let pulled = |tag: &str| {
+        let reference = ImageRef::parse(&format!("{}/{repository}:{tag}", proxy.address)).unwrap();
+        let source = source.clone();
+        registry::block_on(async move {
+            let client = Registry::connect(reference.api_host(), Role::Source, &source).await?;
+            client.pull_manifest(&reference).await
+        })
+        .unwrap()
+    };
+    let error = format!("{:#}", pulled("1").unwrap_err());
+    assert!(
+        error.contains("the answer is larger than 4194304 bytes"),
+        "{error}"
+    );
+    for tag in ["forbidden", "broken"] {
+        let error = format!("{:#}", pulled(tag).unwrap_err());
+        assert!(error.contains(&format!("/manifests/{tag}")), "{error}");
+        assert!(!error.contains(marker), "{tag}: {error}");
+    }
+    // Within the limit, the first line is quoted: the stub is read.
+    proxy.answer(
+        &format!("GET /v2/{repository}/manifests/small "),
+        Answer {
+            status: 403,
+            headers: vec![],
+            body: padded(marker, small),
+        },
+    );
+    let error = format!("{:#}", pulled("small").unwrap_err());
+    assert!(error.contains(marker), "{error}");
 }

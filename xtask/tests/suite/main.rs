@@ -13,6 +13,8 @@ mod hostile;
 mod k8s;
 mod keys;
 mod mirror;
+#[path = "common/names.rs"]
+mod names;
 mod pins;
 mod pipeline;
 mod provenance;

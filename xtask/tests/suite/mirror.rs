@@ -45,7 +45,7 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
             if package == rejected { 1 } else { 2 },
         );
     }
-    let target = format!("{registry}/mirror-{}", std::process::id());
+    let target = format!("{registry}/{}", crate::names::unique("mirror"));
     let signatures_out = tempfile::tempdir().unwrap();
     let report = tempfile::tempdir().unwrap();
     let json = report.path().join("mirror.json");
@@ -88,6 +88,33 @@ fn verified_images_arrive_identical_rejected_ones_never_and_a_rerun_only_asks() 
                 "*/*",
             );
             assert_eq!(tags_status, 404, "the repository of {package} exists");
+            // Nor any of its blobs (a registry keeps blobs without a tag or a
+            // manifest, and tags/list does not show them).
+            let (status, source) = registry_get(
+                &registry,
+                &format!("/v2/stagex/{package}/manifests/sha256:{hex}"),
+                MANIFEST_ACCEPT,
+            );
+            assert_eq!(status, 200, "the stand-in {package} is not in the source");
+            let manifest: serde_json::Value = serde_json::from_slice(&source).unwrap();
+            let blobs: Vec<&str> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain([&manifest["config"]])
+                .map(|blob| blob["digest"].as_str().unwrap())
+                .collect();
+            assert!(blobs.len() >= 2, "{manifest}");
+            for blob in blobs {
+                assert_eq!(
+                    registry_head(
+                        &registry,
+                        &blob_path(&format!("{repository}/{package}"), blob)
+                    ),
+                    404,
+                    "blob {blob} of the rejected {package} arrived"
+                );
+            }
             assert!(
                 log.contains("1 distinct maintainer key(s) of 2 required"),
                 "{log}"
@@ -171,7 +198,7 @@ fn blob_path(repository: &str, digest: &str) -> String {
 #[test]
 fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-busybox");
     let upstream = format!("upstream-{id}");
     let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-big:1"));
@@ -287,7 +314,7 @@ fn an_interrupted_copy_resumes_and_no_manifest_shows_before_its_blobs() {
 #[test]
 fn blobs_the_target_has_elsewhere_are_mounted() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-musl");
     let upstream = format!("{registry}/mount-source-{id}");
     let digest = push_archive(&archive, &format!("{upstream}/core-a:1"));
@@ -329,7 +356,7 @@ fn blobs_the_target_has_elsewhere_are_mounted() {
 #[test]
 fn an_index_is_copied_with_its_children() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let upstream = format!("{registry}/index-source-{id}");
     let mut children = Vec::new();
     for (tag, package) in [("child-a", "core-musl"), ("child-b", "core-busybox")] {
@@ -405,7 +432,7 @@ fn an_index_is_copied_with_its_children() {
 #[test]
 fn transient_registry_errors_are_retried() {
     let registry = require_engine();
-    let id = std::process::id();
+    let id = crate::names::unique("mirror");
     let archive = standin_archive("core-ca-certificates");
     let upstream = format!("retry-source-{id}");
     let digest = push_archive(&archive, &format!("{registry}/{upstream}/core-ca:1"));

@@ -50,7 +50,7 @@ fn a_moved_tag_is_found_and_moved_everywhere() {
     let root = checkout.path();
     // A private copy of the stand-ins under their tags (`latest` too, for
     // the pin without one).
-    let prefix = format!("{registry}/pins-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("pins"));
     for (package, tag, _) in standins(root) {
         let tag = tag.unwrap_or_else(|| "latest".to_string());
         push_archive(
@@ -194,6 +194,23 @@ fn moving_to_a_release_is_one_command_and_all_or_nothing() {
     );
     assert_eq!(snapshot(root), before, "a file changed");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // A write that fails after the first files were written (the release
+    // folder is a file, so its lists cannot go there; the Containerfiles
+    // come first): every file written is put back (guards the roll_back of
+    // `pins update`, which the checks above never reach).
+    let blocker = root.join("stagex-release/2026.04.0");
+    std::fs::write(&blocker, "in the way\n").unwrap();
+    let before = snapshot(root);
+    let output = xtask_in(root, &["pins", "update", "--to-release", list]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        text(&output).contains("pins update: every file is as it was"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(snapshot(root), before, "a file changed");
+    std::fs::remove_file(&blocker).unwrap();
 
     let output = xtask_in(root, &["pins", "update", "--to-release", list]);
     assert!(output.status.success(), "{}", text(&output));

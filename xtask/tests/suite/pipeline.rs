@@ -132,7 +132,7 @@ fn push_keeps_the_digest_and_refuses_a_tampered_archive() {
     assert!(output.status.success(), "{}", text(&output));
     let digest = record(root, "base").manifest_digest;
     let digest = digest.as_str();
-    let repository = format!("push-test-{}", std::process::id());
+    let repository = crate::names::unique("push-test");
 
     let target = format!("{registry}/{repository}/base:v1");
     // Not cleared to ship: no gate ran on these bytes; each is named with
@@ -322,7 +322,8 @@ fn a_broken_image_skips_its_dependents_only() {
 
 #[test]
 fn the_demo_runs_the_whole_pipeline_and_reports_json() {
-    require_engine();
+    let registry = require_engine();
+    let mut prefixes = std::collections::BTreeSet::new();
     let dir = tempfile::tempdir_in(repo_root().join("target")).unwrap();
     let json = dir.path().join("demo.json");
     let output = xtask(&[
@@ -347,7 +348,30 @@ fn the_demo_runs_the_whole_pipeline_and_reports_json() {
             "{image}"
         );
         assert!(Path::new(image["archive"].as_str().unwrap()).is_file());
+        // Pulled back here too: the registry serves the archive's manifest
+        // bytes under the reported reference (not true by construction).
+        let archive =
+            xtask::oci::archive::OciArchive::open(Path::new(image["archive"].as_str().unwrap()))
+                .unwrap();
+        let (name, digest) = pushed.split_once('@').unwrap();
+        let (host, path) = name.split_once('/').unwrap();
+        assert_eq!(host, registry, "{image}");
+        // The demo's repository is its own per run, never a fixed one.
+        assert!(path.starts_with("demo-"), "{image}");
+        prefixes.insert(path.split('/').next().unwrap().to_string());
+        let (status, served) = registry_get(
+            &registry,
+            &format!("/v2/{path}/manifests/{digest}"),
+            MANIFEST_ACCEPT,
+        );
+        assert_eq!(status, 200, "{image}");
+        assert_eq!(served, archive.manifest_bytes, "{image}");
     }
+    assert_eq!(
+        prefixes.len(),
+        1,
+        "one repository prefix per run: {prefixes:?}"
+    );
     let steps: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
@@ -398,7 +422,7 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     let checkout = demo_checkout();
     let root = checkout.path();
     let json = root.join("all.json");
-    let prefix = format!("{registry}/all-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("all"));
     let repository = prefix.split_once('/').unwrap().1.to_string();
     // What is pushed is signed with a key pair of the test's, its public half
     // the checkout's cosign.pub.
@@ -622,4 +646,21 @@ fn on_recorded_builds_only_what_is_named() {
         record(root, "hello").built_on[0].manifest_digest,
         base.manifest_digest
     );
+}
+
+/// The demo's "pulled back identical" is a comparison of what the registry
+/// serves, not a restatement of push's success: through a proxy that flips a
+/// byte of the manifest it is false, straight from the registry true.
+#[test]
+fn the_demos_pull_back_compares_what_the_registry_serves() {
+    use crate::common::proxy::Proxy;
+    let registry = require_engine();
+    let standin = standin_archive("core-busybox");
+    let repository = crate::names::unique("pulled-back");
+    let digest = push_archive(&standin, &format!("{registry}/{repository}:1"));
+    let pinned = |host: &str| format!("{host}/{repository}@{digest}");
+    assert!(xtask::dev::demo::pulled_back_identical(&pinned(&registry), &standin).unwrap());
+    let proxy = Proxy::start(&registry);
+    proxy.corrupt("/manifests/");
+    assert!(!xtask::dev::demo::pulled_back_identical(&pinned(&proxy.address), &standin).unwrap());
 }

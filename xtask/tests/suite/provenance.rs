@@ -167,7 +167,7 @@ fn provenance_is_attested_verified_by_cosign_and_rebuilt_against() {
     assert!(output.status.success(), "{}", text(&output));
     let provenance = scratch.path().join("greeting.provenance.json");
     std::fs::write(&provenance, provenance_of(root, "greeting")).unwrap();
-    let repository = format!("{registry}/provenance-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("provenance"));
     let digest = push_archive(
         &root.join("out/greeting/image.tar"),
         &format!("{repository}:1"),

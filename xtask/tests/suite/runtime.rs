@@ -6,38 +6,78 @@ use std::path::Path;
 
 use crate::common::*;
 
+/// Where this machine's glibc lives, read rather than assumed (x86_64 is
+/// not the only host): tini's own interpreter (`/lib64/ld-linux-x86-64.so.2`
+/// on x86_64, `/lib/ld-linux-aarch64.so.1` on arm64) and the multiarch
+/// folder of Debian's libc6 that holds it and libc.so.6
+/// (`x86_64-linux-gnu`, `aarch64-linux-gnu`, …).
+struct Glibc {
+    interpreter: String,
+    triplet: String,
+}
+
+fn glibc() -> Glibc {
+    let tini = layout().tools().join("usr/bin/tini");
+    assert!(tini.is_file(), "{} is missing: {PROVISION}", tini.display());
+    let elf = xtask::commands::check_runtime::elf::read(&std::fs::read(&tini).unwrap()).unwrap();
+    let interpreter = elf.interpreter.expect("tini is dynamically linked");
+    let loader = Path::new(&interpreter).file_name().unwrap();
+    let lib = standin_root().join("lib");
+    let triplet = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|dir| {
+            dir.file_name()
+                .is_some_and(|name| name.to_string_lossy().contains("-linux-gnu"))
+                && dir.join("libc.so.6").is_file()
+                && dir.join(loader).exists()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no <triplet>-linux-gnu folder with libc.so.6 and {} in {}: {PROVISION}",
+                loader.to_string_lossy(),
+                lib.display()
+            )
+        });
+    Glibc {
+        interpreter,
+        triplet: triplet.file_name().unwrap().to_string_lossy().into_owned(),
+    }
+}
+
 /// The files of a runnable `tini`: the program, glibc's loader and libc, the
-/// loader's `/lib64` link, as Debian lays them out.
+/// loader's link where tini's interpreter names it, as Debian lays them out.
 fn tini_rootfs(context: &Path, with_libc: bool) {
     let rootfs = context.join("rootfs");
     let tini = layout().tools().join("usr/bin/tini");
-    assert!(tini.is_file(), "{} is missing: {PROVISION}", tini.display());
-    let libc6 = standin_root().join("lib/x86_64-linux-gnu");
-    assert!(
-        libc6.join("libc.so.6").is_file(),
-        "{} has no libc.so.6: {PROVISION}",
-        libc6.display()
-    );
+    let Glibc {
+        interpreter,
+        triplet,
+    } = glibc();
+    let libc6 = standin_root().join("lib").join(&triplet);
+    let loader = Path::new(&interpreter)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     std::fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
     std::fs::copy(&tini, rootfs.join("usr/bin/tini")).unwrap();
-    std::fs::create_dir_all(rootfs.join("lib/x86_64-linux-gnu")).unwrap();
-    let mut files = vec!["ld-linux-x86-64.so.2"];
+    let lib = rootfs.join("lib").join(&triplet);
+    std::fs::create_dir_all(&lib).unwrap();
+    let mut files = vec![loader.as_str()];
     if with_libc {
         files.push("libc.so.6");
     }
     for file in files {
-        std::fs::copy(
-            libc6.join(file),
-            rootfs.join("lib/x86_64-linux-gnu").join(file),
-        )
-        .unwrap();
+        std::fs::copy(libc6.join(file), lib.join(file)).unwrap();
     }
-    std::fs::create_dir_all(rootfs.join("lib64")).unwrap();
-    std::os::unix::fs::symlink(
-        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-        rootfs.join("lib64/ld-linux-x86-64.so.2"),
-    )
-    .unwrap();
+    let in_triplet = format!("/lib/{triplet}/{loader}");
+    if interpreter != in_triplet {
+        let link = rootfs.join(interpreter.trim_start_matches('/'));
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&in_triplet, link).unwrap();
+    }
 }
 
 /// A FROM-scratch image of the files under its `rootfs/`, started as `entrypoint`.
@@ -120,8 +160,9 @@ fn build_proves_each_image_can_start_and_refuses_those_that_cannot() {
 
     // Without libc: exactly that library, and the file that needs it.
     let without = reason(&reports, "tini-without-libc");
+    let triplet = glibc().triplet;
     assert!(
-        without.contains("/usr/bin/tini: needs libc.so.6: not found in /lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib64, /usr/lib64, /lib, /usr/lib (glibc rules)"),
+        without.contains(&format!("/usr/bin/tini: needs libc.so.6: not found in /lib/{triplet}, /usr/lib/{triplet}, /lib64, /usr/lib64, /lib, /usr/lib (glibc rules)")),
         "{without}"
     );
     assert_eq!(without.matches("needs ").count(), 1, "{without}");

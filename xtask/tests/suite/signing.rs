@@ -133,7 +133,7 @@ fn sign_attest_and_verify_by_digest() {
     make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
     let (_, other_public) = key_pair(scratch.path(), "theirs");
-    let repository = format!("{registry}/signing-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("signing"));
     let digest = push_archive(&standin_archive("core-busybox"), &format!("{repository}:1"));
     let pinned = format!("{repository}@{digest}");
     let mut signer = Signer::new(&root, scratch.path());
@@ -251,6 +251,24 @@ fn sign_attest_and_verify_by_digest() {
         "--no-tlog",
     ]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    // The old digest named with the tag that moved away from it: refused
+    // before cosign runs (guards the moved-tag check of `reach`; without it
+    // the old digest's signature verifies).
+    let output = signer.run(&[
+        "verify",
+        &format!("{repository}:1@{digest}"),
+        "--key",
+        public,
+        "--no-tlog",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains(&format!(
+            "{repository}:1 points at {moved}, not {digest}: the tag moved"
+        )),
+        "{}",
+        text(&output)
+    );
 
     signer.assert_no_leak();
     let argv = std::fs::read_to_string(&signer.argv_log).unwrap();
@@ -283,12 +301,21 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
             .save(root)
             .unwrap();
     };
-    let repository = format!("{registry}/publish-{}", std::process::id());
+    let repository = format!("{registry}/{}", crate::names::unique("publish"));
     let to = format!("{repository}:1.0");
     let tag_exists = || {
         let path = format!(
             "/v2/{}/manifests/1.0",
             repository.split_once('/').unwrap().1
+        );
+        registry_head(&registry, &path) == 200
+    };
+    // Publish pushes by digest before the tag: "nothing pushed" is both.
+    let digest_exists = || {
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            repository.split_once('/').unwrap().1,
+            build.manifest_digest
         );
         registry_head(&registry, &path) == 200
     };
@@ -304,6 +331,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
 
     // Every gate passed, but the archive changed after them: refused.
     gate("scan", xtask::report::Outcome::Passed);
@@ -320,6 +348,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
     std::fs::write(&archive, &original).unwrap();
 
     // A key that is not cosign.pub's pair: refused before pushing.
@@ -340,11 +369,12 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
         text(&output)
     );
     assert!(!tag_exists());
+    assert!(!digest_exists());
 
     // Signatures stored where Kyverno does not look (cosign told to keep
     // them in another repository): cosign's own verify finds them there,
     // but publish refuses, and the tag does not move.
-    let elsewhere = format!("{registry}/publish-elsewhere-{}", std::process::id());
+    let elsewhere = format!("{registry}/{}", crate::names::unique("publish-elsewhere"));
     let output = signer.run_with(
         &["publish", "base", "--to", &to, "--key", key, "--no-tlog"],
         &[("COSIGN_REPOSITORY", elsewhere)],
@@ -425,7 +455,7 @@ fn publish_ships_only_cleared_bytes_then_signs_and_verifies() {
 
     // A release tag is taken once (the same digest again is no move) and
     // never moved: publish refuses before pushing, and the tag stays.
-    let prefix = format!("{registry}/release-{}", std::process::id());
+    let prefix = format!("{registry}/{}", crate::names::unique("release"));
     let release = |n: u32| format!("{prefix}/base:2026.03.0-{n}");
     for _ in 0..2 {
         let output = signer.run(&[
@@ -601,7 +631,7 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
     let root = scratch.path().join("root");
     make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
-    let repository = format!("realm-{}", std::process::id());
+    let repository = crate::names::unique("realm");
     let digest = push_archive(
         &standin_archive("core-busybox"),
         &format!("{registry}/{repository}:1"),
@@ -710,4 +740,123 @@ fn the_private_key_never_lands_in_the_checkout() {
     assert!(!root.join("keys/cosign.key").exists());
     assert!(!root.join("secret").exists());
     assert!(!root.join("cosign.pub").exists());
+}
+
+/// The token requests `proxy` saw: each one's `scope` parameters and its
+/// Authorization header (empty when none).
+fn token_requests(heads: &[String]) -> Vec<(Vec<String>, String)> {
+    heads
+        .iter()
+        .filter(|head| head.starts_with("GET /token"))
+        .map(|head| {
+            let path = head.split_whitespace().nth(1).unwrap();
+            let url = reqwest::Url::parse(&format!("http://x{path}")).unwrap();
+            let scopes = url
+                .query_pairs()
+                .filter(|(name, _)| name == "scope")
+                .map(|(_, value)| value.into_owned())
+                .collect();
+            let authorization = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("authorization")
+                        .then(|| value.trim().to_string())
+                })
+                .unwrap_or_default();
+            (scopes, authorization)
+        })
+        .collect()
+}
+
+/// A registry whose token realm is its own (so the realm gets the
+/// registry's credentials): `sign` asks for the push scope with the
+/// environment's push credentials; `verify` asks only for the pull scope,
+/// with the docker config's entry and never the push credentials. Guards
+/// the `push` flag `reach` passes to `child_auth` and the docker-config-only
+/// source of a read.
+#[test]
+fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
+    use crate::common::proxy::{Answer, Proxy};
+    let registry = require_engine();
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    make_checkout(&root);
+    let (key, public) = key_pair(scratch.path(), "ours");
+    let repository = crate::names::unique("scoped");
+    let digest = push_archive(
+        &standin_archive("core-busybox"),
+        &format!("{registry}/{repository}:1"),
+    );
+    let a = Proxy::start(&registry);
+    a.answer(
+        "GET /token",
+        Answer {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: br#"{"token":"scoped-token"}"#.to_vec(),
+        },
+    );
+    a.challenge(
+        "",
+        "Bearer ",
+        &format!("Bearer realm=\"http://{}/token\",service=\"a\"", a.address),
+    );
+    let basic = |pair: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    let (pusher, reader) = ("pusher:push-canary-31", "reader:read-canary-32");
+    let docker = scratch.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {a.address.clone(): {"auth": basic(reader)[6..]}}}).to_string(),
+    )
+    .unwrap();
+    let env = [
+        ("COSIGN_PASSWORD", CANARY.to_string()),
+        ("XTASK_REGISTRY_USERNAME", "pusher".to_string()),
+        ("XTASK_REGISTRY_PASSWORD", "push-canary-31".to_string()),
+        ("DOCKER_CONFIG", docker.display().to_string()),
+    ];
+    let pinned = format!("{}/{repository}@{digest}", a.address);
+    let output = xtask_in_env(
+        &root,
+        &["sign", &pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let push_scope = format!("repository:{repository}:pull,push");
+    let pull_scope = format!("repository:{repository}:pull");
+    let signed = token_requests(&a.heads());
+    assert!(
+        signed
+            .iter()
+            .any(|(scopes, auth)| scopes == std::slice::from_ref(&push_scope)
+                && *auth == basic(pusher)),
+        "sign asked for no push token with the push credentials: {signed:?}"
+    );
+    let seen = a.heads().len();
+    let output = xtask_in_env(
+        &root,
+        &[
+            "verify",
+            &pinned,
+            "--key",
+            public.to_str().unwrap(),
+            "--no-tlog",
+        ],
+        &env,
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let verified = token_requests(&a.heads()[seen..]);
+    assert!(!verified.is_empty(), "verify asked for no token");
+    for (scopes, auth) in &verified {
+        assert_eq!(scopes, std::slice::from_ref(&pull_scope), "{verified:?}");
+        assert_eq!(*auth, basic(reader), "{verified:?}");
+    }
 }

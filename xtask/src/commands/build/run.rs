@@ -338,3 +338,42 @@ fn fetch_source(
         commit: commit.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the refusal of fetch_source: a build context without a pinned
+    /// commit is refused as a failed check (naming how to pin it) before git
+    /// runs, never cloned at its tag alone. (The repository plan's snapshot
+    /// shows forgejo-runner's context unpinned; this is what makes that
+    /// unpinned context a refusal and not a build.)
+    #[test]
+    fn an_unpinned_source_is_refused_before_git_runs() {
+        let root = crate::files::project_root();
+        let catalog = crate::model::catalog::Catalog::load(&root).unwrap();
+        let options = super::super::plan::BuildOptions::new(&root, 1_700_000_000);
+        let builds =
+            super::super::plan::plan(&catalog, &["forgejo-runner".into()], &options).unwrap();
+        let build = builds.iter().find(|b| b.image == "forgejo-runner").unwrap();
+        let pinned = build.sources[0];
+        let unpinned = settings::BuildContext {
+            name: pinned.name,
+            image: pinned.image,
+            git: pinned.git,
+            tag: pinned.tag,
+            commit: None,
+        };
+        // No git on this PATH: reaching git would fail otherwise.
+        let env = Env::from([("PATH".to_string(), "/nonexistent".to_string())]);
+        let error = fetch_source(build, &unpinned, &env).err().unwrap();
+        assert!(error.is::<crate::error::Failure>(), "{error:#}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "build context `{}` ({} tag {}) is not pinned to a commit, and a tag alone can be moved: read it with `git ls-remote {} 'refs/tags/{}^{{}}'` and set `commit` in xtask/src/model/settings.rs",
+                pinned.name, pinned.git, pinned.tag, pinned.git, pinned.tag
+            )
+        );
+    }
+}

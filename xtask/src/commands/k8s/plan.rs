@@ -1087,6 +1087,58 @@ mod tests {
         }
     }
 
+    /// Whether `image` names its bytes: `…@sha256:` and 64 lowercase hex
+    /// digits, so the placeholder `@sha256:unpublished-…` is not.
+    fn pinned_by_digest(image: &str) -> bool {
+        image.rsplit_once("@sha256:").is_some_and(|(name, hex)| {
+            !name.is_empty()
+                && hex.len() == 64
+                && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+    }
+
+    /// Every container image of the Deployments of a published site is
+    /// pinned by a real digest (guards runner_image using the published
+    /// digest); an unpublished site's runner is the placeholder, which is
+    /// not taken for a pin.
+    #[test]
+    fn published_deployments_pull_every_image_by_digest() {
+        let images = |site: &Site| -> Vec<String> {
+            let mut images = Vec::new();
+            for file in manifests(site, &keys(Some(KEY))).unwrap() {
+                for object in file.objects.iter().filter(|o| o["kind"] == "Deployment") {
+                    let spec = &object["spec"]["template"]["spec"];
+                    for list in ["initContainers", "containers"] {
+                        for container in spec[list].as_array().unwrap() {
+                            images.push(container["image"].as_str().unwrap().to_string());
+                        }
+                    }
+                }
+            }
+            images
+        };
+        let published = images(&published());
+        assert!(published.len() >= 6, "{published:?}");
+        for image in &published {
+            assert!(pinned_by_digest(image), "{image}");
+        }
+        let unpublished = images(&Site {
+            runner_image_digest: None,
+            ..Site::ours()
+        });
+        let placeholders: Vec<&String> = unpublished
+            .iter()
+            .filter(|image| !pinned_by_digest(image))
+            .collect();
+        assert!(!placeholders.is_empty(), "{unpublished:?}");
+        for image in placeholders {
+            assert!(
+                image.ends_with("/forgejo-runner@sha256:unpublished-set-RUNNER_IMAGE_DIGEST"),
+                "{image}"
+            );
+        }
+    }
+
     #[test]
     fn only_the_dind_container_is_privileged() {
         let files = manifests(&Site::ours(), &keys(Some(KEY))).unwrap();

@@ -525,15 +525,51 @@ mod tests {
         let path = dir.path().join("ignore.yml");
         std::fs::write(&path, "- id: CVE-1\n  package: core-musl\n  reason: fixed upstream\n  expires: 2027-01-31\n  by: alice\n").unwrap();
         assert_eq!(load_ignores(&path).unwrap().len(), 1);
-        for bad in [
-            "- id: CVE-1\n  package: x\n  reason: r\n  expires: soon\n  by: a\n",
-            "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2026-13-45\n  by: a\n",
-            "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2026-13-45\n  by: a\n",
-            "- id: CVE-1\n  package: x\n  reason: \"\"\n  expires: 2027-01-01\n  by: a\n",
-            "- id: CVE-1\n  package: x\n  reason: r\n  expires: 2027-01-01\n  by: a\n  extra: 1\n",
+        // Each bad case for its own reason (guards the date check, the
+        // reason and `by` checks each, and deny_unknown_fields).
+        let not_a_date = "is not a date (YYYY-MM-DD, a real one)";
+        let unsigned = "needs a reason and who accepted it";
+        let shape = "expected a list of {id, package, reason, expires: YYYY-MM-DD, by}";
+        for (bad, why) in [
+            ("expires: soon", not_a_date),
+            ("expires: 2026-13-45", not_a_date),
+            ("expires: 2026-02-30", not_a_date),
+            ("expires: 2026-1-05", not_a_date),
+            ("reason: \"\"", unsigned),
+            ("reason: \"  \"", unsigned),
+            ("by: \"\"", unsigned),
+            ("extra: 1", shape),
         ] {
-            std::fs::write(&path, bad).unwrap();
-            assert!(load_ignores(&path).is_err(), "{bad}");
+            let (field, _) = bad.split_once(':').unwrap();
+            let mut entry: Vec<String> = [
+                "id: CVE-1",
+                "package: x",
+                "reason: r",
+                "expires: 2027-01-01",
+                "by: a",
+            ]
+            .iter()
+            .filter(|line| !line.starts_with(&format!("{field}:")))
+            .map(|line| line.to_string())
+            .collect();
+            entry.push(bad.to_string());
+            let text = format!("- {}\n", entry.join("\n  "));
+            std::fs::write(&path, &text).unwrap();
+            let error = format!("{:#}", load_ignores(&path).unwrap_err());
+            assert!(error.contains(why), "{text}: {error}");
+        }
+        for missing in ["by", "expires"] {
+            let text = format!(
+                "- id: CVE-1\n  package: x\n  reason: r\n  {}\n",
+                if missing == "by" {
+                    "expires: 2027-01-01"
+                } else {
+                    "by: a"
+                }
+            );
+            std::fs::write(&path, &text).unwrap();
+            let error = format!("{:#}", load_ignores(&path).unwrap_err());
+            assert!(error.contains(shape), "{text}: {error}");
         }
     }
 }

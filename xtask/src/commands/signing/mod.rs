@@ -770,3 +770,39 @@ pub fn check_where_kyverno_reads(pinned: &Pinned, predicate_types: &[&str]) -> R
         Ok([signatures.to_string(), attestations.to_string()])
     })?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the version check of KeyArgs::signing: cosign 3.0.0 to 3.0.2
+    /// would upload to the public transparency log despite
+    /// `--tlog-upload=false`, so `--no-tlog` with them is refused before any
+    /// key is read; 3.0.3, and those versions with the log wanted, are not.
+    #[test]
+    fn no_tlog_is_refused_with_a_cosign_that_ignores_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cosign.key");
+        std::fs::write(&key, "not read here").unwrap();
+        let args = |no_tlog| KeyArgs {
+            key: Some(key.clone()),
+            no_tlog,
+            password: Some(String::new()),
+        };
+        let cosign = |version| cosign::Installed {
+            generation: Generation::SigningConfig,
+            version: Some(version),
+        };
+        for patch in 0..=2 {
+            let error = args(true).signing(cosign((3, 0, patch))).err().unwrap();
+            assert_eq!(
+                error.to_string(),
+                format!("cosign 3.0.{patch} ignores --tlog-upload=false and would upload to the public transparency log (sigstore/cosign#4503): install cosign 3.0.3 or newer, or 2.x")
+            );
+        }
+        let (signing, _) = args(true).signing(cosign((3, 0, 3))).unwrap();
+        assert!(!signing.tlog);
+        let (signing, _) = args(false).signing(cosign((3, 0, 1))).unwrap();
+        assert!(signing.tlog);
+    }
+}
