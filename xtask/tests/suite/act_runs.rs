@@ -40,7 +40,7 @@ impl ActCheckout {
                 .arg("generate-key-pair")
                 .arg("--output-key-prefix")
                 .arg(keys.path().join("cosign"))
-                .env("COSIGN_PASSWORD", "test"),
+                .env("COSIGN_PASSWORD", "act-run-password"),
         );
         std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
         // The stand-in checkout's own test suite, which the `test` job runs.
@@ -124,7 +124,7 @@ impl ActCheckout {
             )
             .env("XTASK_KEYRING", self.signed.gpg.keyring.path())
             .env("COSIGN_KEY", key)
-            .env("COSIGN_PASSWORD", "test")
+            .env("COSIGN_PASSWORD", "act-run-password")
             .env("STUB_GRYPE", scanners("grype/grype-json-empty.golden.json"))
             .env(
                 "STUB_MAL",

@@ -134,6 +134,17 @@ pub fn plan(
             .get_mut("steps")
             .and_then(Value::as_sequence_mut)
             .with_context(|| format!("{file}: job {id} has no steps"))?;
+        // The binary reaches every job by a copy, not through the artifact
+        // server: zipping 36 MB of debug binary in and out of each job cost
+        // more than the jobs' own work. Images and reports still travel as
+        // artifacts.
+        steps.retain(|step| !moves_xtask(step, "upload-artifact"));
+        for step in steps.iter_mut() {
+            if moves_xtask(step, "download-artifact") {
+                *step = serde_yaml::from_str(HANDED_STEP)?;
+                handed_binary = true;
+            }
+        }
         for step in steps.iter_mut().filter_map(Value::as_mapping_mut) {
             let env = step.get_mut("env").and_then(Value::as_mapping_mut);
             for value in env.into_iter().flat_map(|env| env.values_mut()) {
@@ -215,6 +226,19 @@ pub fn secret_file(secrets: &[(String, String)]) -> String {
         text.push_str(&format!("{name}=\"{escaped}\"\n"));
     }
     text
+}
+
+/// The step a local run puts where a job downloads the xtask binary.
+const HANDED_STEP: &str = "name: The xtask binary this command runs as\nrun: mkdir -p .xtask-bin && cp \"$XTASK_PREBUILT\" .xtask-bin/xtask\n";
+
+/// Whether `step` uploads or downloads (`action`) the `xtask` artifact.
+fn moves_xtask(step: &Value, action: &str) -> bool {
+    let uses = step.get("uses").and_then(Value::as_str).unwrap_or_default();
+    let name = step
+        .get("with")
+        .and_then(|with| with.get("name"))
+        .and_then(Value::as_str);
+    uses.contains(&format!("/{action}@")) && name == Some("xtask")
 }
 
 /// `job` and every job it needs, transitively.
@@ -440,7 +464,17 @@ impl Legs {
             Some(_) => leg.ended = true,
             None => {}
         }
-        (line.level == "info").then(|| format!("[{}] {}", line.job.trim(), line.msg.trim_end()))
+        // A step's output can come as several lines in one message: each
+        // line gets the job's name.
+        (line.level == "info").then(|| {
+            let job = line.job.trim();
+            line.msg
+                .trim_end()
+                .lines()
+                .map(|text| format!("[{job}] {text}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
     }
 }
 
@@ -489,7 +523,16 @@ mod tests {
         assert!(plan.handed_binary);
         assert!(!plan.text.contains("code.forgejo.org"), "{}", plan.text);
         assert!(!plan.text.contains(RELEASE_BUILD), "{}", plan.text);
-        assert_eq!(plan.actions.len(), 3);
+        // The binary is copied into each job, never zipped through artifacts.
+        assert!(!plan.text.contains("name: xtask\n"), "{}", plan.text);
+        assert_eq!(
+            plan.text.matches("cp \"$XTASK_PREBUILT\"").count(),
+            2,
+            "{}",
+            plan.text
+        );
+        // Only checkout is left: the binary no longer travels as an artifact.
+        assert_eq!(plan.actions.len(), 1);
         let args = act_args(&plan, Event::PullRequest, Path::new("/work"), 4567, &[]);
         let joined = args.join(" ");
         assert!(
@@ -543,7 +586,7 @@ mod tests {
             r#"{"job":"build/Build and scan one-1","jobID":"build-scan","jobResult":"failure","level":"info","matrix":{"image":"one"},"msg":"🏁  Job failed"}"#,
             r#"{"job":"build/Build and scan two-2","jobID":"build-scan","jobResult":"failure","level":"info","matrix":{"image":"two"},"msg":"🏁  Job failed"}"#,
             r#"{"job":"build/Publish one    ","jobID":"publish","jobResult":"skipped","level":"debug","matrix":{"image":"one"},"msg":"Skipping job 'Publish'"}"#,
-            r#"{"job":"build/Summary","jobID":"summary","level":"info","matrix":{},"msg":"⭐ Run Main x"}"#,
+            r#"{"job":"build/Summary","jobID":"summary","level":"info","matrix":{},"msg":"step  image\nbuild base\n","raw_output":true}"#,
             "Error: Job 'Build and scan ${{ matrix.image }}' failed",
         ];
         let mut legs = Legs::default();
@@ -561,6 +604,10 @@ mod tests {
             Some("[build/Build and scan one-1] ⭐ Run Main xtask build")
         );
         assert_eq!(shown[4], None, "debug lines are not shown");
+        assert_eq!(
+            shown[5].as_deref(),
+            Some("[build/Summary] step  image\n[build/Summary] build base")
+        );
         assert_eq!(shown[6].as_deref(), Some(lines[6]));
         let outcomes: Vec<(&str, Option<&str>, String)> = legs
             .legs

@@ -177,7 +177,7 @@ fn run_local(
     let args = local::act_args(&plan, event, &work, port, &vars);
     if plan.handed_binary {
         crate::ui::say!(
-            "act: the xtask job is handed this binary ({}), not built again in release mode",
+            "act: every job is handed a copy of this binary ({}): not built again in release mode, not zipped through the artifact server",
             std::env::current_exe()?.display()
         );
     }
@@ -228,7 +228,8 @@ fn run_local(
                 leg.last - leg.first,
             );
             if id == "xtask" && plan.handed_binary {
-                report.detail = Some("handed the binary this command runs as".into());
+                report.detail =
+                    Some("handed the binary this command runs as (each job a copy)".into());
             }
             reports.push(report);
         }
