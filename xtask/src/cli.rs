@@ -12,7 +12,7 @@ use crate::commands::{
     mirror, pins, provenance, push, release_notes, reproduce, run_example, sbom, scan, signatures,
     signing, summary, workflows,
 };
-use crate::dev::{bench, demo, docs, test_env, test_suite};
+use crate::dev::{bench, demo, docs, mutants, test_env, test_suite};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +22,8 @@ use crate::dev::{bench, demo, docs, test_env, test_suite};
     about = "Build, verify and publish StageX base images",
     after_help = "Development (hidden): `test-env up|down|env` provisions the test services under \
                   target/; `bench build|mirror|sbom` prints the figures docs/development.md quotes; \
-                  `docs` regenerates docs/cli.md, docs/lint-rules.md and docs/schemas/. Exit codes: \
+                  `docs` regenerates docs/cli.md, docs/lint-rules.md and docs/schemas/; `mutants` runs \
+                  cargo-mutants against the baseline in xtask/mutants.md. Exit codes: \
                   0 ok, 1 a check failed, 2 the tool could not run \
                   (docs/conventions-and-exit-codes.md)."
 )]
@@ -94,6 +95,8 @@ pub enum Command {
     Bench(bench::Bench),
     #[command(hide = true)]
     Docs(docs::Docs),
+    #[command(hide = true)]
+    Mutants(mutants::Mutants),
 }
 
 /// Parse the command line, run, and map the outcome to the README's exit codes.
@@ -268,6 +271,7 @@ fn dispatch(command: Command, root: &Path) -> Result<()> {
         }
         Command::Bench(cmd) => cmd.run(root),
         Command::Docs(cmd) => cmd.run(root, Cli::command()),
+        Command::Mutants(cmd) => cmd.run(root),
     }
 }
 

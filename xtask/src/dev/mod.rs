@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod demo;
 pub mod docs;
+pub mod mutants;
 pub mod schemas;
 pub mod standins;
 pub mod test_env;

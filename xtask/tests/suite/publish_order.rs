@@ -6,18 +6,21 @@ use std::path::Path;
 
 use crate::common::*;
 
-/// Build, SBOM and gate `base` as of the commit time `epoch`, then publish
+/// Build, SBOM and gate `base-static` as of the commit time `epoch`, then publish
 /// it to `to` with `key`.
 fn publish_as_of(root: &Path, epoch: u64, to: &str, key: &Path) -> std::process::Output {
     let env = [
         ("SOURCE_DATE_EPOCH", epoch.to_string()),
         ("COSIGN_PASSWORD", "test".to_string()),
     ];
-    for step in [&["build", "base", "--no-cache"][..], &["sbom", "base"]] {
+    for step in [
+        &["build", "base-static", "--no-cache"][..],
+        &["sbom", "base-static"],
+    ] {
         let output = xtask_in_env(root, step, &env);
         assert!(output.status.success(), "{step:?}: {}", text(&output));
     }
-    let build = record(root, "base");
+    let build = record(root, "base-static");
     for step in ["scan", "malcontent"] {
         xtask::records::steps::StepRecord::new(
             &build,
@@ -32,7 +35,7 @@ fn publish_as_of(root: &Path, epoch: u64, to: &str, key: &Path) -> std::process:
         root,
         &[
             "publish",
-            "base",
+            "base-static",
             "--to",
             to,
             "--key",
@@ -58,7 +61,7 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
     );
     std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
     let key = keys.path().join("cosign.key");
-    let repository = format!("order-{}/base", std::process::id());
+    let repository = format!("order-{}/base-static", std::process::id());
     let to = format!("{registry}/{repository}:latest");
     let latest = || {
         let (status, manifest) = registry_get(
@@ -72,7 +75,7 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
 
     let output = publish_as_of(root, 1_700_000_000, &to, &key);
     assert!(output.status.success(), "{}", text(&output));
-    let newer = record(root, "base").manifest_digest;
+    let newer = record(root, "base-static").manifest_digest;
     assert_eq!(latest(), newer);
 
     // A run of an earlier commit finishing last: published by digest,
@@ -80,7 +83,7 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
     let output = publish_as_of(root, 1_600_000_000, &to, &key);
     let log = text(&output);
     assert!(output.status.success(), "{log}");
-    let older = record(root, "base").manifest_digest;
+    let older = record(root, "base-static").manifest_digest;
     assert_ne!(older, newer);
     assert!(
         log.contains(&format!("names {newer}, built from a later commit")),
@@ -95,5 +98,5 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
     // A later commit moves it.
     let output = publish_as_of(root, 1_800_000_000, &to, &key);
     assert!(output.status.success(), "{}", text(&output));
-    assert_eq!(latest(), record(root, "base").manifest_digest);
+    assert_eq!(latest(), record(root, "base-static").manifest_digest);
 }

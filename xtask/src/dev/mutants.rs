@@ -1,0 +1,394 @@
+//! `cargo xtask mutants [--file PATH]… [--in-diff DIFF]`: cargo-mutants over
+//! the security-critical modules, measured against the baseline in
+//! `xtask/mutants.md`.
+//!
+//! Two passes, so the slow suite runs only where it is needed: every mutant
+//! against the unit tests (seconds each), then only the survivors against
+//! the whole suite with the test services up. Mutation happens in place in a
+//! worktree of HEAD under `target/mutants/` (its own target folder, the test
+//! services of this checkout linked in), never in the checkout itself. A
+//! survivor of both passes must be listed in the baseline with its reason;
+//! one that is not fails the run (exit 1), named.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::test_env::{self, Layout};
+use crate::tools::process::{Cmd, Env};
+
+/// The files issue 25 names as security-critical (the default set).
+pub const CRITICAL: &[&str] = &[
+    "xtask/src/oci/registry.rs",
+    "xtask/src/oci/auth.rs",
+    "xtask/src/oci/transfer.rs",
+    "xtask/src/oci/rootfs.rs",
+    "xtask/src/oci/archive.rs",
+    "xtask/src/oci/reference.rs",
+    "xtask/src/oci/manifest.rs",
+    "xtask/src/pgp/*.rs",
+    "xtask/src/records/*.rs",
+    "xtask/src/commands/push.rs",
+    "xtask/src/commands/signing/*.rs",
+    "xtask/src/commands/mirror/*.rs",
+    "xtask/src/commands/check_runtime/*.rs",
+    "xtask/src/tools/process.rs",
+    "xtask/src/tools/cosign.rs",
+    "xtask/src/http.rs",
+];
+
+/// The baseline: surviving mutants, each with its reason.
+pub const BASELINE: &str = "xtask/mutants.md";
+/// The heading of the baseline's list of survivors.
+const SURVIVORS_HEADING: &str = "## Surviving mutants";
+
+/// Mutation testing of the security-critical modules (dev; needs cargo-mutants).
+#[derive(Debug, Args)]
+pub struct Mutants {
+    /// Only mutants in these files (globs as cargo-mutants takes them; default: the security-critical set).
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<String>,
+    /// Only mutants on the lines a diff changes (`git diff main… > DIFF`), as in pull requests.
+    #[arg(long, value_name = "DIFF")]
+    pub in_diff: Option<PathBuf>,
+    /// Mutants tested at once (each builds in its own copy when above 1).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+}
+
+/// One pass of cargo-mutants: which tests, which mutants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub name: &'static str,
+    /// `cargo test` arguments after `--`.
+    pub test_args: Vec<String>,
+    /// Only these mutants (their names, as `--list` prints them), or all.
+    pub only: Option<Vec<String>>,
+}
+
+/// The cargo-mutants command line of `pass` over `files`, run in `tree`,
+/// its results under `output`.
+pub fn argv(
+    pass: &Pass,
+    files: &[String],
+    in_diff: Option<&Path>,
+    tree: &Path,
+    output: &Path,
+    jobs: usize,
+) -> Vec<String> {
+    let mut argv: Vec<String> = vec![
+        "mutants".into(),
+        "--package".into(),
+        "xtask".into(),
+        "--dir".into(),
+        tree.display().to_string(),
+        "--in-place".into(),
+        // The unmutated tree passed `cargo xtask test` before this runs.
+        "--baseline".into(),
+        "skip".into(),
+        "--timeout".into(),
+        "600".into(),
+        "--jobs".into(),
+        jobs.to_string(),
+        "--output".into(),
+        output.display().to_string(),
+        "--no-shuffle".into(),
+        "--colors".into(),
+        "never".into(),
+    ];
+    for file in files {
+        argv.push("--file".into());
+        argv.push(file.clone());
+    }
+    if let Some(diff) = in_diff {
+        argv.push("--in-diff".into());
+        argv.push(diff.display().to_string());
+    }
+    if let Some(only) = &pass.only {
+        for name in only {
+            argv.push("--re".into());
+            argv.push(format!("^{}$", regex_escape(name)));
+        }
+    }
+    if !pass.test_args.is_empty() {
+        argv.push("--".into());
+        argv.extend(pass.test_args.iter().cloned());
+    }
+    argv
+}
+
+/// `text` matched literally by a regular expression.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The names in one of cargo-mutants' outcome lists (`missed.txt`, …),
+/// one mutant a line.
+pub fn names(list: &str) -> Vec<String> {
+    list.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The survivors the baseline explains: the first backquoted name of each
+/// `- ` line under [`SURVIVORS_HEADING`].
+pub fn explained(baseline: &str) -> BTreeSet<String> {
+    let mut inside = false;
+    let mut names = BTreeSet::new();
+    for line in baseline.lines() {
+        if line.starts_with("## ") {
+            inside = line.trim() == SURVIVORS_HEADING;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("- `") {
+            if let Some((name, _)) = rest.split_once('`') {
+                names.insert(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// The survivors the baseline does not explain, in the order found.
+pub fn unexplained(survivors: &[String], explained: &BTreeSet<String>) -> Vec<String> {
+    survivors
+        .iter()
+        .filter(|name| !explained.contains(*name))
+        .cloned()
+        .collect()
+}
+
+/// What one pass left: (caught, missed, unviable, timed out) names.
+struct Outcomes {
+    caught: Vec<String>,
+    missed: Vec<String>,
+    unviable: Vec<String>,
+    timeout: Vec<String>,
+}
+
+fn read_outcomes(output: &Path) -> Result<Outcomes> {
+    let dir = output.join("mutants.out");
+    let list = |file: &str| -> Result<Vec<String>> {
+        let path = dir.join(file);
+        Ok(names(&std::fs::read_to_string(&path).with_context(
+            || format!("cargo-mutants left no {}", path.display()),
+        )?))
+    };
+    Ok(Outcomes {
+        caught: list("caught.txt")?,
+        missed: list("missed.txt")?,
+        unviable: list("unviable.txt")?,
+        timeout: list("timeout.txt")?,
+    })
+}
+
+impl Mutants {
+    pub fn run(self, root: &Path) -> Result<()> {
+        Cmd::new("cargo")
+            .args(["mutants", "--version"])
+            .output()
+            .context("cargo-mutants is needed: `cargo install --locked cargo-mutants`")?;
+        let layout = Layout::for_root(root);
+        test_env::up(&layout)?;
+        let work = root.join("target/mutants");
+        let tree = work.join("tree");
+        fresh_worktree(root, &tree)?;
+        let mut env: Env = layout.env();
+        env.insert(
+            "CARGO_TARGET_DIR".into(),
+            work.join("target").display().to_string(),
+        );
+        let files: Vec<String> = if self.files.is_empty() {
+            CRITICAL.iter().map(|f| f.to_string()).collect()
+        } else {
+            self.files.clone()
+        };
+        let in_diff = self.in_diff.as_ref().map(std::path::absolute).transpose()?;
+        let started = std::time::Instant::now();
+        let unit = Pass {
+            name: "unit",
+            test_args: vec!["--lib".into()],
+            only: None,
+        };
+        let first = run_pass(
+            &unit,
+            &files,
+            in_diff.as_deref(),
+            &tree,
+            &work,
+            self.jobs,
+            &env,
+        )?;
+        let mut caught_by_suite = Vec::new();
+        let mut survivors = Vec::new();
+        let mut timeouts = first.timeout.clone();
+        if !first.missed.is_empty() {
+            let suite = Pass {
+                name: "suite",
+                test_args: Vec::new(),
+                only: Some(first.missed.clone()),
+            };
+            let second = run_pass(
+                &suite,
+                &files,
+                in_diff.as_deref(),
+                &tree,
+                &work,
+                self.jobs,
+                &env,
+            )?;
+            caught_by_suite = second.caught;
+            survivors = second.missed;
+            timeouts.extend(second.timeout);
+        }
+        let baseline = std::fs::read_to_string(root.join(BASELINE)).unwrap_or_default();
+        let unexplained = unexplained(&survivors, &explained(&baseline));
+        let total =
+            first.caught.len() + first.missed.len() + first.unviable.len() + first.timeout.len();
+        crate::ui::say!(
+            "mutants: {total} in {} file pattern(s) in {:.0} min: {} caught by the unit tests, {} more by the suite, {} unviable, {} timed out, {} survived ({} explained in {BASELINE})",
+            files.len(),
+            started.elapsed().as_secs_f64() / 60.0,
+            first.caught.len(),
+            caught_by_suite.len(),
+            first.unviable.len(),
+            timeouts.len(),
+            survivors.len(),
+            survivors.len() - unexplained.len(),
+        );
+        if unexplained.is_empty() {
+            return Ok(());
+        }
+        crate::error::fail(format!(
+            "{} surviving mutant(s) not explained in {BASELINE} (a test that fails on each, or a line under `{SURVIVORS_HEADING}` with why it cannot be caught):\n  {}",
+            unexplained.len(),
+            unexplained.join("\n  ")
+        ))
+    }
+}
+
+fn run_pass(
+    pass: &Pass,
+    files: &[String],
+    in_diff: Option<&Path>,
+    tree: &Path,
+    work: &Path,
+    jobs: usize,
+    env: &Env,
+) -> Result<Outcomes> {
+    let output = work.join(pass.name);
+    if output.exists() {
+        std::fs::remove_dir_all(&output)?;
+    }
+    std::fs::create_dir_all(&output)?;
+    crate::ui::say!("mutants: {} pass", pass.name);
+    let argv = argv(pass, files, in_diff, tree, &output, jobs);
+    // cargo-mutants exits 2 when a mutant survives: its lists say which.
+    let ran = Cmd::new("cargo")
+        .args(&argv)
+        .envs(env)
+        .dir(tree)
+        .run_attached();
+    let outcomes = read_outcomes(&output);
+    match (ran, outcomes) {
+        (_, Ok(outcomes)) => Ok(outcomes),
+        (Err(error), Err(_)) => Err(error),
+        (Ok(()), Err(error)) => Err(error),
+    }
+}
+
+/// A worktree of HEAD at `tree`, made anew, with this checkout's test
+/// services linked in (the suite finds them under target/test-env).
+fn fresh_worktree(root: &Path, tree: &Path) -> Result<()> {
+    if tree.exists() {
+        Cmd::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["worktree", "remove", "--force"])
+            .arg(tree)
+            .output()?;
+    }
+    Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["worktree", "add", "--detach"])
+        .arg(tree)
+        .arg("HEAD")
+        .output()
+        .context("making the worktree cargo-mutants mutates")?;
+    std::fs::create_dir_all(tree.join("target"))?;
+    std::os::unix::fs::symlink(root.join("target/test-env"), tree.join("target/test-env"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suite_pass_tests_only_the_unit_passs_survivors() {
+        let unit = Pass {
+            name: "unit",
+            test_args: vec!["--lib".into()],
+            only: None,
+        };
+        let files = vec!["xtask/src/http.rs".to_string()];
+        let line = argv(&unit, &files, None, Path::new("/t"), Path::new("/o"), 1).join(" ");
+        assert!(
+            line.contains("--in-place") && line.contains("--dir /t"),
+            "{line}"
+        );
+        assert!(line.contains("--file xtask/src/http.rs"), "{line}");
+        assert!(line.ends_with("-- --lib"), "{line}");
+        let suite = Pass {
+            name: "suite",
+            test_args: Vec::new(),
+            only: Some(vec![
+                "xtask/src/http.rs:32:5: replace is_loopback_host -> bool with true".into(),
+            ]),
+        };
+        let words = argv(
+            &suite,
+            &files,
+            Some(Path::new("/d")),
+            Path::new("/t"),
+            Path::new("/o"),
+            2,
+        );
+        let joined = words.join(" ");
+        assert!(
+            joined.contains("--in-diff /d") && joined.contains("--jobs 2"),
+            "{joined}"
+        );
+        assert!(!joined.contains(" -- "), "{joined}");
+        assert!(words.contains(
+            &r"^xtask/src/http\.rs:32:5: replace is_loopback_host \-> bool with true$".to_string()
+        ));
+    }
+
+    #[test]
+    fn survivors_not_in_the_baseline_are_named() {
+        let baseline = "# Mutation testing\n\n## Checks removed by hand\n\n- `not a survivor` — elsewhere\n\n## Surviving mutants\n\n- `a.rs:1:1: replace f with ()` — equivalent: f only logs\n- `b.rs:2:2: replace g -> bool with true` — unreachable: …\n\n## Figures\n\n- `c.rs` — not a survivor\n";
+        let explained = explained(baseline);
+        assert_eq!(explained.len(), 2, "{explained:?}");
+        let survivors = names("a.rs:1:1: replace f with ()\n\nd.rs:4:4: replace h with ()\n");
+        assert_eq!(
+            unexplained(&survivors, &explained),
+            ["d.rs:4:4: replace h with ()"]
+        );
+    }
+}
