@@ -8,7 +8,8 @@
 //! worktree of HEAD under `target/mutants/` (its own target folder, the test
 //! services of this checkout linked in), never in the checkout itself. A
 //! survivor of both passes must be listed in the baseline with its reason;
-//! one that is not fails the run (exit 1), named.
+//! one that is not fails the run (exit 1), named. In place means one
+//! mutant at a time (cargo-mutants' `--jobs` needs copies of the tree).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -53,9 +54,6 @@ pub struct Mutants {
     /// Only mutants on the lines a diff changes (`git diff main… > DIFF`), as in pull requests.
     #[arg(long, value_name = "DIFF")]
     pub in_diff: Option<PathBuf>,
-    /// Mutants tested at once (each builds in its own copy when above 1).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub jobs: usize,
 }
 
 /// One pass of cargo-mutants: which tests, which mutants.
@@ -76,7 +74,6 @@ pub fn argv(
     in_diff: Option<&Path>,
     tree: &Path,
     output: &Path,
-    jobs: usize,
 ) -> Vec<String> {
     let mut argv: Vec<String> = vec![
         "mutants".into(),
@@ -90,8 +87,6 @@ pub fn argv(
         "skip".into(),
         "--timeout".into(),
         "600".into(),
-        "--jobs".into(),
-        jobs.to_string(),
         "--output".into(),
         output.display().to_string(),
         "--no-shuffle".into(),
@@ -224,15 +219,7 @@ impl Mutants {
             test_args: vec!["--lib".into()],
             only: None,
         };
-        let first = run_pass(
-            &unit,
-            &files,
-            in_diff.as_deref(),
-            &tree,
-            &work,
-            self.jobs,
-            &env,
-        )?;
+        let first = run_pass(&unit, &files, in_diff.as_deref(), &tree, &work, &env)?;
         let mut caught_by_suite = Vec::new();
         let mut survivors = Vec::new();
         let mut timeouts = first.timeout.clone();
@@ -242,15 +229,7 @@ impl Mutants {
                 test_args: Vec::new(),
                 only: Some(first.missed.clone()),
             };
-            let second = run_pass(
-                &suite,
-                &files,
-                in_diff.as_deref(),
-                &tree,
-                &work,
-                self.jobs,
-                &env,
-            )?;
+            let second = run_pass(&suite, &files, in_diff.as_deref(), &tree, &work, &env)?;
             caught_by_suite = second.caught;
             survivors = second.missed;
             timeouts.extend(second.timeout);
@@ -287,7 +266,6 @@ fn run_pass(
     in_diff: Option<&Path>,
     tree: &Path,
     work: &Path,
-    jobs: usize,
     env: &Env,
 ) -> Result<Outcomes> {
     let output = work.join(pass.name);
@@ -296,7 +274,7 @@ fn run_pass(
     }
     std::fs::create_dir_all(&output)?;
     crate::ui::say!("mutants: {} pass", pass.name);
-    let argv = argv(pass, files, in_diff, tree, &output, jobs);
+    let argv = argv(pass, files, in_diff, tree, &output);
     // cargo-mutants exits 2 when a mutant survives: its lists say which.
     let ran = Cmd::new("cargo")
         .args(&argv)
@@ -347,7 +325,7 @@ mod tests {
             only: None,
         };
         let files = vec!["xtask/src/http.rs".to_string()];
-        let line = argv(&unit, &files, None, Path::new("/t"), Path::new("/o"), 1).join(" ");
+        let line = argv(&unit, &files, None, Path::new("/t"), Path::new("/o")).join(" ");
         assert!(
             line.contains("--in-place") && line.contains("--dir /t"),
             "{line}"
@@ -367,13 +345,9 @@ mod tests {
             Some(Path::new("/d")),
             Path::new("/t"),
             Path::new("/o"),
-            2,
         );
         let joined = words.join(" ");
-        assert!(
-            joined.contains("--in-diff /d") && joined.contains("--jobs 2"),
-            "{joined}"
-        );
+        assert!(joined.contains("--in-diff /d"), "{joined}");
         assert!(!joined.contains(" -- "), "{joined}");
         assert!(words.contains(
             &r"^xtask/src/http\.rs:32:5: replace is_loopback_host \-> bool with true$".to_string()
