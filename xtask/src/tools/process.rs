@@ -345,7 +345,12 @@ impl Cmd {
 
     /// Run to completion, output captured; an error unless it exits 0.
     pub fn output(&self) -> Result<Output> {
-        let output = self.try_output()?;
+        self.succeeded(self.try_output()?)
+    }
+
+    /// `output`, or the error naming the command and its last lines when it
+    /// did not exit 0.
+    fn succeeded(&self, output: Output) -> Result<Output> {
         if !output.status.success() {
             let shown = if output.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
                 &output.stderr
@@ -395,15 +400,7 @@ impl Cmd {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
-        if !output.status.success() {
-            let shown = if output.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
-                &output.stderr
-            } else {
-                &output.stdout
-            };
-            return Err(self.failed(output.status, shown));
-        }
-        Ok(output)
+        self.succeeded(output)
     }
 
     /// Its standard output, trimmed, when it exits 0.

@@ -35,14 +35,7 @@ impl ActCheckout {
             signed.sign(&package, tag.as_deref(), &hex, 2);
         }
         let keys = tempfile::tempdir().unwrap();
-        run_ok(
-            Command::new(require_tool("cosign"))
-                .arg("generate-key-pair")
-                .arg("--output-key-prefix")
-                .arg(keys.path().join("cosign"))
-                .env("COSIGN_PASSWORD", "act-run-password"),
-        );
-        std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
+        cosign_key_pair(keys.path(), "act-run-password", root);
         // The stand-in checkout's own test suite, which the `test` job runs.
         std::fs::create_dir_all(root.join(".ci")).unwrap();
         std::fs::write(

@@ -427,15 +427,7 @@ fn all_runs_every_step_and_ships_only_what_its_gates_cleared() {
     // What is pushed is signed with a key pair of the test's, its public half
     // the checkout's cosign.pub.
     let keys = tempfile::tempdir().unwrap();
-    let key = keys.path().join("cosign.key");
-    run_ok(
-        std::process::Command::new(require_tool("cosign"))
-            .arg("generate-key-pair")
-            .arg("--output-key-prefix")
-            .arg(keys.path().join("cosign"))
-            .env("COSIGN_PASSWORD", "test"),
-    );
-    std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
+    let key = cosign_key_pair(keys.path(), "test", root);
     // A new key changes the admission policy that embeds it (`all` checks it).
     let regenerated = xtask_in(root, &["k8s"]);
     assert!(regenerated.status.success(), "{}", text(&regenerated));

@@ -52,15 +52,7 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
     let checkout = demo_checkout();
     let root = checkout.path();
     let keys = tempfile::tempdir().unwrap();
-    run_ok(
-        std::process::Command::new(require_tool("cosign"))
-            .arg("generate-key-pair")
-            .arg("--output-key-prefix")
-            .arg(keys.path().join("cosign"))
-            .env("COSIGN_PASSWORD", "test"),
-    );
-    std::fs::copy(keys.path().join("cosign.pub"), root.join("cosign.pub")).unwrap();
-    let key = keys.path().join("cosign.key");
+    let key = cosign_key_pair(keys.path(), "test", root);
     let repository = format!("order-{}/base-static", std::process::id());
     let to = format!("{registry}/{repository}:latest");
     let latest = || {

@@ -475,3 +475,18 @@ pub fn engine_export(archive: &Path) -> Vec<u8> {
     run_ok(Command::new("docker").args(["rm", &container]));
     exported.stdout
 }
+
+/// A throwaway cosign key pair under `dir` (`cosign.key`, `cosign.pub`),
+/// its password `password`; the public half becomes `checkout`'s
+/// cosign.pub. Returns the private key's path.
+pub fn cosign_key_pair(dir: &Path, password: &str, checkout: &Path) -> PathBuf {
+    run_ok(
+        Command::new(require_tool("cosign"))
+            .arg("generate-key-pair")
+            .arg("--output-key-prefix")
+            .arg(dir.join("cosign"))
+            .env("COSIGN_PASSWORD", password),
+    );
+    std::fs::copy(dir.join("cosign.pub"), checkout.join("cosign.pub")).unwrap();
+    dir.join("cosign.key")
+}
