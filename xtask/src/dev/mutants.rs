@@ -60,8 +60,9 @@ pub struct Mutants {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pass {
     pub name: &'static str,
-    /// `cargo test` arguments after `--`.
-    pub test_args: Vec<String>,
+    /// Arguments for each cargo invocation (build and test): `--lib` builds
+    /// and runs the unit tests alone.
+    pub cargo_args: Vec<String>,
     /// Only these mutants (their names, as `--list` prints them), or all.
     pub only: Option<Vec<String>>,
 }
@@ -107,9 +108,8 @@ pub fn argv(
             argv.push(format!("^{}$", regex_escape(name)));
         }
     }
-    if !pass.test_args.is_empty() {
-        argv.push("--".into());
-        argv.extend(pass.test_args.iter().cloned());
+    for arg in &pass.cargo_args {
+        argv.push(format!("--cargo-arg={arg}"));
     }
     argv
 }
@@ -216,7 +216,7 @@ impl Mutants {
         let started = std::time::Instant::now();
         let unit = Pass {
             name: "unit",
-            test_args: vec!["--lib".into()],
+            cargo_args: vec!["--lib".into()],
             only: None,
         };
         let first = run_pass(&unit, &files, in_diff.as_deref(), &tree, &work, &env)?;
@@ -226,7 +226,7 @@ impl Mutants {
         if !first.missed.is_empty() {
             let suite = Pass {
                 name: "suite",
-                test_args: Vec::new(),
+                cargo_args: Vec::new(),
                 only: Some(first.missed.clone()),
             };
             let second = run_pass(&suite, &files, in_diff.as_deref(), &tree, &work, &env)?;
@@ -321,7 +321,7 @@ mod tests {
     fn the_suite_pass_tests_only_the_unit_passs_survivors() {
         let unit = Pass {
             name: "unit",
-            test_args: vec!["--lib".into()],
+            cargo_args: vec!["--lib".into()],
             only: None,
         };
         let files = vec!["xtask/src/http.rs".to_string()];
@@ -331,10 +331,10 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("--file xtask/src/http.rs"), "{line}");
-        assert!(line.ends_with("-- --lib"), "{line}");
+        assert!(line.ends_with("--cargo-arg=--lib"), "{line}");
         let suite = Pass {
             name: "suite",
-            test_args: Vec::new(),
+            cargo_args: Vec::new(),
             only: Some(vec![
                 "xtask/src/http.rs:32:5: replace is_loopback_host -> bool with true".into(),
             ]),
@@ -348,7 +348,7 @@ mod tests {
         );
         let joined = words.join(" ");
         assert!(joined.contains("--in-diff /d"), "{joined}");
-        assert!(!joined.contains(" -- "), "{joined}");
+        assert!(!joined.contains("--lib"), "{joined}");
         assert!(words.contains(
             &r"^xtask/src/http\.rs:32:5: replace is_loopback_host \-> bool with true$".to_string()
         ));
