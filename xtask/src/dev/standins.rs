@@ -56,8 +56,38 @@ pub struct Program {
     pub needs: &'static [&'static str],
 }
 
-/// The stand-in musl: Debian's `libc.so`, which is also its dynamic linker.
-const INTERPRETER: &str = "/lib/ld-musl-x86_64.so.1";
+/// The stand-in musl: Debian's `libc.so` for this machine's architecture,
+/// which is also its dynamic linker (the names and the ELF machine are
+/// this host's, as the Debian packages test-env fetched are).
+struct Musl {
+    /// Debian's folder of it, under `lib/`.
+    debian_dir: &'static str,
+    /// The dynamic linker's file name.
+    loader: &'static str,
+    /// The ELF `e_machine` of its programs.
+    machine: u16,
+}
+
+fn musl() -> Musl {
+    match std::env::consts::ARCH {
+        "aarch64" => Musl {
+            debian_dir: "aarch64-linux-musl",
+            loader: "ld-musl-aarch64.so.1",
+            machine: 183,
+        },
+        _ => Musl {
+            debian_dir: "x86_64-linux-musl",
+            loader: "ld-musl-x86_64.so.1",
+            machine: 62,
+        },
+    }
+}
+
+/// The interpreter the stand-in programs name.
+fn interpreter() -> String {
+    format!("/lib/{}", musl().loader)
+}
+
 const LIBC: &str = "libc.so";
 
 /// core-ca-certificates' programs (StageX packages/core/ca-certificates/
@@ -76,10 +106,11 @@ pub const CA_PROGRAMS: &[Program] = &[
 impl Program {
     pub fn elf(&self) -> Vec<u8> {
         use crate::commands::check_runtime::elf::synthetic::{make, Spec};
+        let interpreter = interpreter();
         make(&Spec {
             bits: 64,
-            machine: 62,
-            interpreter: Some(INTERPRETER),
+            machine: musl().machine,
+            interpreter: Some(&interpreter),
             needed: self.needs,
             ..Spec::default()
         })
@@ -221,10 +252,10 @@ fn write_standin_contexts(debian: &Path, dir: &Path) -> Result<()> {
             "core-musl" => {
                 std::fs::create_dir_all(rootfs.join("usr/lib"))?;
                 std::fs::copy(
-                    debian.join("lib/x86_64-linux-musl/libc.so"),
+                    debian.join("lib").join(musl().debian_dir).join("libc.so"),
                     rootfs.join("usr/lib/libc.so"),
                 )?;
-                std::os::unix::fs::symlink("libc.so", rootfs.join("usr/lib/ld-musl-x86_64.so.1"))?;
+                std::os::unix::fs::symlink("libc.so", rootfs.join("usr/lib").join(musl().loader))?;
             }
             "core-busybox" => {
                 std::fs::create_dir_all(rootfs.join("usr/bin"))?;
@@ -382,7 +413,8 @@ fn standin_facts(standins: &BTreeMap<String, String>) -> String {
             }
             "core-musl" => {
                 text.push_str(&format!(
-                    "elf {package} /usr/lib/{LIBC} soname={LIBC} {at}\nlink {package} /usr/lib/ld-musl-x86_64.so.1 to={LIBC} {at}\n"
+                    "elf {package} /usr/lib/{LIBC} soname={LIBC} {at}\nlink {package} /usr/lib/{} to={LIBC} {at}\n",
+                    musl().loader
                 ));
             }
             "core-busybox" => {
@@ -394,8 +426,9 @@ fn standin_facts(standins: &BTreeMap<String, String>) -> String {
                 ));
                 for program in CA_PROGRAMS {
                     text.push_str(&format!(
-                        "elf {package} {} interp={INTERPRETER} needs={} {at}\n",
+                        "elf {package} {} interp={} needs={} {at}\n",
                         program.path,
+                        interpreter(),
                         program.needs.join(",")
                     ));
                 }
@@ -530,7 +563,7 @@ mod tests {
     fn the_standin_programs_load_as_recorded() {
         for program in CA_PROGRAMS {
             let elf = crate::commands::check_runtime::elf::read(&program.elf()).unwrap();
-            assert_eq!(elf.interpreter.as_deref(), Some(INTERPRETER));
+            assert_eq!(elf.interpreter, Some(interpreter()));
             assert_eq!(elf.needed, program.needs);
         }
     }

@@ -200,7 +200,7 @@ fn assert_published(registry: &str, prefix: &str, image: &str) {
 }
 
 fn unique(name: &str) -> String {
-    format!("act-{name}-{}", std::process::id())
+    crate::names::unique(&format!("act-{name}"))
 }
 
 /// A push to main runs every job of build.yml: the mirror (quorum checked),

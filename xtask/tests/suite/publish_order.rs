@@ -53,7 +53,7 @@ fn an_older_build_published_last_leaves_the_tag_at_the_newer_one() {
     let root = checkout.path();
     let keys = tempfile::tempdir().unwrap();
     let key = cosign_key_pair(keys.path(), "test", root);
-    let repository = format!("order-{}/base-static", std::process::id());
+    let repository = format!("{}/base-static", crate::names::unique("order"));
     let to = format!("{registry}/{repository}:latest");
     let latest = || {
         let (status, manifest) = registry_get(
