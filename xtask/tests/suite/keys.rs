@@ -352,3 +352,40 @@ fn keys_never_come_over_plain_http_off_loopback() {
         .join(format!("{}.asc", fingerprint(&alice)))
         .exists());
 }
+
+/// A keyserver that sends more than a key could be (1 MiB: a key with
+/// padding after it) is refused at the limit, named, and nothing is
+/// written. Guards the limit `keys fetch` passes to `get_small_file`.
+#[test]
+fn a_keyserver_sending_more_than_a_key_is_refused_at_the_limit() {
+    let (alice, _) = generate("alice", 1);
+    let keys = trusting(&alice);
+    let mut bytes = alice.clone().strip_secret_key_material().to_vec().unwrap();
+    bytes.resize((1 << 20) + 1, 0);
+    let keyserver = tempfile::tempdir().unwrap();
+    let dir = keyserver.path().join("vks/v1/by-fingerprint");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(fingerprint(&alice)), &bytes).unwrap();
+    let url = serve_files(keyserver.path());
+    let output = xtask(&[
+        "keys",
+        "fetch",
+        "--keyserver",
+        &url,
+        "--dir",
+        keys.path().to_str().unwrap(),
+    ]);
+    let log = text(&output);
+    assert_ne!(output.status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("the answer is larger than 1048576 bytes"),
+        "{log}"
+    );
+    assert!(
+        !keys
+            .path()
+            .join(format!("{}.asc", fingerprint(&alice)))
+            .exists(),
+        "{log}"
+    );
+}
