@@ -164,12 +164,17 @@ impl Default for Timeouts {
 
 /// [`Timeouts`] as [`REQUEST_TIMEOUT_ENV`] and [`IDLE_TIMEOUT_ENV`] set them.
 pub fn timeouts() -> Result<Timeouts> {
+    timeouts_from(|name| std::env::var(name).ok())
+}
+
+/// [`timeouts`] with the variables read through `lookup`.
+fn timeouts_from(lookup: impl Fn(&str) -> Option<String>) -> Result<Timeouts> {
     let mut timeouts = Timeouts::default();
     for (name, field) in [
         (REQUEST_TIMEOUT_ENV, &mut timeouts.request),
         (IDLE_TIMEOUT_ENV, &mut timeouts.idle),
     ] {
-        let Ok(value) = std::env::var(name) else {
+        let Some(value) = lookup(name) else {
             continue;
         };
         let seconds: f64 = value
@@ -217,6 +222,53 @@ mod tests {
     /// is refused even to loopback (where plain http:// is otherwise
     /// allowed) and even with plain http:// allowed anywhere; an http:// hop
     /// after http:// only, and https:// after either, are followed.
+    /// Ten redirects are followed, the eleventh is not.
+    #[test]
+    fn redirects_end_after_ten() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let chain: Vec<reqwest::Url> = (0..=MAX_REDIRECTS)
+            .map(|i| url(&format!("https://store.example.com/{i}")))
+            .collect();
+        let next = url("https://store.example.com/next");
+        assert_eq!(
+            redirect_refusal(&next, &chain[..MAX_REDIRECTS], false),
+            None
+        );
+        let refused = redirect_refusal(&next, &chain, false).unwrap();
+        assert!(refused.starts_with("more than 10 redirects"), "{refused}");
+    }
+
+    /// The timeouts come from the environment, in seconds (fractions
+    /// allowed); anything but a number above 0 and below 1e9 is refused,
+    /// naming the variable; unset is 60.
+    #[test]
+    fn timeouts_are_read_strictly_from_the_environment() {
+        let with = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            timeouts_from(move |name| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            })
+        };
+        assert_eq!(with(&[]).unwrap(), Timeouts::default());
+        let set = with(&[(REQUEST_TIMEOUT_ENV, " 2.5 "), (IDLE_TIMEOUT_ENV, "0.2")]).unwrap();
+        assert_eq!(set.request, Duration::from_millis(2500));
+        assert_eq!(set.idle, Duration::from_millis(200));
+        for bad in ["0", "-1", "1e9", "1e10", "inf", "NaN", "soon", ""] {
+            let error = with(&[(IDLE_TIMEOUT_ENV, bad)]).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("{IDLE_TIMEOUT_ENV}=`{bad}`")),
+                "{error}"
+            );
+        }
+        assert!(with(&[(IDLE_TIMEOUT_ENV, "999999999")]).is_ok());
+    }
+
     #[test]
     fn a_redirect_never_goes_from_https_back_to_http() {
         let url = |u: &str| reqwest::Url::parse(u).unwrap();
