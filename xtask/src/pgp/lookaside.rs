@@ -329,6 +329,36 @@ mod tests {
         );
     }
 
+    /// With --insecure-lookaside, redirects still go through our rule (the
+    /// client of `client_allowing_plain_http`, not a default one): a store
+    /// that sends us to another scheme is refused in our words.
+    #[test]
+    fn an_insecure_store_redirecting_elsewhere_is_refused_by_our_rule() {
+        use std::io::Write;
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut stream in server.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:9/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let lookaside = Lookaside::new(&format!("http://{address}"), true).unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/x", &"d".repeat(64))).unwrap_err();
+        assert!(
+            format!("{error:#}").contains(
+                "redirected to ftp://127.0.0.1:9/x: refused, plain http:// (and any other scheme than https://) is followed to loopback only"
+            ),
+            "{error:#}"
+        );
+    }
+
     #[test]
     fn plain_http_only_on_loopback_unless_insisted() {
         assert!(Lookaside::new("http://127.0.0.1:8080/sigs", false).is_ok());
