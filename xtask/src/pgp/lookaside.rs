@@ -270,28 +270,38 @@ mod tests {
         assert!(block_on(lookaside.fetch_all("stagex/x", "../../x")).is_err());
     }
 
-    /// A server that sends too much, and one that never answers.
-    #[test]
-    fn hostile_servers_hit_a_limit_that_is_named() {
-        use std::io::Write;
-        let hex = "b".repeat(64);
-        let big = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let big_address = big.local_addr().unwrap();
+    /// A loopback server that reads each request, then lets `answer` write
+    /// to the connection (an answer before the request is a protocol error
+    /// of its own, not the one a test is after).
+    fn answering(
+        answer: impl Fn(&mut std::net::TcpStream) + Send + 'static,
+    ) -> std::net::SocketAddr {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
         std::thread::spawn(move || {
-            for mut stream in big.incoming().flatten() {
-                // The request first: an answer before it is a protocol error
-                // (of its own, not the limit's).
+            for mut stream in server.incoming().flatten() {
                 let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
                 while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 2 {
                     line.clear();
                 }
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-                let chunk = vec![b'x'; 1 << 16];
-                for _ in 0..64 {
-                    if stream.write_all(&chunk).is_err() {
-                        break;
-                    }
+                answer(&mut stream);
+            }
+        });
+        address
+    }
+
+    /// A server that sends too much, and one that never answers.
+    #[test]
+    fn hostile_servers_hit_a_limit_that_is_named() {
+        use std::io::Write;
+        let hex = "b".repeat(64);
+        let big_address = answering(|stream| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            let chunk = vec![b'x'; 1 << 16];
+            for _ in 0..64 {
+                if stream.write_all(&chunk).is_err() {
+                    break;
                 }
             }
         });
@@ -335,19 +345,10 @@ mod tests {
     #[test]
     fn an_insecure_store_redirecting_elsewhere_is_refused_by_our_rule() {
         use std::io::Write;
-        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = server.local_addr().unwrap();
-        std::thread::spawn(move || {
-            for mut stream in server.incoming().flatten() {
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) > 2 {
-                    line.clear();
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:9/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
+        let address = answering(|stream| {
+            let _ = stream.write_all(
+                b"HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:9/x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
         });
         let lookaside = Lookaside::new(&format!("http://{address}"), true).unwrap();
         let error = block_on(lookaside.fetch_all("stagex/x", &"d".repeat(64))).unwrap_err();

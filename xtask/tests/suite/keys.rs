@@ -218,6 +218,20 @@ fn keys_are_accepted_only_under_their_fingerprint_and_changes_are_named() {
 }
 
 /// A trust list naming `cert`, in a fresh keyring folder.
+/// `keys fetch --dir KEYS` from a keyserver (VKS) serving `bytes` under
+/// `cert`'s fingerprint, with `extra` arguments.
+fn fetch_served(keys: &Path, cert: &Cert, bytes: &[u8], extra: &[&str]) -> std::process::Output {
+    let keyserver = tempfile::tempdir().unwrap();
+    let dir = keyserver.path().join("vks/v1/by-fingerprint");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(fingerprint(cert)), bytes).unwrap();
+    let url = serve_files(keyserver.path());
+    let mut args = vec!["keys", "fetch", "--keyserver", &url, "--dir"];
+    args.push(keys.to_str().unwrap());
+    args.extend(extra);
+    xtask(&args)
+}
+
 fn trusting(cert: &Cert) -> tempfile::TempDir {
     let keys = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -251,22 +265,13 @@ fn a_foreign_subkey_appended_to_a_key_is_dropped() {
         .any(|k| k.key().fingerprint().to_hex() == foreign_fingerprint));
 
     let keys = trusting(&alice);
-    let keyserver = tempfile::tempdir().unwrap();
-    let dir = keyserver.path().join("vks/v1/by-fingerprint");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(fingerprint(&alice)), &bytes).unwrap();
-    let url = serve_files(keyserver.path());
     let json = keys.path().join("fetch.json");
-    let output = xtask(&[
-        "keys",
-        "fetch",
-        "--keyserver",
-        &url,
-        "--dir",
-        keys.path().to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    let output = fetch_served(
+        keys.path(),
+        &alice,
+        &bytes,
+        &["--json", json.to_str().unwrap()],
+    );
     let log = text(&output);
     assert!(output.status.success(), "{log}");
     let row = &read_document(&json, "keys-fetch")[0];
@@ -362,19 +367,7 @@ fn a_keyserver_sending_more_than_a_key_is_refused_at_the_limit() {
     let keys = trusting(&alice);
     let mut bytes = alice.clone().strip_secret_key_material().to_vec().unwrap();
     bytes.resize((1 << 20) + 1, 0);
-    let keyserver = tempfile::tempdir().unwrap();
-    let dir = keyserver.path().join("vks/v1/by-fingerprint");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(fingerprint(&alice)), &bytes).unwrap();
-    let url = serve_files(keyserver.path());
-    let output = xtask(&[
-        "keys",
-        "fetch",
-        "--keyserver",
-        &url,
-        "--dir",
-        keys.path().to_str().unwrap(),
-    ]);
+    let output = fetch_served(keys.path(), &alice, &bytes, &[]);
     let log = text(&output);
     assert_ne!(output.status.code(), Some(0), "{log}");
     assert!(
