@@ -117,3 +117,41 @@ pub fn check_gates(root: &Path, record: &BuildRecord, waived: &[Step]) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::steps::StepRecord;
+    use crate::report::Outcome;
+
+    /// Shipping needs every gate passed for these bytes; a waived gate lets
+    /// the image through (said out loud), a gate not waived never does.
+    #[test]
+    fn only_gates_passed_or_waived_clear_an_image() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let build = BuildRecord::example("base", "aa");
+        let error = check_gates(root, &build, &[]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("base is not cleared to ship: sbom has not run"),
+            "{error}"
+        );
+        for gate in ["sbom", "scan"] {
+            StepRecord::new(&build, gate, Outcome::Passed, String::new())
+                .save(root)
+                .unwrap();
+        }
+        let error = check_gates(root, &build, &[]).unwrap_err().to_string();
+        assert!(error.contains("malcontent has not run"), "{error}");
+        assert!(!error.contains("sbom"), "{error}");
+        check_gates(root, &build, &[Step::Malcontent]).unwrap();
+        let error = check_gates(root, &build, &[Step::Scan])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("malcontent has not run"), "{error}");
+        StepRecord::new(&build, "malcontent", Outcome::Passed, String::new())
+            .save(root)
+            .unwrap();
+        check_gates(root, &build, &[]).unwrap();
+    }
+}

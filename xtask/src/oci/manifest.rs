@@ -155,6 +155,26 @@ mod tests {
         );
     }
 
+    /// An index is held to the same rules as an image: a manifest it lists
+    /// by a digest that could name a path is refused, as is its own type.
+    #[test]
+    fn an_index_with_a_hostile_entry_is_refused() {
+        let index = |kind: &str, entry: &str| {
+            format!(
+                r#"{{"mediaType":"{kind}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{entry}","size":3}}]}}"#
+            )
+        };
+        assert!(AnyManifest::parse(index(DOCKER_LIST, &digest('c')).as_bytes()).is_ok());
+        let error = AnyManifest::parse(index(DOCKER_LIST, "sha256:../../x").as_bytes())
+            .err()
+            .unwrap();
+        assert!(format!("{error:#}").contains("sha256:../../x"), "{error:#}");
+        let error = AnyManifest::parse(index("x\\u0007", &digest('c')).as_bytes())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("is not a media type"), "{error}");
+    }
+
     #[test]
     fn hostile_fields_are_refused() {
         let with = |kind: &str, digest: &str| {

@@ -159,3 +159,61 @@ impl BuildRecord {
         Ok(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing record is a failed prerequisite naming the build to run;
+    /// one that cannot be read for another reason is not (exit 2).
+    #[test]
+    fn a_missing_record_says_which_build_to_run() {
+        let root = tempfile::tempdir().unwrap();
+        let error = BuildRecord::load(root.path(), "base").unwrap_err();
+        assert!(crate::error::is_failure(&error), "{error:#}");
+        assert!(
+            error
+                .to_string()
+                .contains("run `cargo xtask build base` first"),
+            "{error:#}"
+        );
+        // A folder where the record should be: unreadable, not missing.
+        std::fs::create_dir_all(record_path(root.path(), "base")).unwrap();
+        let error = BuildRecord::load(root.path(), "base").unwrap_err();
+        assert!(!crate::error::is_failure(&error), "{error:#}");
+        assert!(format!("{error:#}").starts_with("reading "), "{error:#}");
+    }
+
+    /// The Containerfile and the archive must be the bytes the record
+    /// names; any other bytes are refused, naming the file.
+    #[test]
+    fn the_containerfile_and_the_archive_are_checked_against_the_record() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        std::fs::create_dir_all(root.join("base")).unwrap();
+        std::fs::create_dir_all(root.join("out/base")).unwrap();
+        std::fs::write(root.join("base/Containerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(root.join("out/base/image.tar"), "archive").unwrap();
+        let mut record = BuildRecord::example("base", &crate::hash::hex_sha256(b"archive"));
+        record.containerfile_sha256 = crate::hash::hex_sha256(b"FROM scratch\n");
+        record.save(root).unwrap();
+        let record = BuildRecord::load(root, "base").unwrap();
+        record.check_containerfile(root).unwrap();
+        assert_eq!(
+            record.verified_archive(root).unwrap(),
+            root.join("out/base/image.tar")
+        );
+        std::fs::write(root.join("base/Containerfile"), "FROM other\n").unwrap();
+        let error = record.check_containerfile(root).unwrap_err().to_string();
+        assert!(
+            error.contains("base/Containerfile changed after"),
+            "{error}"
+        );
+        std::fs::write(root.join("out/base/image.tar"), "archivf").unwrap();
+        let error = record.verified_archive(root).unwrap_err().to_string();
+        assert!(
+            error.contains("the archive changed after it was built"),
+            "{error}"
+        );
+    }
+}

@@ -51,3 +51,41 @@ impl PublishRecord {
         write_atomically(&Self::path(root, &self.image), text.as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Saved beside the image's other records, and removed before a new
+    /// publish (no record at all is fine; an unremovable one is an error).
+    #[test]
+    fn a_record_is_saved_in_the_image_folder_and_removed_before_a_new_run() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        PublishRecord::remove(root, "base").unwrap();
+        let record = PublishRecord {
+            image: "base".into(),
+            archive_sha256: "aa".into(),
+            manifest_digest: "sha256:bb".into(),
+            pushed: "r/base:latest".into(),
+            pinned: "r/base@sha256:bb".into(),
+            signature: "r/base:sha256-bb.sig".into(),
+            attestations: "r/base:sha256-bb.att".into(),
+            predicate_types: vec![],
+            public_key_sha256: "cc".into(),
+            tlog: false,
+            waived_gates: vec![],
+        };
+        record.save(root).unwrap();
+        let path = root.join("out/base/publish.json");
+        assert_eq!(PublishRecord::path(root, "base"), path);
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(saved["pinned"], "r/base@sha256:bb");
+        PublishRecord::remove(root, "base").unwrap();
+        assert!(!path.exists());
+        // A folder in its place cannot be removed as a file: said, not ignored.
+        std::fs::create_dir_all(&path).unwrap();
+        assert!(PublishRecord::remove(root, "base").is_err());
+    }
+}

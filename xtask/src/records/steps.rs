@@ -151,6 +151,43 @@ fn unmet_gates_on(
 mod tests {
     use super::*;
 
+    /// A record that cannot be read is an error, not a step that never ran.
+    #[test]
+    fn an_unreadable_record_is_not_a_missing_one() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(StepRecord::load(root.path(), "base", "scan")
+            .unwrap()
+            .is_none());
+        std::fs::create_dir_all(step_record_path(root.path(), "base", "scan")).unwrap();
+        let error = StepRecord::load(root.path(), "base", "scan").unwrap_err();
+        assert!(format!("{error:#}").starts_with("reading "), "{error:#}");
+    }
+
+    /// Without a build record, a failed step removes what an earlier run
+    /// left (nothing there is fine; what cannot be removed is said).
+    #[test]
+    fn a_failed_step_without_a_build_leaves_no_record() {
+        let root = tempfile::tempdir().unwrap();
+        let root = root.path();
+        let failing = || -> Result<()> { anyhow::bail!("the step broke") };
+        let error = leave_record(root, "base", "scan", failing).unwrap_err();
+        assert_eq!(error.to_string(), "the step broke");
+        let stale = step_record_path(root, "base", "scan");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, "{}").unwrap();
+        let error = leave_record(root, "base", "scan", failing).unwrap_err();
+        assert_eq!(error.to_string(), "the step broke");
+        assert!(!stale.exists());
+        std::fs::create_dir_all(&stale).unwrap();
+        let error = leave_record(root, "base", "scan", failing).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("removing the stale scan record of `base`"),
+            "{error:#}"
+        );
+    }
+
     fn build(sha256: &str) -> BuildRecord {
         BuildRecord::example("base", sha256)
     }
