@@ -82,8 +82,9 @@ impl ActCheckout {
         self.checkout.path()
     }
 
-    /// `xtask workflows --run-local EVENT`, traced: (its output, the
-    /// connections its process tree made, one line each).
+    /// `xtask workflows --run-local EVENT`, traced, and checked that no
+    /// connection left loopback: (its output, the connections its process
+    /// tree made, one line each).
     fn run(&self, event: &str, prefix: &str) -> (Output, String) {
         let trace = self.root().join("target/connections.trace");
         std::fs::create_dir_all(trace.parent().unwrap()).unwrap();
@@ -126,6 +127,9 @@ impl ActCheckout {
             .output()
             .unwrap();
         let connections = std::fs::read_to_string(&trace).unwrap_or_default();
+        // Every run: nothing left loopback.
+        let leaving = leaving_loopback(&connections);
+        assert!(leaving.is_empty(), "left loopback: {leaving:#?}");
         (output, connections)
     }
 }
@@ -199,6 +203,16 @@ fn assert_published(registry: &str, prefix: &str, image: &str) {
     }
 }
 
+/// No `:latest` of `image` under `prefix`.
+fn assert_not_published(registry: &str, prefix: &str, image: &str) {
+    let path = format!("/v2/{prefix}/{image}/manifests/latest");
+    assert_eq!(
+        registry_get(registry, &path, MANIFEST_ACCEPT).0,
+        404,
+        "{path}"
+    );
+}
+
 fn unique(name: &str) -> String {
     crate::names::unique(&format!("act-{name}"))
 }
@@ -248,8 +262,6 @@ fn a_push_to_main_builds_publishes_and_summarises_every_leg_under_act() {
         summary.contains(&row("publish", "base", "passed")),
         "{summary:?}"
     );
-    let leaving = leaving_loopback(&trace);
-    assert!(leaving.is_empty(), "left loopback: {leaving:#?}");
     assert!(
         trace.contains("connect("),
         "the trace saw no connection at all"
@@ -288,7 +300,7 @@ fn a_scheduled_run_publishes_and_a_broken_image_fails_alone() {
         std::fs::remove_dir_all(root.join("examples/hello")).unwrap();
     });
     let prefix = unique("schedule");
-    let (output, trace) = run.run("schedule", &prefix);
+    let (output, _) = run.run("schedule", &prefix);
     let log = text(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     let failed: Vec<(String, String, String)> = rows(&log)
@@ -309,15 +321,7 @@ fn a_scheduled_run_publishes_and_a_broken_image_fails_alone() {
         "{log}"
     );
     assert_published(&run.registry, &prefix, "base-static");
-    assert_eq!(
-        registry_get(
-            &run.registry,
-            &format!("/v2/{prefix}/broken/manifests/latest"),
-            MANIFEST_ACCEPT
-        )
-        .0,
-        404
-    );
+    assert_not_published(&run.registry, &prefix, "broken");
     let summary = summary_rows(&log);
     assert!(
         summary.contains(&row("build", "broken", "failed")),
@@ -327,8 +331,6 @@ fn a_scheduled_run_publishes_and_a_broken_image_fails_alone() {
         summary.contains(&row("publish", "base-static", "passed")),
         "{summary:?}"
     );
-    let leaving = leaving_loopback(&trace);
-    assert!(leaving.is_empty(), "left loopback: {leaving:#?}");
 }
 
 /// A pull request runs check.yml: lint and the checkout's own suite, with
@@ -338,7 +340,7 @@ fn a_scheduled_run_publishes_and_a_broken_image_fails_alone() {
 fn a_pull_request_runs_the_checks_with_no_secrets_and_publishes_nothing() {
     let run = ActCheckout::new(|_| {});
     let prefix = unique("pr");
-    let (output, trace) = run.run("pull_request", &prefix);
+    let (output, _) = run.run("pull_request", &prefix);
     let log = text(&output);
     assert!(output.status.success(), "{log}");
     let mut found = rows(&log);
@@ -354,18 +356,8 @@ fn a_pull_request_runs_the_checks_with_no_secrets_and_publishes_nothing() {
     );
     assert!(log.contains("stand-in suite passed"), "{log}");
     for image in ["base", "base-static"] {
-        assert_eq!(
-            registry_get(
-                &run.registry,
-                &format!("/v2/{prefix}/{image}/manifests/latest"),
-                MANIFEST_ACCEPT
-            )
-            .0,
-            404
-        );
+        assert_not_published(&run.registry, &prefix, image);
     }
-    let leaving = leaving_loopback(&trace);
-    assert!(leaving.is_empty(), "left loopback: {leaving:#?}");
 }
 
 /// The loopback rule itself: a TCP connection or a datagram off loopback
