@@ -623,19 +623,78 @@ fn signing_key_init_writes_the_public_key_and_keeps_the_private_one_out() {
 /// hostile one would: cosign gets a token we asked for anonymously (the realm
 /// is not the registry's own), never a password to hand the realm itself,
 /// whatever the environment and the docker config hold.
-#[test]
-fn cosign_never_holds_a_password_a_realm_could_receive() {
-    use crate::common::proxy::{Answer, Proxy};
-    let registry = require_engine();
+/// What the realm tests sign: a checkout, a key pair, and a stand-in pushed
+/// to a repository of its own.
+struct Signable {
+    scratch: tempfile::TempDir,
+    root: PathBuf,
+    key: PathBuf,
+    public: PathBuf,
+    repository: String,
+    digest: String,
+}
+
+fn signable(registry: &str, name: &str) -> Signable {
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
     make_checkout(&root);
     let (key, public) = key_pair(scratch.path(), "ours");
-    let repository = crate::names::unique("realm");
+    let repository = crate::names::unique(name);
     let digest = push_archive(
         &standin_archive("core-busybox"),
         &format!("{registry}/{repository}:1"),
     );
+    Signable {
+        scratch,
+        root,
+        key,
+        public,
+        repository,
+        digest,
+    }
+}
+
+/// A DOCKER_CONFIG folder under `dir` whose entry for `host` is `auth`
+/// (base64 of `user:password`).
+fn docker_config(dir: &Path, host: &str, auth: &str) -> PathBuf {
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    docker
+}
+
+/// `sign` or `verify` of `pinned` with `key` (the private or public half),
+/// no transparency log.
+fn cosign_step(
+    root: &Path,
+    step: &str,
+    pinned: &str,
+    key: &Path,
+    env: &[(&str, String)],
+) -> Output {
+    xtask_in_env(
+        root,
+        &[step, pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
+        env,
+    )
+}
+
+#[test]
+fn cosign_never_holds_a_password_a_realm_could_receive() {
+    use crate::common::proxy::{Answer, Proxy};
+    let registry = require_engine();
+    let Signable {
+        scratch,
+        root,
+        key,
+        public,
+        repository,
+        digest,
+    } = signable(&registry, "realm");
     let token = |body: &str| Answer {
         status: 200,
         headers: vec![("Content-Type".into(), "application/json".into())],
@@ -658,13 +717,7 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode("ci:registry-canary-77")
     };
-    let docker = scratch.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(
-        docker.join("config.json"),
-        serde_json::json!({"auths": {a.address.clone(): {"auth": basic}}}).to_string(),
-    )
-    .unwrap();
+    let docker = docker_config(scratch.path(), &a.address, &basic);
     let pinned = format!("{}/{repository}@{digest}", a.address);
     let env = [
         ("COSIGN_PASSWORD", CANARY.to_string()),
@@ -672,23 +725,9 @@ fn cosign_never_holds_a_password_a_realm_could_receive() {
         ("XTASK_REGISTRY_PASSWORD", "registry-canary-77".to_string()),
         ("DOCKER_CONFIG", docker.display().to_string()),
     ];
-    let output = xtask_in_env(
-        &root,
-        &["sign", &pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
-        &env,
-    );
+    let output = cosign_step(&root, "sign", &pinned, &key, &env);
     assert!(output.status.success(), "{}", text(&output));
-    let output = xtask_in_env(
-        &root,
-        &[
-            "verify",
-            &pinned,
-            "--key",
-            public.to_str().unwrap(),
-            "--no-tlog",
-        ],
-        &env,
-    );
+    let output = cosign_step(&root, "verify", &pinned, &public, &env);
     assert!(output.status.success(), "{}", text(&output));
     for head in realm.heads() {
         assert!(
@@ -779,15 +818,14 @@ fn token_requests(heads: &[String]) -> Vec<(Vec<String>, String)> {
 fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
     use crate::common::proxy::{Answer, Proxy};
     let registry = require_engine();
-    let scratch = tempfile::tempdir().unwrap();
-    let root = scratch.path().join("root");
-    make_checkout(&root);
-    let (key, public) = key_pair(scratch.path(), "ours");
-    let repository = crate::names::unique("scoped");
-    let digest = push_archive(
-        &standin_archive("core-busybox"),
-        &format!("{registry}/{repository}:1"),
-    );
+    let Signable {
+        scratch,
+        root,
+        key,
+        public,
+        repository,
+        digest,
+    } = signable(&registry, "scoped");
     let a = Proxy::start(&registry);
     a.answer(
         "GET /token",
@@ -810,13 +848,7 @@ fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
         )
     };
     let (pusher, reader) = ("pusher:push-canary-31", "reader:read-canary-32");
-    let docker = scratch.path().join("docker");
-    std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(
-        docker.join("config.json"),
-        serde_json::json!({"auths": {a.address.clone(): {"auth": basic(reader)[6..]}}}).to_string(),
-    )
-    .unwrap();
+    let docker = docker_config(scratch.path(), &a.address, &basic(reader)[6..]);
     let env = [
         ("COSIGN_PASSWORD", CANARY.to_string()),
         ("XTASK_REGISTRY_USERNAME", "pusher".to_string()),
@@ -824,11 +856,7 @@ fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
         ("DOCKER_CONFIG", docker.display().to_string()),
     ];
     let pinned = format!("{}/{repository}@{digest}", a.address);
-    let output = xtask_in_env(
-        &root,
-        &["sign", &pinned, "--key", key.to_str().unwrap(), "--no-tlog"],
-        &env,
-    );
+    let output = cosign_step(&root, "sign", &pinned, &key, &env);
     assert!(output.status.success(), "{}", text(&output));
     let push_scope = format!("repository:{repository}:pull,push");
     let pull_scope = format!("repository:{repository}:pull");
@@ -841,17 +869,7 @@ fn cosign_gets_a_push_token_only_to_write_and_reads_with_the_docker_config() {
         "sign asked for no push token with the push credentials: {signed:?}"
     );
     let seen = a.heads().len();
-    let output = xtask_in_env(
-        &root,
-        &[
-            "verify",
-            &pinned,
-            "--key",
-            public.to_str().unwrap(),
-            "--no-tlog",
-        ],
-        &env,
-    );
+    let output = cosign_step(&root, "verify", &pinned, &public, &env);
     assert!(output.status.success(), "{}", text(&output));
     let verified = token_requests(&a.heads()[seen..]);
     assert!(!verified.is_empty(), "verify asked for no token");
