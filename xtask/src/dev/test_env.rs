@@ -221,6 +221,9 @@ pub fn up_for(layout: &Layout, purpose: Purpose) -> Result<()> {
     prepare_docker_config(layout)?;
     start_dockerd(layout)?;
     start_registry(layout)?;
+    // This process's own children (the demo's builds) use them from now on,
+    // as a process started after them would.
+    crate::tools::process::use_provisioned(layout.path_dirs(), layout.engine_env_if_running());
     crate::ui::say!(
         "test-env: dockerd at {} and registry at {} are up; environment: `eval \"$(cargo xtask test-env env)\"`",
         layout.docker_socket().display(),

@@ -20,25 +20,32 @@ use anyhow::{Context, Result};
 
 /// Folders of tools provisioned under `target/` (`cargo xtask test-env up`),
 /// searched after `PATH`: a fresh clone finds them with nothing exported.
-static PROVISIONED: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+static PROVISIONED: std::sync::RwLock<Vec<PathBuf>> = std::sync::RwLock::new(Vec::new());
 
 /// Variables of provisioned services (the test engine's `DOCKER_HOST` and
 /// `DOCKER_CONFIG`) a child gets when this process has none of its own.
-static PROVISIONED_ENV: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
+static PROVISIONED_ENV: std::sync::RwLock<Env> = std::sync::RwLock::new(BTreeMap::new());
 
-/// Set once, at start-up, from the checkout.
+/// Set at start-up from the checkout, and again once a command (the demo)
+/// has brought the services up itself: a fresh clone has none at start-up.
 pub fn use_provisioned(dirs: Vec<PathBuf>, env: Env) {
-    let _ = PROVISIONED.set(dirs.into_iter().filter(|dir| dir.is_dir()).collect());
-    let _ = PROVISIONED_ENV.set(
-        env.into_iter()
+    if let Ok(mut provisioned) = PROVISIONED.write() {
+        *provisioned = dirs.into_iter().filter(|dir| dir.is_dir()).collect();
+    }
+    if let Ok(mut provisioned) = PROVISIONED_ENV.write() {
+        *provisioned = env
+            .into_iter()
             .filter(|(name, _)| std::env::var_os(name).is_none())
-            .collect(),
-    );
+            .collect();
+    }
 }
 
 /// `PATH` with the provisioned folders after it, when there are any.
 fn search_path() -> Option<OsString> {
-    let provisioned = PROVISIONED.get().filter(|dirs| !dirs.is_empty())?;
+    let provisioned = PROVISIONED.read().ok()?.clone();
+    if provisioned.is_empty() {
+        return None;
+    }
     let inherited = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&inherited).collect();
     dirs.extend(
@@ -263,7 +270,11 @@ impl Cmd {
                 expression = expression.env("PATH", path);
             }
         }
-        for (name, value) in PROVISIONED_ENV.get().into_iter().flatten() {
+        let provisioned = PROVISIONED_ENV
+            .read()
+            .map(|env| env.clone())
+            .unwrap_or_default();
+        for (name, value) in &provisioned {
             if !self.env.iter().any(|(given, _)| given == name) {
                 expression = expression.env(name, value);
             }
