@@ -440,6 +440,15 @@ impl<'a> Image<'a> {
         }
     }
 
+    /// The same image on a smaller budget, so a test reaches its end fast
+    /// (the work per step differs by image: 3M steps of the library chain
+    /// test take 6 s unoptimised).
+    #[cfg(test)]
+    fn with_budget(self, steps: u64) -> Self {
+        self.steps.set(steps);
+        self
+    }
+
     /// One more step, if the budget allows.
     fn spend(&self) -> bool {
         let left = self.steps.get();
