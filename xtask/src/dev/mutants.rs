@@ -54,6 +54,10 @@ pub struct Mutants {
     /// Only mutants on the lines a diff changes (`git diff main… > DIFF`), as in pull requests.
     #[arg(long, value_name = "DIFF")]
     pub in_diff: Option<PathBuf>,
+    /// The unit pass alone: its survivors are listed, not tried against the
+    /// suite (for working through survivors a test at a time).
+    #[arg(long)]
+    pub unit_only: bool,
 }
 
 /// One pass of cargo-mutants: which tests, which mutants.
@@ -223,6 +227,18 @@ impl Mutants {
         let mut caught_by_suite = Vec::new();
         let mut survivors = Vec::new();
         let mut timeouts = first.timeout.clone();
+        if self.unit_only {
+            crate::ui::say!(
+                "mutants: unit pass only, in {:.0} min: {} caught, {} unviable, {} timed out, {} survived (not tried against the suite):\n  {}",
+                started.elapsed().as_secs_f64() / 60.0,
+                first.caught.len(),
+                first.unviable.len(),
+                first.timeout.len(),
+                first.missed.len(),
+                first.missed.join("\n  ")
+            );
+            return Ok(());
+        }
         if !first.missed.is_empty() {
             let suite = Pass {
                 name: "suite",

@@ -63,15 +63,27 @@ impl CredentialSource {
     /// This process's environment and `$DOCKER_CONFIG/config.json` (or
     /// `~/.docker/config.json`).
     pub fn from_environment() -> CredentialSource {
-        let pair = |user: &str, password: &str| match (std::env::var(user), std::env::var(password))
-        {
-            (Ok(username), Ok(password)) => Some(Credentials { username, password }),
+        CredentialSource::from_variables(&|name| std::env::var_os(name))
+    }
+
+    /// Only the docker config's entries, each for its own host: what a
+    /// command that only reads (verify) may use, whatever the environment's
+    /// pairs say.
+    pub fn docker_config_only() -> CredentialSource {
+        CredentialSource::from_environment().without_pairs()
+    }
+
+    /// [`CredentialSource::from_environment`] with the variables `var` reads
+    /// (a test's own, not the process's).
+    fn from_variables(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> CredentialSource {
+        let text = |name: &str| var(name).and_then(|value| value.into_string().ok());
+        let pair = |user: &str, password: &str| match (text(user), text(password)) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
             _ => None,
         };
-        let docker_config = match std::env::var_os("DOCKER_CONFIG") {
+        let docker_config = match var("DOCKER_CONFIG") {
             Some(dir) => PathBuf::from(dir).join("config.json"),
-            None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".docker/config.json"),
+            None => PathBuf::from(var("HOME").unwrap_or_default()).join(".docker/config.json"),
         };
         CredentialSource {
             target: pair(TARGET_USERNAME_ENV, TARGET_PASSWORD_ENV),
@@ -80,14 +92,12 @@ impl CredentialSource {
         }
     }
 
-    /// Only the docker config's entries, each for its own host: what a
-    /// command that only reads (verify) may use, whatever the environment's
-    /// pairs say.
-    pub fn docker_config_only() -> CredentialSource {
+    /// The same docker config, without the environment's pairs.
+    fn without_pairs(self) -> CredentialSource {
         CredentialSource {
             target: None,
             source: None,
-            ..CredentialSource::from_environment()
+            ..self
         }
     }
 
@@ -325,6 +335,67 @@ mod tests {
             username: name.into(),
             password: "pass".into(),
         })
+    }
+
+    /// Each role's pair only when both its variables are set; the docker
+    /// config from `DOCKER_CONFIG`, else under `HOME`; a reading command
+    /// drops both pairs.
+    #[test]
+    fn the_environment_gives_each_role_its_pair_and_the_docker_config() {
+        let variables = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| std::ffi::OsString::from(value))
+            }
+        };
+        let all = CredentialSource::from_variables(&variables(&[
+            (TARGET_USERNAME_ENV, "pusher"),
+            (TARGET_PASSWORD_ENV, "push-secret"),
+            (SOURCE_USERNAME_ENV, "reader"),
+            (SOURCE_PASSWORD_ENV, "read-secret"),
+            ("DOCKER_CONFIG", "/etc/docker-config"),
+            ("HOME", "/home/ci"),
+        ]));
+        assert_eq!(
+            all.target,
+            Some(Credentials {
+                username: "pusher".into(),
+                password: "push-secret".into()
+            })
+        );
+        assert_eq!(
+            all.source.as_ref().map(|c| c.username.as_str()),
+            Some("reader")
+        );
+        assert_eq!(
+            all.docker_config,
+            Path::new("/etc/docker-config/config.json")
+        );
+        let read_only = all.without_pairs();
+        assert_eq!((read_only.target, read_only.source), (None, None));
+        assert_eq!(
+            read_only.docker_config,
+            Path::new("/etc/docker-config/config.json")
+        );
+
+        let half = CredentialSource::from_variables(&variables(&[
+            (TARGET_USERNAME_ENV, "pusher"),
+            (SOURCE_PASSWORD_ENV, "read-secret"),
+            ("HOME", "/home/ci"),
+        ]));
+        assert_eq!((half.target, half.source), (None, None));
+        assert_eq!(
+            half.docker_config,
+            Path::new("/home/ci/.docker/config.json")
+        );
+    }
+
+    /// A credential's `Debug` names the user and never shows the password.
+    #[test]
+    fn debug_output_hides_the_password() {
+        let shown = format!("{:?}", user("deployer").unwrap());
+        assert_eq!(shown, "Credentials(deployer, ***)");
     }
 
     /// credHelpers for one host, credsStore for the rest, auths behind both;
