@@ -58,6 +58,15 @@ pub struct Mutants {
     /// suite (for working through survivors a test at a time).
     #[arg(long)]
     pub unit_only: bool,
+    /// The suite pass runs only the tests whose names contain one of these
+    /// (`hostile::`, `mirror::`…): minutes less per unit survivor, at the cost
+    /// of calling survivors what another test would catch.
+    #[arg(long = "suite-test", value_name = "NAME")]
+    pub suite_tests: Vec<String>,
+    /// Only the mutants FILE lists, one a line (a pass's `missed.txt`: are
+    /// they caught now?).
+    #[arg(long, value_name = "FILE")]
+    pub only_from: Option<PathBuf>,
 }
 
 /// One pass of cargo-mutants: which tests, which mutants.
@@ -69,6 +78,8 @@ pub struct Pass {
     pub cargo_args: Vec<String>,
     /// Only these mutants (their names, as `--list` prints them), or all.
     pub only: Option<Vec<String>>,
+    /// Test-name filters handed to the test binaries (none: every test).
+    pub test_filters: Vec<String>,
 }
 
 /// The cargo-mutants command line of `pass` over `files`, run in `tree`,
@@ -114,6 +125,12 @@ pub fn argv(
     }
     for arg in &pass.cargo_args {
         argv.push(format!("--cargo-arg={arg}"));
+    }
+    if !pass.test_filters.is_empty() {
+        argv.push("--cargo-test-arg=--".into());
+        for filter in &pass.test_filters {
+            argv.push(format!("--cargo-test-arg={filter}"));
+        }
     }
     argv
 }
@@ -218,10 +235,17 @@ impl Mutants {
         };
         let in_diff = self.in_diff.as_ref().map(std::path::absolute).transpose()?;
         let started = std::time::Instant::now();
+        let only = match &self.only_from {
+            Some(list) => Some(names(&std::fs::read_to_string(list).with_context(
+                || format!("reading the mutants to run from {}", list.display()),
+            )?)),
+            None => None,
+        };
         let unit = Pass {
             name: "unit",
             cargo_args: vec!["--lib".into()],
-            only: None,
+            only,
+            test_filters: Vec::new(),
         };
         let first = run_pass(&unit, &files, in_diff.as_deref(), &tree, &work, &env)?;
         let mut caught_by_suite = Vec::new();
@@ -244,6 +268,7 @@ impl Mutants {
                 name: "suite",
                 cargo_args: Vec::new(),
                 only: Some(first.missed.clone()),
+                test_filters: self.suite_tests.clone(),
             };
             let second = run_pass(&suite, &files, in_diff.as_deref(), &tree, &work, &env)?;
             caught_by_suite = second.caught;
@@ -339,6 +364,7 @@ mod tests {
             name: "unit",
             cargo_args: vec!["--lib".into()],
             only: None,
+            test_filters: Vec::new(),
         };
         let files = vec!["xtask/src/http.rs".to_string()];
         let line = argv(&unit, &files, None, Path::new("/t"), Path::new("/o")).join(" ");
@@ -354,6 +380,7 @@ mod tests {
             only: Some(vec![
                 "xtask/src/http.rs:32:5: replace is_loopback_host -> bool with true".into(),
             ]),
+            test_filters: vec!["hostile::".into()],
         };
         let words = argv(
             &suite,
@@ -365,6 +392,10 @@ mod tests {
         let joined = words.join(" ");
         assert!(joined.contains("--in-diff /d"), "{joined}");
         assert!(!joined.contains("--lib"), "{joined}");
+        assert!(
+            joined.ends_with("--cargo-test-arg=-- --cargo-test-arg=hostile::"),
+            "{joined}"
+        );
         assert!(words.contains(
             &r"^xtask/src/http\.rs:32:5: replace is_loopback_host \-> bool with true$".to_string()
         ));

@@ -391,6 +391,24 @@ mod tests {
         );
     }
 
+    /// Only a missing docker config means "no credentials": one that cannot
+    /// be read is an error naming it, not an anonymous pull.
+    #[test]
+    fn an_unreadable_docker_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("config.json");
+        assert_eq!(
+            from_docker_config(&missing, "registry.example").unwrap(),
+            None
+        );
+        std::fs::create_dir(&missing).unwrap();
+        let error = from_docker_config(&missing, "registry.example").unwrap_err();
+        assert!(
+            format!("{error:#}").contains(&missing.display().to_string()),
+            "{error:#}"
+        );
+    }
+
     /// A credential's `Debug` names the user and never shows the password.
     #[test]
     fn debug_output_hides_the_password() {

@@ -245,6 +245,146 @@ fn zbase32(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// Only a missing trust list means "none": one that cannot be read (not
+    /// text, not a file) is an error, never a keyring without pins.
+    #[test]
+    fn an_unreadable_trust_list_is_an_error_not_an_absent_one() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_pins(dir.path()).unwrap(), None);
+        std::fs::write(dir.path().join(TRUST_LIST), b"alice\t\xff\xfe\n").unwrap();
+        let error = load_pins(dir.path()).unwrap_err();
+        assert!(format!("{error:#}").contains(TRUST_LIST), "{error:#}");
+        std::fs::remove_file(dir.path().join(TRUST_LIST)).unwrap();
+        std::fs::create_dir(dir.path().join(TRUST_LIST)).unwrap();
+        assert!(load_pins(dir.path()).is_err());
+    }
+
+    /// A pin needs all 40 characters and hex in each: short or not hex, it
+    /// is refused, naming the line.
+    #[test]
+    fn trust_list_fingerprints_are_full_and_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = "6B61ECD76088748C70590D55E90A401336C8AAA9";
+        for (fingerprint, line) in [(&full[..39], 2), (&full.replace('6', "G")[..], 2)] {
+            std::fs::write(
+                dir.path().join(TRUST_LIST),
+                format!("# maintainer\tfingerprint\twhere\nalice\t{fingerprint}\thttps://keys\n"),
+            )
+            .unwrap();
+            let error = load_pins(dir.path()).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("{TRUST_LIST}:{line}: `{fingerprint}`")),
+                "{error}"
+            );
+        }
+        std::fs::write(
+            dir.path().join(TRUST_LIST),
+            format!("alice\t{}\thttps://keys\n", full.to_lowercase()),
+        )
+        .unwrap();
+        assert_eq!(load_pins(dir.path()).unwrap().unwrap()[0].fingerprint, full);
+    }
+
+    /// The committed key is found under its own fingerprint and under no
+    /// other.
+    #[test]
+    fn a_certificate_is_found_only_under_its_fingerprint() {
+        let full = "6B61ECD76088748C70590D55E90A401336C8AAA9";
+        let keys = crate::files::project_root().join("keys");
+        let bytes = std::fs::read(keys.join(format!("{full}.asc"))).unwrap();
+        let cert = certificate_for(&bytes, full).unwrap().unwrap();
+        assert_eq!(cert.fingerprint().to_hex(), full);
+        let other = full.replace('A', "B");
+        assert!(certificate_for(&bytes, &other).unwrap().is_none());
+    }
+
+    /// What a person is told: a new key's subkeys and expiry; of a held key,
+    /// a new subkey, a moved expiry, a revocation (once); of the same key,
+    /// nothing.
+    #[test]
+    fn changes_name_new_subkeys_a_moved_expiry_and_a_revocation() {
+        use openpgp::types::ReasonForRevocation;
+        let policy = StandardPolicy::new();
+        let day = std::time::Duration::from_secs(86_400);
+        let (alice, revocation) = openpgp::cert::CertBuilder::new()
+            .add_userid("alice <alice@example.com>")
+            .set_creation_time(std::time::SystemTime::now() - 2 * day)
+            .set_validity_period(100 * day)
+            .add_signing_subkey()
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let first = alice.keys().subkeys().next().unwrap().key().fingerprint();
+        let second = alice.keys().subkeys().nth(1).unwrap().key().fingerprint();
+        let held = alice
+            .clone()
+            .retain_subkeys(|k| k.key().fingerprint() == first);
+        let expires = expiry(&held, &policy).unwrap();
+        assert_eq!(
+            changes(None, &alice),
+            [
+                "new key, 2 subkey(s)".to_string(),
+                format!("expires {expires}")
+            ]
+        );
+        assert!(changes(Some(&held), &held).is_empty());
+        assert_eq!(
+            changes(Some(&held), &alice),
+            [format!("new subkey {}", second.to_hex())]
+        );
+
+        let mut signer = alice
+            .primary_key()
+            .key()
+            .clone()
+            .parts_into_secret()
+            .unwrap()
+            .into_keypair()
+            .unwrap();
+        let later = std::time::SystemTime::now() + 300 * day;
+        let extension = held
+            .set_expiration_time(&policy, None, &mut signer, Some(later))
+            .unwrap();
+        let (extended, _) = held.clone().insert_packets(extension).unwrap();
+        let moved = expiry(&extended, &policy).unwrap();
+        assert_ne!(moved, expires);
+        assert_eq!(
+            changes(Some(&held), &extended),
+            [format!("expiry {expires} → {moved}")]
+        );
+
+        let (revoked, _) = held.clone().insert_packets(revocation).unwrap();
+        let reason = held
+            .revoke(
+                &mut signer,
+                ReasonForRevocation::KeyCompromised,
+                b"lost laptop",
+            )
+            .unwrap();
+        let (revoked_with_reason, _) = held.clone().insert_packets(reason).unwrap();
+        assert_eq!(
+            changes(Some(&held), &revoked),
+            ["REVOKED (No reason specified: Unspecified)".to_string()]
+        );
+        assert_eq!(
+            changes(Some(&held), &revoked_with_reason),
+            ["REVOKED (Key material has been compromised: lost laptop)".to_string()]
+        );
+        assert!(changes(Some(&revoked), &revoked_with_reason).is_empty());
+        assert_eq!(
+            changes(None, &revoked_with_reason)[2],
+            "REVOKED (Key material has been compromised: lost laptop)"
+        );
+    }
+
+    #[test]
+    fn vks_urls_name_the_fingerprint_under_the_keyserver() {
+        assert_eq!(
+            vks_url("https://keys.openpgp.org/", "6B61ECD76088748C70590D55E90A401336C8AAA9"),
+            "https://keys.openpgp.org/vks/v1/by-fingerprint/6B61ECD76088748C70590D55E90A401336C8AAA9"
+        );
+    }
+
     /// The example of the WKD draft (section 3.1).
     #[test]
     fn wkd_urls_follow_the_draft() {
