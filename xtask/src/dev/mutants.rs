@@ -80,6 +80,9 @@ pub struct Pass {
     pub only: Option<Vec<String>>,
     /// Test-name filters handed to the test binaries (none: every test).
     pub test_filters: Vec<String>,
+    /// A mutant whose tests run longer is stopped and counted as caught
+    /// (timed out): a mutant that makes a test hang waits no longer.
+    pub timeout: std::time::Duration,
 }
 
 /// The cargo-mutants command line of `pass` over `files`, run in `tree`,
@@ -102,7 +105,7 @@ pub fn argv(
         "--baseline".into(),
         "skip".into(),
         "--timeout".into(),
-        "600".into(),
+        pass.timeout.as_secs().to_string(),
         "--output".into(),
         output.display().to_string(),
         "--no-shuffle".into(),
@@ -246,6 +249,8 @@ impl Mutants {
             cargo_args: vec!["--lib".into()],
             only,
             test_filters: Vec::new(),
+            // The unit tests take seconds.
+            timeout: std::time::Duration::from_secs(60),
         };
         let first = run_pass(&unit, &files, in_diff.as_deref(), &tree, &work, &env)?;
         let mut caught_by_suite = Vec::new();
@@ -269,6 +274,8 @@ impl Mutants {
                 cargo_args: Vec::new(),
                 only: Some(first.missed.clone()),
                 test_filters: self.suite_tests.clone(),
+                // The suite takes two minutes; its stall tests wait on purpose.
+                timeout: std::time::Duration::from_secs(600),
             };
             let second = run_pass(&suite, &files, in_diff.as_deref(), &tree, &work, &env)?;
             caught_by_suite = second.caught;
@@ -365,6 +372,7 @@ mod tests {
             cargo_args: vec!["--lib".into()],
             only: None,
             test_filters: Vec::new(),
+            timeout: std::time::Duration::from_secs(60),
         };
         let files = vec!["xtask/src/http.rs".to_string()];
         let line = argv(&unit, &files, None, Path::new("/t"), Path::new("/o")).join(" ");
@@ -374,6 +382,7 @@ mod tests {
         );
         assert!(line.contains("--file xtask/src/http.rs"), "{line}");
         assert!(line.ends_with("--cargo-arg=--lib"), "{line}");
+        assert!(line.contains("--timeout 60 "), "{line}");
         let suite = Pass {
             name: "suite",
             cargo_args: Vec::new(),
@@ -381,6 +390,7 @@ mod tests {
                 "xtask/src/http.rs:32:5: replace is_loopback_host -> bool with true".into(),
             ]),
             test_filters: vec!["hostile::".into()],
+            timeout: std::time::Duration::from_secs(600),
         };
         let words = argv(
             &suite,

@@ -102,12 +102,21 @@ where
 
 /// Run `attempt` up to [`ATTEMPTS`] times, backing off 0.2 s, 0.4 s, … while
 /// it fails transiently; the last error is returned as it is.
-pub async fn retrying<T, F, Fut>(what: &str, mut attempt: F) -> Result<T>
+pub async fn retrying<T, F, Fut>(what: &str, attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut delay = FIRST_BACKOFF;
+    retrying_paced(what, FIRST_BACKOFF, attempt).await
+}
+
+/// [`retrying`], pausing `first` after the first failure (tests pause less).
+async fn retrying_paced<T, F, Fut>(what: &str, first: Duration, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut delay = first;
     let mut tries = 0;
     loop {
         tries += 1;
@@ -872,7 +881,7 @@ mod tests {
     #[test]
     fn transient_errors_are_retried_then_the_answer_kept() {
         let tries = std::cell::Cell::new(0);
-        let answer = block_on(retrying("GET x", || {
+        let answer = block_on(retrying_paced("GET x", Duration::from_millis(1), || {
             tries.set(tries.get() + 1);
             let result: Result<u32> = match tries.get() {
                 1 => Err(Transient("HTTP 503".into()).into()),
@@ -893,10 +902,49 @@ mod tests {
         assert!(refused.is_err());
         assert_eq!(tries.get(), 1, "a 403 is not retried");
 
+        assert_eq!(Transient("HTTP 503".into()).to_string(), "HTTP 503");
         let refusal = anyhow::Error::new(BlobError::Refused("digest".into()));
         assert!(!is_transient(&refusal));
         let read = anyhow::Error::new(BlobError::Read(std::io::Error::other("reset")));
         assert!(is_transient(&read));
+    }
+
+    /// A failure that stays transient is tried [`ATTEMPTS`] times, no more,
+    /// pausing twice as long each time; the last error is kept, named.
+    #[test]
+    fn a_failure_that_stays_transient_is_tried_five_times() {
+        let tries = std::cell::Cell::new(0);
+        let started = Instant::now();
+        let result = block_on(retrying_paced("GET z", Duration::from_millis(4), || {
+            tries.set(tries.get() + 1);
+            let error = Transient(format!("HTTP 503 (try {})", tries.get()));
+            async move { Err::<(), _>(error.into()) }
+        }))
+        .unwrap();
+        assert_eq!(tries.get(), ATTEMPTS);
+        assert_eq!(
+            format!("{:#}", result.unwrap_err()),
+            "GET z: HTTP 503 (try 5)"
+        );
+        // 4 + 8 + 16 + 32 ms at least (sleeps never end early).
+        assert!(started.elapsed() >= Duration::from_millis(60));
+    }
+
+    /// A refused connection is worth another try (reqwest reports it as a
+    /// request error that is also a connect error).
+    #[test]
+    fn a_refused_connection_is_transient() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = crate::http::client().unwrap();
+        let error = block_on(client.get(format!("http://127.0.0.1:{port}/v2/")).send())
+            .unwrap()
+            .unwrap_err();
+        assert!(error.is_connect() && error.is_request(), "{error:?}");
+        assert!(is_transient(&anyhow::Error::new(error)));
     }
 
     /// A try that never ends: all the tries together end at the deadline,

@@ -385,6 +385,16 @@ mod tests {
         );
     }
 
+    /// z-base-32's own examples, whose last group is partial (a SHA-1
+    /// digest, 160 bits, never has one).
+    #[test]
+    fn zbase32_pads_a_partial_last_group() {
+        assert_eq!(zbase32(&[0xf0, 0xbf, 0xc7]), "6n9hq");
+        assert_eq!(zbase32(&[0xd4, 0x7a, 0x04]), "4t7ye");
+        assert_eq!(zbase32(&[0x00]), "yy");
+        assert_eq!(zbase32(&[0xff]), "9h");
+    }
+
     /// The example of the WKD draft (section 3.1).
     #[test]
     fn wkd_urls_follow_the_draft() {
