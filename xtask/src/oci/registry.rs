@@ -867,6 +867,20 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
 mod tests {
     use super::*;
 
+    /// The token scopes of the distribution spec: pull to read, pull and
+    /// push to write, never more.
+    #[test]
+    fn scopes_name_the_repository_and_the_access() {
+        assert_eq!(
+            pull_scope("stagex/core-musl"),
+            "repository:stagex/core-musl:pull"
+        );
+        assert_eq!(
+            push_scope("stagex/core-musl"),
+            "repository:stagex/core-musl:pull,push"
+        );
+    }
+
     #[test]
     fn loopback_registries_use_http() {
         assert!(is_loopback("127.0.0.1:5000"));

@@ -135,21 +135,22 @@ impl Lookaside {
 
     async fn fetch_each(&self, repository: &str, digest_hex: &str) -> Result<Vec<SignatureFile>> {
         let mut files = Vec::new();
+        // One past the limit is asked for: only its presence is refused.
         for number in 1..=MAX_SIGNATURES + 1 {
+            let url = signature_url(&self.base, repository, digest_hex, number);
+            let Some(bytes) = self.fetch_one(&url).await? else {
+                break;
+            };
             if number > MAX_SIGNATURES {
                 bail!(
                     "{}: more than {MAX_SIGNATURES} signatures for one digest",
                     signature_url(&self.base, repository, digest_hex, 1)
                 );
             }
-            let url = signature_url(&self.base, repository, digest_hex, number);
-            match self.fetch_one(&url).await? {
-                Some(bytes) => files.push(SignatureFile {
-                    name: format!("signature-{number}"),
-                    bytes,
-                }),
-                None => break,
-            }
+            files.push(SignatureFile {
+                name: format!("signature-{number}"),
+                bytes,
+            });
         }
         Ok(files)
     }
@@ -233,6 +234,39 @@ mod tests {
             .unwrap()
             .is_empty());
         assert!(Lookaside::new("ftp://x", false).is_err());
+        // The scheme as parsed: `FILE://` is a file store too, read alike.
+        let spelt = format!("FILE://{}", dir.path().display());
+        let upper = Lookaside::new(&spelt, false).unwrap();
+        assert_eq!(upper.base(), format!("file://{}", dir.path().display()));
+        assert_eq!(
+            block_on(upper.fetch_all("stagex/x", &hex)).unwrap().len(),
+            2
+        );
+    }
+
+    /// Up to [`MAX_SIGNATURES`] signatures of one digest are read, every
+    /// one; a store holding one more is refused, saying so.
+    #[test]
+    fn a_digest_has_at_most_64_signatures() {
+        let hex = "e".repeat(64);
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join(format!("stagex/x@sha256={hex}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for number in 1..=MAX_SIGNATURES {
+            std::fs::write(folder.join(format!("signature-{number}")), "sig").unwrap();
+        }
+        let lookaside = Lookaside::new(&format!("file://{}", dir.path().display()), false).unwrap();
+        let files = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap();
+        assert_eq!(files.len(), 64);
+        assert_eq!(files[63].name, "signature-64");
+        std::fs::write(folder.join("signature-65"), "sig").unwrap();
+        let error = block_on(lookaside.fetch_all("stagex/x", &hex)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .ends_with(": more than 64 signatures for one digest"),
+            "{error}"
+        );
     }
 
     /// A link to /dev/zero, a file past the limit, a name that climbs out:
