@@ -269,6 +269,44 @@ mod tests {
         );
     }
 
+    /// A signature file of exactly 1 MiB is read; one byte more is not.
+    /// Saving writes each file under the digest's folder, which it returns.
+    #[test]
+    fn signature_files_up_to_the_limit_are_read_and_saved_in_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signature-1");
+        std::fs::write(&path, vec![b's'; MAX_SIGNATURE_BYTES]).unwrap();
+        let bytes = read_signature_file(&path).unwrap().unwrap();
+        assert_eq!(bytes.len(), MAX_SIGNATURE_BYTES);
+        std::fs::write(&path, vec![b's'; MAX_SIGNATURE_BYTES + 1]).unwrap();
+        assert!(read_signature_file(&path).is_err());
+
+        let hex = "d".repeat(64);
+        let files = [SignatureFile {
+            name: "signature-1".into(),
+            bytes: b"sig".to_vec(),
+        }];
+        let folder = save(dir.path(), "stagex/core-musl", &hex, &files).unwrap();
+        assert_eq!(
+            folder,
+            dir.path().join(format!("stagex/core-musl@sha256={hex}"))
+        );
+        assert_eq!(std::fs::read(folder.join("signature-1")).unwrap(), b"sig");
+    }
+
+    /// Only a missing signature file ends the list: one that cannot be
+    /// looked at is an error, not "no signatures".
+    #[test]
+    fn an_unreadable_signature_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_folder = dir.path().join("x@sha256=00");
+        std::fs::write(&not_a_folder, "a file where a folder should be").unwrap();
+        assert!(read_signature_file(&not_a_folder.join("signature-1")).is_err());
+        assert!(read_signature_file(&dir.path().join("signature-1"))
+            .unwrap()
+            .is_none());
+    }
+
     /// A link to /dev/zero, a file past the limit, a name that climbs out:
     /// each refused, saying why.
     #[test]

@@ -347,10 +347,26 @@ mod tests {
         for bad in ["5", r#"{"creator":"a","creator":"b"}"#] {
             assert!(parse(legacy(bad).as_bytes()).is_err(), "{bad}");
         }
+        let error = parse(legacy(r#""x""#).as_bytes()).unwrap_err();
+        assert!(
+            format!("{error:#}")
+                .contains(r#"invalid type: string "x", expected `optional`: an object"#),
+            "{error:#}"
+        );
+        // A timestamp is an integer within i64's range, however it is spelt.
+        assert!(parse(legacy(r#"{"timestamp":9.1e18}"#).as_bytes()).is_ok());
+        assert!(parse(legacy(r#"{"timestamp":9.2e18}"#).as_bytes()).is_err());
         let missing = format!(
             r#"[{{"critical":{{"identity":{{"docker-reference":"stagex/grep"}},"image":{{"docker-manifest-digest":"{HEX}"}},"type":"pgp container image signature"}}}}]"#
         );
         assert!(parse(missing.as_bytes()).is_err());
+    }
+
+    /// The forms as reports name them.
+    #[test]
+    fn forms_are_named_as_in_reports() {
+        assert_eq!(PayloadForm::SimpleSigning.to_string(), "simple-signing");
+        assert_eq!(PayloadForm::StagexLegacy.to_string(), "stagex-legacy");
     }
 
     #[test]
