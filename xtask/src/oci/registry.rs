@@ -1052,4 +1052,368 @@ mod tests {
         let big = registry.transfer_deadline(1 << 30);
         assert_eq!(big - small, Duration::from_secs(5 * (1 << 14)));
     }
+
+    /// A registry on loopback for the client's own tests: each request is
+    /// answered by `answer` (a whole HTTP response, one connection each)
+    /// and kept, so a test sees what the client asked and with what.
+    mod stub {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Debug, Clone)]
+        pub struct Asked {
+            pub method: String,
+            /// Path and query.
+            pub target: String,
+            headers: Vec<(String, String)>,
+            pub body: Vec<u8>,
+        }
+
+        impl Asked {
+            pub fn header(&self, name: &str) -> Option<&str> {
+                self.headers
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.as_str())
+            }
+
+            /// `METHOD target`, for comparing a run's requests.
+            pub fn line(&self) -> String {
+                format!("{} {}", self.method, self.target)
+            }
+        }
+
+        pub struct Stub {
+            pub host: String,
+            asked: Arc<Mutex<Vec<Asked>>>,
+        }
+
+        impl Stub {
+            pub fn asked(&self) -> Vec<Asked> {
+                self.asked.lock().unwrap().clone()
+            }
+
+            pub fn lines(&self) -> Vec<String> {
+                self.asked().iter().map(Asked::line).collect()
+            }
+        }
+
+        pub fn serve(answer: impl Fn(&Asked, &str) -> String + Send + 'static) -> Stub {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let host = listener.local_addr().unwrap().to_string();
+            let asked = Arc::new(Mutex::new(Vec::new()));
+            let log = asked.clone();
+            let own = host.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { break };
+                    let Some(request) = read_request(&mut stream) else {
+                        continue;
+                    };
+                    let response = answer(&request, &own);
+                    log.lock().unwrap().push(request);
+                    let _ = stream.write_all(response.as_bytes());
+                }
+            });
+            Stub { host, asked }
+        }
+
+        fn read_request(stream: &mut std::net::TcpStream) -> Option<Asked> {
+            let mut reader = BufReader::new(stream.try_clone().ok()?);
+            let mut first = String::new();
+            reader.read_line(&mut first).ok()?;
+            let mut words = first.split_whitespace();
+            let (method, target) = (words.next()?.to_string(), words.next()?.to_string());
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).ok()?;
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (key, value) = line.split_once(':')?;
+                headers.push((key.trim().to_string(), value.trim().to_string()));
+            }
+            let mut asked = Asked {
+                method,
+                target,
+                headers,
+                body: Vec::new(),
+            };
+            if asked.header("transfer-encoding") == Some("chunked") {
+                loop {
+                    let mut size = String::new();
+                    reader.read_line(&mut size).ok()?;
+                    let size = usize::from_str_radix(size.trim(), 16).ok()?;
+                    let mut chunk = vec![0; size + 2];
+                    reader.read_exact(&mut chunk).ok()?;
+                    if size == 0 {
+                        break;
+                    }
+                    asked.body.extend_from_slice(&chunk[..size]);
+                }
+            } else if let Some(length) = asked.header("content-length") {
+                let mut body = vec![0; length.parse().ok()?];
+                reader.read_exact(&mut body).ok()?;
+                asked.body = body;
+            }
+            Some(asked)
+        }
+
+        /// A whole response: status line, `headers`, `body`, then close.
+        pub fn answer(status: &str, headers: &[(&str, &str)], body: &str) -> String {
+            let mut text = format!("HTTP/1.1 {status}\r\n");
+            for (key, value) in headers {
+                text.push_str(&format!("{key}: {value}\r\n"));
+            }
+            text.push_str(&format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            ));
+            text
+        }
+    }
+
+    use stub::{answer, serve, Asked};
+
+    fn reference(host: &str, rest: &str) -> ImageRef {
+        ImageRef::parse(&format!("{host}/{rest}")).unwrap()
+    }
+
+    fn pusher() -> CredentialSource {
+        CredentialSource {
+            target: Some(Credentials {
+                username: "pusher".into(),
+                password: "secret".into(),
+            }),
+            source: None,
+            docker_config: std::path::PathBuf::from("/nonexistent/config.json"),
+        }
+    }
+
+    const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// A token registry: `/v2/` challenges for a realm on its own host,
+    /// which answers `token`; manifests answer `manifest`.
+    fn token_registry(
+        token: &'static str,
+        manifest: impl Fn(&Asked) -> String + Send + 'static,
+    ) -> stub::Stub {
+        serve(move |asked, host| match asked.target.as_str() {
+            "/v2/" => answer(
+                "401 Unauthorized",
+                &[(
+                    "www-authenticate",
+                    &format!(r#"Bearer realm="http://{host}/token",service="stub""#),
+                )],
+                "",
+            ),
+            target if target.starts_with("/token?") => answer("200 OK", &[], token),
+            _ => manifest(asked),
+        })
+    }
+
+    /// The realm on the registry's own host gets the registry's
+    /// credentials, is asked for the pull scope of the repository, and its
+    /// token goes to the registry; while good, it is not asked again.
+    #[test]
+    fn a_token_is_asked_with_the_registrys_credentials_and_kept() {
+        let stub = token_registry(r#"{"token":"T1","expires_in":300}"#, |_| {
+            answer("200 OK", &[("docker-content-digest", DIGEST)], "")
+        });
+        let image = reference(&stub.host, "stagex/core:1");
+        let digests = block_on(async {
+            let registry = Registry::connect(&stub.host, Role::Target, &pusher()).await?;
+            let first = registry.manifest_digest(&image).await?;
+            let second = registry.manifest_digest(&image).await?;
+            anyhow::Ok((first, second))
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(digests, (Some(DIGEST.into()), Some(DIGEST.into())));
+        assert_eq!(
+            stub.lines(),
+            [
+                "GET /v2/",
+                "GET /token?service=stub&scope=repository%3Astagex%2Fcore%3Apull",
+                "HEAD /v2/stagex/core/manifests/1",
+                "HEAD /v2/stagex/core/manifests/1",
+            ]
+        );
+        let asked = stub.asked();
+        let basic =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "pusher:secret");
+        assert_eq!(
+            asked[1].header("authorization"),
+            Some(&*format!("Basic {basic}"))
+        );
+        assert_eq!(asked[2].header("authorization"), Some("Bearer T1"));
+        assert_eq!(asked[3].header("authorization"), Some("Bearer T1"));
+    }
+
+    /// A token the registry refuses is asked for again, once; a registry
+    /// that refuses the new one too is an error naming the status.
+    #[test]
+    fn a_refused_token_is_renewed_once() {
+        let refusals = std::sync::atomic::AtomicUsize::new(0);
+        let stub = token_registry(r#"{"access_token":"T"}"#, move |_| {
+            if refusals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                answer("401 Unauthorized", &[], "")
+            } else {
+                answer("200 OK", &[("docker-content-digest", DIGEST)], "")
+            }
+        });
+        let image = reference(&stub.host, "stagex/core:1");
+        let digest = block_on(async {
+            let registry = Registry::connect(&stub.host, Role::Target, &pusher()).await?;
+            registry.manifest_digest(&image).await
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(digest.as_deref(), Some(DIGEST));
+        let tokens = stub
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("GET /token"))
+            .count();
+        assert_eq!(tokens, 2, "{:?}", stub.lines());
+
+        let stub = token_registry(r#"{"token":"T"}"#, |_| answer("401 Unauthorized", &[], ""));
+        let image = reference(&stub.host, "stagex/core:1");
+        let error = block_on(async {
+            let registry = Registry::connect(&stub.host, Role::Target, &pusher()).await?;
+            registry.manifest_digest(&image).await
+        })
+        .unwrap()
+        .unwrap_err();
+        assert!(
+            error.to_string().ends_with("HTTP 401 Unauthorized"),
+            "{error:#}"
+        );
+        let tokens = stub
+            .lines()
+            .iter()
+            .filter(|l| l.starts_with("GET /token"))
+            .count();
+        assert_eq!(tokens, 2, "{:?}", stub.lines());
+    }
+
+    /// A realm that refuses, or answers without a token: errors that say so.
+    #[test]
+    fn a_realm_without_a_token_is_an_error() {
+        for (token, expected) in [
+            (r#"{"expires_in":60}"#, "the answer holds no token"),
+            ("<html>", "not a token"),
+        ] {
+            let stub = token_registry(token, |_| answer("200 OK", &[], ""));
+            let image = reference(&stub.host, "stagex/core:1");
+            let error = block_on(async {
+                let registry = Registry::connect(&stub.host, Role::Target, &pusher()).await?;
+                registry.manifest_digest(&image).await
+            })
+            .unwrap()
+            .unwrap_err();
+            assert!(format!("{error:#}").contains(expected), "{error:#}");
+        }
+        let stub = serve(|asked, host| match asked.target.as_str() {
+            "/v2/" => answer(
+                "401 Unauthorized",
+                &[(
+                    "www-authenticate",
+                    &format!(r#"Bearer realm="http://{host}/token""#),
+                )],
+                "",
+            ),
+            _ => answer("403 Forbidden", &[], "denied: not yours\nmore"),
+        });
+        let error = block_on(async {
+            let registry = Registry::connect(&stub.host, Role::Target, &pusher()).await?;
+            registry.child_auth("stagex/core", true).await
+        })
+        .unwrap()
+        .err()
+        .unwrap();
+        assert!(
+            format!("{error:#}").ends_with("HTTP 403 Forbidden: denied: not yours"),
+            "{error:#}"
+        );
+        assert_eq!(
+            stub.lines()[1],
+            "GET /token?scope=repository%3Astagex%2Fcore%3Apull%2Cpush"
+        );
+    }
+
+    /// What `/v2/` says decides the challenge; a server that is not a
+    /// registry is named as such.
+    #[test]
+    fn connect_reads_the_registrys_challenge() {
+        let open = serve(|_, _| answer("200 OK", &[], "{}"));
+        let registry = block_on(Registry::connect(&open.host, Role::Target, &pusher()))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(registry.challenge, Challenge::None));
+        assert!(matches!(
+            block_on(registry.child_auth("x", true)).unwrap().unwrap(),
+            ChildAuth::None
+        ));
+        let basic = serve(|_, _| {
+            answer(
+                "401 Unauthorized",
+                &[("www-authenticate", r#"Basic realm="stub""#)],
+                "",
+            )
+        });
+        let registry = block_on(Registry::connect(&basic.host, Role::Target, &pusher()))
+            .unwrap()
+            .unwrap();
+        match block_on(registry.child_auth("x", true)).unwrap().unwrap() {
+            ChildAuth::Basic(credentials) => assert_eq!(credentials.username, "pusher"),
+            _ => panic!("basic auth hands the credentials on"),
+        }
+        let web = serve(|_, _| answer("404 Not Found", &[], "no"));
+        let error = block_on(Registry::connect(&web.host, Role::Target, &pusher()))
+            .unwrap()
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .ends_with("not a registry (distribution API v2)"),
+            "{error}"
+        );
+    }
+
+    /// Each answer of a manifest HEAD: 404 is none, another failure an
+    /// error, no digest header the digest of what a GET serves.
+    #[test]
+    fn a_manifests_digest_is_read_from_each_kind_of_answer() {
+        let stub = serve(
+            |asked, _| match (asked.method.as_str(), asked.target.as_str()) {
+                (_, "/v2/") => answer("200 OK", &[], ""),
+                ("HEAD", "/v2/x/manifests/missing") => answer("404 Not Found", &[], ""),
+                ("HEAD", "/v2/x/manifests/forbidden") => answer("403 Forbidden", &[], ""),
+                ("HEAD", _) => answer("200 OK", &[], ""),
+                _ => answer("200 OK", &[], "{\"manifest\":1}"),
+            },
+        );
+        let digest = |tag: &str| {
+            let image = reference(&stub.host, &format!("x:{tag}"));
+            block_on(async {
+                let registry = Registry::connect(&stub.host, Role::Source, &pusher()).await?;
+                registry.manifest_digest(&image).await
+            })
+            .unwrap()
+        };
+        assert_eq!(digest("missing").unwrap(), None);
+        let error = digest("forbidden").unwrap_err().to_string();
+        assert!(error.ends_with("HTTP 403 Forbidden"), "{error}");
+        assert_eq!(
+            digest("served").unwrap(),
+            Some(format!(
+                "sha256:{}",
+                crate::hash::hex_sha256(b"{\"manifest\":1}")
+            ))
+        );
+    }
 }
