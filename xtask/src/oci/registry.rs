@@ -1416,4 +1416,247 @@ mod tests {
             ))
         );
     }
+
+    fn open_registry(
+        answer: impl Fn(&Asked, &str) -> String + Send + 'static,
+    ) -> (stub::Stub, Registry) {
+        let stub = serve(move |asked, host| match asked.target.as_str() {
+            "/v2/" => stub::answer("200 OK", &[], ""),
+            _ => answer(asked, host),
+        });
+        let registry = block_on(Registry::connect(&stub.host, Role::Target, &pusher()))
+            .unwrap()
+            .unwrap();
+        (stub, registry)
+    }
+
+    /// A manifest goes up as it is, with its media type; an answer other
+    /// than 201 or 200 is an error quoting the registry.
+    #[test]
+    fn a_manifest_is_put_unchanged_and_the_answer_checked() {
+        let (stub, registry) = open_registry(|asked, _| match asked.target.as_str() {
+            "/v2/x/manifests/good" => answer("201 Created", &[], ""),
+            _ => answer("400 Bad Request", &[], "MANIFEST_INVALID: no"),
+        });
+        let bytes = Bytes::from_static(b"{\"schemaVersion\":2}");
+        let put = |tag: &str| {
+            block_on(registry.push_manifest(
+                &reference(&stub.host, &format!("x:{tag}")),
+                &bytes,
+                crate::oci::manifest::OCI_MANIFEST,
+            ))
+            .unwrap()
+        };
+        put("good").unwrap();
+        let error = put("bad").unwrap_err().to_string();
+        assert!(
+            error.ends_with("HTTP 400 Bad Request: MANIFEST_INVALID: no"),
+            "{error}"
+        );
+        let asked = &stub.asked()[1];
+        assert_eq!(asked.line(), "PUT /v2/x/manifests/good");
+        assert_eq!(asked.body, bytes.as_ref());
+        assert_eq!(
+            asked.header("content-type"),
+            Some(crate::oci::manifest::OCI_MANIFEST)
+        );
+    }
+
+    /// 200 is there, 404 is not, anything else an error.
+    #[test]
+    fn whether_a_blob_exists_is_read_from_the_status() {
+        let (_stub, registry) =
+            open_registry(
+                |asked, _| match asked.target.rsplit('/').next().unwrap_or_default() {
+                    d if d.ends_with("def") => answer("200 OK", &[], ""),
+                    d if d.ends_with("000") => answer("404 Not Found", &[], ""),
+                    _ => answer("403 Forbidden", &[], ""),
+                },
+            );
+        let exists = |digest: String| block_on(registry.blob_exists("x", &digest)).unwrap();
+        assert!(exists(DIGEST.into()).unwrap());
+        assert!(!exists(format!("sha256:{}", "0".repeat(64))).unwrap());
+        assert!(exists(format!("sha256:{}", "1".repeat(64))).is_err());
+        assert!(exists("sha256:short".into()).is_err());
+    }
+
+    /// A mount asks for the blob from the other repository with both
+    /// scopes; 201 is mounted, an upload opened instead is cancelled.
+    #[test]
+    fn a_mount_is_mounted_only_on_201_and_an_opened_upload_is_cancelled() {
+        let (stub, registry) = open_registry(|asked, _| match asked.method.as_str() {
+            "POST" if asked.target.contains("from=mounted") => answer("201 Created", &[], ""),
+            "POST" => answer(
+                "202 Accepted",
+                &[("location", "/v2/x/blobs/uploads/session-1")],
+                "",
+            ),
+            _ => answer("204 No Content", &[], ""),
+        });
+        assert!(block_on(registry.mount_blob("x", "mounted", DIGEST))
+            .unwrap()
+            .unwrap());
+        assert!(!block_on(registry.mount_blob("x", "other", DIGEST))
+            .unwrap()
+            .unwrap());
+        let mount = format!(
+            "POST /v2/x/blobs/uploads/?mount=sha256%3A{}&from=mounted",
+            &DIGEST[7..]
+        );
+        assert_eq!(stub.lines()[1], mount);
+        assert_eq!(
+            stub.lines().last().unwrap(),
+            "DELETE /v2/x/blobs/uploads/session-1"
+        );
+    }
+
+    /// An upload: POST, PATCH the bytes into the session, PUT with the
+    /// digest; the session's Location is followed only on this registry.
+    #[test]
+    fn an_upload_patches_then_commits_and_stays_on_the_registry() {
+        let (stub, registry) = open_registry(|asked, host| match asked.method.as_str() {
+            "POST" if asked.target.starts_with("/v2/elsewhere/") => answer(
+                "202 Accepted",
+                &[(
+                    "location",
+                    "http://registry.example/v2/elsewhere/blobs/uploads/s",
+                )],
+                "",
+            ),
+            "POST" => answer(
+                "202 Accepted",
+                &[(
+                    "location",
+                    &format!("http://{host}/v2/x/blobs/uploads/s1?state=a"),
+                )],
+                "",
+            ),
+            "PATCH" => answer(
+                "202 Accepted",
+                &[("location", "/v2/x/blobs/uploads/s1?state=b")],
+                "",
+            ),
+            "PUT" => answer("201 Created", &[], ""),
+            _ => answer("204 No Content", &[], ""),
+        });
+        let body = futures_util::stream::iter([Ok::<_, BlobError>(Bytes::from_static(b"layer"))]);
+        block_on(registry.upload_blob("x", DIGEST, 5, body))
+            .unwrap()
+            .unwrap();
+        let asked = stub.asked();
+        let lines: Vec<String> = asked.iter().map(Asked::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /v2/",
+                "POST /v2/x/blobs/uploads/",
+                "PATCH /v2/x/blobs/uploads/s1?state=a",
+                &format!(
+                    "PUT /v2/x/blobs/uploads/s1?state=b&digest=sha256%3A{}",
+                    &DIGEST[7..]
+                ),
+            ]
+        );
+        assert_eq!(asked[2].body, b"layer");
+
+        let body = futures_util::stream::iter([Ok::<_, BlobError>(Bytes::from_static(b"layer"))]);
+        let error = block_on(registry.upload_blob("elsewhere", DIGEST, 5, body))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            error.to_string().ends_with(
+                "sent the upload to http://registry.example/v2/elsewhere/blobs/uploads/s: not following it elsewhere"
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            stub.asked().len(),
+            5,
+            "nothing was sent to the session elsewhere"
+        );
+    }
+
+    /// A body past its limit is refused whether or not its length is
+    /// announced; the limit itself is allowed. 429 and 5xx are transient.
+    #[test]
+    fn bodies_are_bounded_and_throttling_is_transient() {
+        let stub = serve(|asked, _| {
+            match asked.target.as_str() {
+            "/ten" => answer("200 OK", &[], "0123456789"),
+            "/chunked" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n6\r\n012345\r\n5\r\n6789a\r\n0\r\n\r\n".into(),
+            "/missing" => answer("404 Not Found", &[], ""),
+            "/throttled" => answer("429 Too Many Requests", &[], "slow down"),
+            _ => answer("418 I'm a teapot", &[], ""),
+        }
+        });
+        let get = |path: &str| {
+            let url = format!("http://{}{path}", stub.host);
+            block_on(async {
+                let response = crate::http::client()?.get(&url).send().await?;
+                let response = transient_status(response).await?;
+                read_bounded(response, 10).await
+            })
+            .unwrap()
+        };
+        assert_eq!(get("/ten").unwrap().as_ref(), b"0123456789");
+        let error = get("/chunked").unwrap_err().to_string();
+        assert!(
+            error.ends_with("the answer is larger than 10 bytes"),
+            "{error}"
+        );
+        let error = get("/throttled").unwrap_err();
+        assert!(is_transient(&error));
+        assert!(
+            error
+                .to_string()
+                .ends_with("HTTP 429 Too Many Requests: slow down"),
+            "{error}"
+        );
+
+        let small = |path: &str, limit: usize| {
+            let url = format!("http://{}{path}", stub.host);
+            block_on(get_small_file(
+                crate::http::client().unwrap(),
+                &url,
+                Duration::from_secs(5),
+                limit,
+            ))
+            .unwrap()
+        };
+        assert_eq!(small("/ten", 10).unwrap().unwrap(), b"0123456789");
+        assert!(small("/ten", 9).is_err());
+        assert_eq!(small("/missing", 10).unwrap(), None);
+        let error = format!("{:#}", small("/teapot", 10).unwrap_err());
+        assert!(error.ends_with("HTTP 418 I'm a teapot"), "{error}");
+    }
+
+    /// Error messages quote the first line of the registry's answer, cut
+    /// at 300 characters, without control characters.
+    #[test]
+    fn snippets_are_one_clean_short_line() {
+        assert_eq!(
+            snippet(b"  denied\x1b[31m: no\nsecond line"),
+            "denied[31m: no"
+        );
+        assert_eq!(snippet("x".repeat(400).as_bytes()).len(), 300);
+        assert_eq!(snippet(b""), "");
+    }
+
+    /// One client per host and role: the second ask for a host is answered
+    /// from the first connection.
+    #[test]
+    fn registries_connect_once_per_host_and_role() {
+        let stub = serve(|_, _| answer("200 OK", &[], ""));
+        let registries = Registries::new(pusher());
+        let image = reference(&stub.host, "x:1");
+        block_on(async {
+            registries.get(&image, Role::Target).await?;
+            registries.get(&image, Role::Target).await?;
+            registries.get(&image, Role::Source).await?;
+            anyhow::Ok(())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(stub.lines(), ["GET /v2/", "GET /v2/"]);
+    }
 }
