@@ -1576,6 +1576,51 @@ mod tests {
         );
     }
 
+    /// An empty blob is committed without a PATCH; a commit whose session
+    /// is gone counts when the blob is there, and starts over when not.
+    #[test]
+    fn an_empty_blob_is_committed_at_once_and_a_lost_session_is_checked() {
+        let (stub, registry) = open_registry(|asked, _| match asked.method.as_str() {
+            "POST" => answer(
+                "202 Accepted",
+                &[("location", "/v2/x/blobs/uploads/s1")],
+                "",
+            ),
+            "PUT" => answer("404 Not Found", &[], ""),
+            "HEAD" if asked.target.ends_with("def") => answer("200 OK", &[], ""),
+            _ => answer("404 Not Found", &[], ""),
+        });
+        let empty = futures_util::stream::iter(Vec::<Result<Bytes, BlobError>>::new());
+        block_on(registry.upload_blob("x", DIGEST, 0, empty))
+            .unwrap()
+            .unwrap();
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let empty = futures_util::stream::iter(Vec::<Result<Bytes, BlobError>>::new());
+        let error = block_on(registry.upload_blob("x", &digest, 0, empty))
+            .unwrap()
+            .unwrap_err();
+        assert!(is_transient(&error));
+        assert_eq!(
+            stub.lines(),
+            [
+                "GET /v2/".to_string(),
+                "POST /v2/x/blobs/uploads/".into(),
+                format!(
+                    "PUT /v2/x/blobs/uploads/s1?digest=sha256%3A{}",
+                    &DIGEST[7..]
+                ),
+                format!("HEAD /v2/x/blobs/{DIGEST}"),
+                "POST /v2/x/blobs/uploads/".into(),
+                format!(
+                    "PUT /v2/x/blobs/uploads/s1?digest=sha256%3A{}",
+                    "0".repeat(64)
+                ),
+                format!("HEAD /v2/x/blobs/{digest}"),
+                "DELETE /v2/x/blobs/uploads/s1".into(),
+            ]
+        );
+    }
+
     /// A body past its limit is refused whether or not its length is
     /// announced; the limit itself is allowed. 429 and 5xx are transient.
     #[test]

@@ -519,6 +519,68 @@ mod tests {
         );
     }
 
+    /// With a trust list, only listed keys load, whatever else is listed;
+    /// a key split over two files is one certificate; a file of another
+    /// kind is not read.
+    #[test]
+    fn only_listed_keys_load_and_a_key_in_two_files_is_one() {
+        use openpgp::serialize::SerializeInto;
+        let generate = |name: &str| {
+            openpgp::cert::CertBuilder::new()
+                .add_userid(format!("{name} <{name}@example.com>"))
+                .add_signing_subkey()
+                .add_signing_subkey()
+                .generate()
+                .unwrap()
+                .0
+                .strip_secret_key_material()
+        };
+        let (listed, unlisted) = (generate("listed"), generate("unlisted"));
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, cert: &Cert| {
+            std::fs::write(dir.path().join(name), cert.armored().to_vec().unwrap()).unwrap();
+        };
+        let first = listed.keys().subkeys().next().unwrap().key().fingerprint();
+        write(
+            "listed.asc",
+            &listed
+                .clone()
+                .retain_subkeys(|k| k.key().fingerprint() == first),
+        );
+        write(
+            "listed-more.gpg",
+            &listed
+                .clone()
+                .retain_subkeys(|k| k.key().fingerprint() != first),
+        );
+        write("unlisted.asc", &unlisted);
+        write("notes.txt", &unlisted);
+        std::fs::write(
+            dir.path().join(super::super::keys::TRUST_LIST),
+            format!(
+                "Listed\t{}\ttest\nAbsent\t{}\ttest\n",
+                listed.fingerprint().to_hex(),
+                "A".repeat(40)
+            ),
+        )
+        .unwrap();
+        let keyring = Keyring::load(dir.path()).unwrap();
+        assert_eq!(keyring.certs.len(), 1);
+        assert_eq!(keyring.certs[0].fingerprint(), listed.fingerprint());
+        assert_eq!(keyring.certs[0].keys().subkeys().count(), 2);
+        assert_eq!(keyring.notes.len(), 1, "{:?}", keyring.notes);
+        assert!(
+            keyring.notes[0].starts_with("ignored "),
+            "{:?}",
+            keyring.notes
+        );
+        assert!(
+            keyring.notes[0].contains("unlisted.asc"),
+            "{:?}",
+            keyring.notes
+        );
+    }
+
     /// Guards the `is_tsk` refusal of Keyring::load: a key file holding the
     /// secret key is refused whole, naming the file, though its public half
     /// would be a valid key; the same key exported public only loads.
