@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::test_env::{self, Layout};
@@ -218,6 +218,33 @@ struct Outcomes {
     timeout: Vec<String>,
 }
 
+impl Outcomes {
+    fn tested(&self) -> usize {
+        self.caught.len() + self.missed.len() + self.unviable.len() + self.timeout.len()
+    }
+}
+
+/// A pass's outcomes, refused when cargo-mutants stopped before it had
+/// tested every mutant it listed (killed, or failed): a partial pass would
+/// read as "nothing survived".
+fn complete_outcomes(output: &Path) -> Result<Outcomes> {
+    let outcomes = read_outcomes(output)?;
+    let listed = output.join("mutants.out/mutants.json");
+    let text = std::fs::read_to_string(&listed)
+        .with_context(|| format!("cargo-mutants left no {}", listed.display()))?;
+    let mutants: Vec<serde_json::Value> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a list of mutants", listed.display()))?;
+    if outcomes.tested() < mutants.len() {
+        bail!(
+            "cargo-mutants stopped after {} of the {} mutants it listed ({}): the pass is not complete",
+            outcomes.tested(),
+            mutants.len(),
+            output.display()
+        );
+    }
+    Ok(outcomes)
+}
+
 fn read_outcomes(output: &Path) -> Result<Outcomes> {
     let dir = output.join("mutants.out");
     let list = |file: &str| -> Result<Vec<String>> {
@@ -303,8 +330,7 @@ impl Mutants {
         }
         let baseline = std::fs::read_to_string(root.join(BASELINE)).unwrap_or_default();
         let unexplained = unexplained(&survivors, &explained(&baseline));
-        let total =
-            first.caught.len() + first.missed.len() + first.unviable.len() + first.timeout.len();
+        let total = first.tested();
         crate::ui::say!(
             "mutants: {total} in {} file pattern(s) in {:.0} min: {} caught by the unit tests, {} more by the suite, {} unviable, {} timed out, {} survived ({} explained in {BASELINE})",
             files.len(),
@@ -348,7 +374,7 @@ fn run_pass(
         .envs(env)
         .dir(tree)
         .run_attached();
-    let outcomes = read_outcomes(&output);
+    let outcomes = complete_outcomes(&output);
     match (ran, outcomes) {
         (_, Ok(outcomes)) => Ok(outcomes),
         (Err(error), Err(_)) => Err(error),
@@ -430,6 +456,28 @@ mod tests {
                 .to_string()
         ));
         assert_eq!(name_pattern("not a name"), "^not a name$");
+    }
+
+    /// A pass cargo-mutants did not finish (killed, failed) is an error,
+    /// never an empty list of survivors.
+    #[test]
+    fn a_pass_that_stopped_early_is_not_read_as_complete() {
+        let output = tempfile::tempdir().unwrap();
+        let dir = output.path().join("mutants.out");
+        std::fs::create_dir_all(&dir).unwrap();
+        for list in ["caught.txt", "missed.txt", "unviable.txt", "timeout.txt"] {
+            std::fs::write(dir.join(list), "").unwrap();
+        }
+        std::fs::write(dir.join("caught.txt"), "a.rs:1:1: replace f with ()\n").unwrap();
+        std::fs::write(dir.join("mutants.json"), "[{}, {}]").unwrap();
+        let error = complete_outcomes(output.path()).err().unwrap().to_string();
+        assert!(
+            error.starts_with("cargo-mutants stopped after 1 of the 2 mutants it listed"),
+            "{error}"
+        );
+        std::fs::write(dir.join("missed.txt"), "b.rs:2:2: replace g with ()\n").unwrap();
+        let outcomes = complete_outcomes(output.path()).unwrap();
+        assert_eq!(outcomes.missed, ["b.rs:2:2: replace g with ()"]);
     }
 
     #[test]

@@ -519,6 +519,79 @@ mod tests {
         );
     }
 
+    /// A payload of exactly the limit is read and counts; one byte more is
+    /// refused for its size (sequoia's buffer and our read both hold it).
+    #[test]
+    fn a_payload_of_exactly_the_limit_counts_and_one_byte_more_is_refused() {
+        use openpgp::serialize::stream::{Armorer, LiteralWriter, Message, Signer};
+        use std::io::Write as _;
+        let (cert, _) = openpgp::cert::CertBuilder::new()
+            .add_userid("maintainer <m@example.com>")
+            .add_signing_subkey()
+            .generate()
+            .unwrap();
+        let policy = StandardPolicy::new();
+        let keypair = || {
+            cert.keys()
+                .unencrypted_secret()
+                .with_policy(&policy, None)
+                .for_signing()
+                .next()
+                .unwrap()
+                .key()
+                .clone()
+                .into_keypair()
+                .unwrap()
+        };
+        let digest = "a".repeat(64);
+        let signed = |size: usize| {
+            let head = format!(
+                r#"{{"critical":{{"identity":{{"docker-reference":"stagex/x:1"}},"image":{{"docker-manifest-digest":"sha256:{digest}"}},"type":"atomic container signature"}},"optional":{{"creator":""#
+            );
+            let tail = r#""}}"#;
+            let payload = format!("{head}{}{tail}", "p".repeat(size - head.len() - tail.len()));
+            assert_eq!(payload.len(), size);
+            let mut bytes = Vec::new();
+            let message = Message::new(&mut bytes);
+            let message = Armorer::new(message)
+                .kind(openpgp::armor::Kind::Message)
+                .build()
+                .unwrap();
+            let message = Signer::new(message, keypair()).unwrap().build().unwrap();
+            let mut literal = LiteralWriter::new(message).build().unwrap();
+            literal.write_all(payload.as_bytes()).unwrap();
+            literal.finalize().unwrap();
+            bytes
+        };
+        let keyring = Keyring {
+            certs: vec![cert.clone().strip_secret_key_material()],
+            notes: Vec::new(),
+        };
+        let at_limit = verify_one(
+            &signed(MAX_PAYLOAD_BYTES),
+            &keyring,
+            &policy,
+            "stagex/x",
+            &digest,
+        );
+        assert!(at_limit.counted, "{:?}", at_limit.reason);
+        let over = verify_one(
+            &signed(MAX_PAYLOAD_BYTES + 1),
+            &keyring,
+            &policy,
+            "stagex/x",
+            &digest,
+        );
+        assert!(!over.counted);
+        assert!(
+            over.reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("the signed payload is larger than 65536 bytes")),
+            "{:?}",
+            over.reason
+        );
+    }
+
     /// With a trust list, only listed keys load, whatever else is listed;
     /// a key split over two files is one certificate; a file of another
     /// kind is not read.
