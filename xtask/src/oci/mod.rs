@@ -8,5 +8,7 @@ pub mod manifest;
 pub mod reference;
 pub mod registry;
 pub mod rootfs;
+#[cfg(test)]
+pub mod stub;
 pub mod tar;
 pub mod transfer;

@@ -55,6 +55,15 @@ impl KeyArgs {
     /// The private key, and the secrets cosign needs for it, from the
     /// environment; a clear error when one is missing.
     pub fn signing(&self, cosign: cosign::Installed) -> Result<(Signing, Env)> {
+        self.signing_from(cosign, &|name| std::env::var(name))
+    }
+
+    /// [`KeyArgs::signing`] with the variables `var` reads (a test's own).
+    fn signing_from(
+        &self,
+        cosign: cosign::Installed,
+        var: &dyn Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<(Signing, Env)> {
         if self.no_tlog {
             let version = cosign.version;
             if cosign::ignores_no_tlog(version) {
@@ -77,7 +86,7 @@ impl KeyArgs {
                 }
                 PrivateKey::File(path.clone())
             }
-            None => match std::env::var(cosign::KEY_ENV) {
+            None => match var(cosign::KEY_ENV) {
                 Ok(pem) if pem.trim_start().starts_with("-----BEGIN") => {
                     secrets.insert(cosign::KEY_ENV.to_string(), pem);
                     PrivateKey::Environment
@@ -99,7 +108,7 @@ impl KeyArgs {
             .password
             .clone()
             .ok_or(())
-            .or_else(|()| std::env::var(cosign::PASSWORD_ENV))
+            .or_else(|()| var(cosign::PASSWORD_ENV))
         {
             Ok(password) => {
                 secrets.insert(cosign::PASSWORD_ENV.to_string(), password);
@@ -804,5 +813,158 @@ mod tests {
         assert!(!signing.tlog);
         let (signing, _) = args(false).signing(cosign((3, 0, 1))).unwrap();
         assert!(signing.tlog);
+    }
+
+    /// The key from COSIGN_KEY only when it holds a PEM block; anything else
+    /// there, or nothing, or bytes that are not UTF-8, is refused, named; the
+    /// password only from COSIGN_PASSWORD (empty allowed), and both reach
+    /// cosign's environment and nowhere else.
+    #[test]
+    fn the_key_and_its_password_come_from_the_environment_strictly() {
+        use std::env::VarError;
+        let pem = "\n -----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n";
+        let cosign = cosign::Installed {
+            generation: Generation::SigningConfig,
+            version: Some((3, 0, 3)),
+        };
+        let sign = |key: Result<&str, VarError>, password: Result<&str, VarError>| {
+            let lookup = move |name: &str| -> Result<String, VarError> {
+                let value = if name == cosign::KEY_ENV {
+                    key.clone()
+                } else if name == cosign::PASSWORD_ENV {
+                    password.clone()
+                } else {
+                    Err(VarError::NotPresent)
+                };
+                value.map(str::to_string)
+            };
+            KeyArgs::default().signing_from(cosign, &lookup)
+        };
+        let (signing, secrets) = sign(Ok(pem), Ok("")).unwrap();
+        assert!(matches!(signing.key, PrivateKey::Environment));
+        assert_eq!(secrets.get(cosign::KEY_ENV).map(String::as_str), Some(pem));
+        assert_eq!(
+            secrets.get(cosign::PASSWORD_ENV).map(String::as_str),
+            Some("")
+        );
+        let not_unicode = || Err(VarError::NotUnicode(std::ffi::OsString::from("x")));
+        for (key, password, expected) in [
+            (
+                Ok("a path/cosign.key"),
+                Ok(""),
+                "COSIGN_KEY holds no PEM key",
+            ),
+            (Ok("  \n"), Ok(""), "no signing key: pass --key PATH"),
+            (
+                Err(VarError::NotPresent),
+                Ok(""),
+                "no signing key: pass --key PATH",
+            ),
+            (not_unicode(), Ok(""), "COSIGN_KEY is not valid UTF-8"),
+            (
+                Ok(pem),
+                Err(VarError::NotPresent),
+                "COSIGN_PASSWORD is not set",
+            ),
+            (Ok(pem), not_unicode(), "COSIGN_PASSWORD is not valid UTF-8"),
+        ] {
+            let error = sign(key, password).err().unwrap().to_string();
+            assert!(error.starts_with(expected), "{expected}: {error}");
+        }
+    }
+
+    /// Only a reference by digest is signed or verified; the tag written
+    /// beside it is kept apart, and the refusal of a tag names the form.
+    #[test]
+    fn only_references_by_digest_are_taken() {
+        let hex = "b".repeat(64);
+        let pinned = by_digest(&format!("registry.example/x:1@sha256:{hex}")).unwrap();
+        assert_eq!(pinned.tag.as_deref(), Some("1"));
+        assert_eq!(pinned.image.tag, None);
+        assert_eq!(pinned.image.digest, Some(format!("sha256:{hex}")));
+        let error = by_digest("registry.example/x:1").err().unwrap().to_string();
+        assert!(
+            error.starts_with("`registry.example/x:1` names a tag: ")
+                && error.contains("name the image by digest, `registry.example/x@sha256:<hex>`"),
+            "{error}"
+        );
+    }
+
+    /// Before cosign runs, the registry must serve the digest, and a tag
+    /// written beside it must still point there.
+    #[test]
+    fn reach_refuses_a_missing_or_other_manifest_and_a_moved_tag() {
+        use crate::oci::stub::{answer, serve};
+        let digest = format!("sha256:{}", "c".repeat(64));
+        let other = format!("sha256:{}", "d".repeat(64));
+        let (ours, theirs) = (digest.clone(), other.clone());
+        let stub = serve(move |asked, _| {
+            let served = |digest: &str| answer("200 OK", &[("docker-content-digest", digest)], "");
+            match asked.target.as_str() {
+                "/v2/" => answer("200 OK", &[], ""),
+                "/v2/x/manifests/good" => served(&ours),
+                "/v2/x/manifests/moved" => served(&theirs),
+                target if target == format!("/v2/x/manifests/{ours}") => served(&ours),
+                target if target == format!("/v2/x/manifests/{theirs}") => served(&ours),
+                _ => answer("404 Not Found", &[], ""),
+            }
+        });
+        let host = stub.host.clone();
+        let pinned =
+            |name: &str, digest: &str| by_digest(&format!("{host}/{name}@{digest}")).unwrap();
+        reach(&pinned("x:good", &digest), Access::Read).unwrap();
+        reach(&pinned("x", &digest), Access::Read).unwrap();
+        let error = |pinned: Pinned| reach(&pinned, Access::Read).err().unwrap().to_string();
+        let moved = error(pinned("x:moved", &digest));
+        assert!(
+            moved.ends_with(&format!("points at {other}, not {digest}: the tag moved; name the digest alone, or the tag's current one")),
+            "{moved}"
+        );
+        let gone = error(pinned("x:gone", &digest));
+        assert!(gone.contains("points at nothing"), "{gone}");
+        let missing = error(pinned("y", &digest));
+        assert!(
+            missing
+                .ends_with("the registry has no such manifest (push it first: `cargo xtask push`)"),
+            "{missing}"
+        );
+        let lying = error(pinned("x", &other));
+        assert!(
+            lying.ends_with(&format!("the registry serves {digest} for it")),
+            "{lying}"
+        );
+    }
+
+    /// An SBOM must say it is the kind it is attested as; what is attested
+    /// is its JSON as it is.
+    #[test]
+    fn an_sbom_is_attested_only_as_its_own_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let spdx = dir.path().join("sbom.spdx.json");
+        std::fs::write(&spdx, r#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
+        let cdx = dir.path().join("sbom.cdx.json");
+        std::fs::write(&cdx, r#"{"bomFormat":"CycloneDX"}"#).unwrap();
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, r#"{"bomFormat":"Other"}"#).unwrap();
+        assert_eq!(
+            expected_predicate(&spdx, PredicateKind::Spdxjson).unwrap(),
+            serde_json::json!({"spdxVersion": "SPDX-2.3"})
+        );
+        assert_eq!(
+            check_sbom(&cdx, PredicateKind::Cyclonedx).unwrap()["bomFormat"],
+            "CycloneDX"
+        );
+        for (path, kind) in [
+            (&spdx, PredicateKind::Cyclonedx),
+            (&cdx, PredicateKind::Spdxjson),
+            (&other, PredicateKind::Cyclonedx),
+            (&spdx, PredicateKind::Slsaprovenance1),
+        ] {
+            let error = check_sbom(path, kind).err().unwrap().to_string();
+            assert!(
+                error.contains(&format!("is not a {} document", kind.name())),
+                "{error}"
+            );
+        }
     }
 }
