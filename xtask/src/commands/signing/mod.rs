@@ -490,9 +490,24 @@ pub struct Verify {
 impl Verify {
     pub fn run(self, root: &Path) -> Result<()> {
         let pinned = by_digest(&self.reference)?;
-        let public_key = self.key.unwrap_or_else(|| root.join(PUBLIC_KEY));
+        let public_key = self.key.clone().unwrap_or_else(|| root.join(PUBLIC_KEY));
         let generation = installed_cosign()?.generation;
         let verifying = verifying(generation, &public_key, !self.no_tlog)?;
+        let expected = self.expected_attestations();
+        let catalog = crate::model::catalog::Catalog::load(root)?;
+        // Anyone's check: the docker config's entry for that host, if any.
+        let verified = verify(&pinned, &verifying, &expected, Access::Read, Some(&catalog))?;
+        crate::ui::say_more!("{}", verified.render());
+        self.json.write("verify", &[], &verified)
+    }
+}
+
+impl Verify {
+    /// The attestations to verify, each with the file its predicate must
+    /// equal: the kinds asked for (an SPDX SBOM when `--attestations` names
+    /// none), provenance added when its file is given; `--sbom` is compared
+    /// with the first SBOM kind.
+    fn expected_attestations(&self) -> Vec<(PredicateKind, Option<&Path>)> {
         let mut kinds = self.kinds.clone();
         if self.attestations && kinds.is_empty() {
             kinds.push(PredicateKind::Spdxjson);
@@ -503,7 +518,7 @@ impl Verify {
         let first_sbom = kinds
             .iter()
             .position(|k| *k != PredicateKind::Slsaprovenance1);
-        let expected: Vec<(PredicateKind, Option<&Path>)> = kinds
+        kinds
             .iter()
             .enumerate()
             .map(|(i, kind)| match kind {
@@ -511,12 +526,7 @@ impl Verify {
                 _ if Some(i) == first_sbom => (*kind, self.sbom.as_deref()),
                 _ => (*kind, None),
             })
-            .collect();
-        let catalog = crate::model::catalog::Catalog::load(root)?;
-        // Anyone's check: the docker config's entry for that host, if any.
-        let verified = verify(&pinned, &verifying, &expected, Access::Read, Some(&catalog))?;
-        crate::ui::say_more!("{}", verified.render());
-        self.json.write("verify", &[], &verified)
+            .collect()
     }
 }
 
@@ -932,6 +942,78 @@ mod tests {
         assert!(
             lying.ends_with(&format!("the registry serves {digest} for it")),
             "{lying}"
+        );
+    }
+
+    /// `--attestations` alone checks an SPDX SBOM; provenance is added when
+    /// its file is given; `--sbom` is compared with the first SBOM kind
+    /// only.
+    #[test]
+    fn verify_expects_the_attestations_asked_for_with_their_files() {
+        let (sbom, provenance) = (Path::new("sbom.cdx.json"), Path::new("p.json"));
+        let verify = |attestations: bool, kinds: Vec<PredicateKind>, with_files: bool| Verify {
+            reference: String::new(),
+            attestations,
+            kinds,
+            sbom: with_files.then(|| sbom.to_path_buf()),
+            provenance: with_files.then(|| provenance.to_path_buf()),
+            key: None,
+            no_tlog: false,
+            json: Default::default(),
+        };
+        use PredicateKind::{Cyclonedx, Slsaprovenance1, Spdxjson};
+        assert!(verify(false, vec![], false)
+            .expected_attestations()
+            .is_empty());
+        assert_eq!(
+            verify(true, vec![], false).expected_attestations(),
+            [(Spdxjson, None)]
+        );
+        assert_eq!(
+            verify(true, vec![], true).expected_attestations(),
+            [(Spdxjson, Some(sbom)), (Slsaprovenance1, Some(provenance))]
+        );
+        assert_eq!(
+            verify(true, vec![Slsaprovenance1, Cyclonedx, Spdxjson], true).expected_attestations(),
+            [
+                (Slsaprovenance1, Some(provenance)),
+                (Cyclonedx, Some(sbom)),
+                (Spdxjson, None)
+            ]
+        );
+    }
+
+    /// A missing public key is named with the command that makes one; a
+    /// cosign complaint about the log gets the `--no-tlog` hint only when
+    /// the log was wanted.
+    #[test]
+    fn verifying_needs_the_key_and_log_failures_get_the_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("cosign.pub");
+        let error = verifying(Generation::SigningConfig, &key, true)
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .ends_with("`cargo xtask signing-key init`"),
+            "{error}"
+        );
+        std::fs::write(&key, "key").unwrap();
+        let with_log = verifying(Generation::SigningConfig, &key, true).unwrap();
+        let without = verifying(Generation::SigningConfig, &key, false).unwrap();
+        let complaint = || anyhow::anyhow!("no matching tlog entries found");
+        assert_eq!(
+            not_verified("x".into(), complaint(), &with_log).to_string(),
+            "x (signed with --no-tlog? then verify with --no-tlog): no matching tlog entries found"
+        );
+        assert_eq!(
+            not_verified("x".into(), complaint(), &without).to_string(),
+            "x: no matching tlog entries found"
+        );
+        assert_eq!(
+            not_verified("x".into(), anyhow::anyhow!("wrong key"), &with_log).to_string(),
+            "x: wrong key"
         );
     }
 
