@@ -1017,6 +1017,42 @@ mod tests {
         );
     }
 
+    /// A provenance is attested only to the image it is the provenance of;
+    /// what is attested is its predicate.
+    #[test]
+    fn a_provenance_is_attested_only_to_its_own_image() {
+        use crate::commands::provenance::plan::{render, statement};
+        let mut record = crate::records::build::BuildRecord::example("base", &"a".repeat(64));
+        record.manifest_digest = format!("sha256:{}", "1".repeat(64));
+        record.builder = Some(crate::records::build::BuilderVersions {
+            engine: "28.5.2".into(),
+            buildx: "0.13.1".into(),
+        });
+        record.checkout_commit = Some("5".repeat(40));
+        let statement = statement(&record, "0.1.0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("provenance.json");
+        std::fs::write(&file, render(&statement).unwrap()).unwrap();
+        let ours = by_digest(&format!("registry.example/base@{}", record.manifest_digest)).unwrap();
+        assert_eq!(check_provenance_subject(&file, &ours).unwrap(), statement);
+        assert_eq!(
+            expected_predicate(&file, PredicateKind::Slsaprovenance1).unwrap(),
+            serde_json::to_value(&statement.predicate).unwrap()
+        );
+        let other = format!("registry.example/base@sha256:{}", "2".repeat(64));
+        let error = check_provenance_subject(&file, &by_digest(&other).unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains(&format!(
+                "is the provenance of {}, not of {other}",
+                record.manifest_digest
+            )),
+            "{error}"
+        );
+    }
+
     /// An SBOM must say it is the kind it is attested as; what is attested
     /// is its JSON as it is.
     #[test]
