@@ -1053,6 +1053,80 @@ mod tests {
         );
     }
 
+    /// An attested provenance is read strictly as ours: our build type,
+    /// within the size limit, and naming exactly the StageX pins of its
+    /// image in the checkout (reported, not compared, without one).
+    #[test]
+    fn an_attested_provenance_is_ours_and_names_the_checkouts_pins() {
+        use crate::commands::provenance::{self, plan};
+        let catalog = crate::model::catalog::Catalog::load(&crate::files::project_root()).unwrap();
+        let pins = provenance::pinned_digests(&catalog, "base").unwrap();
+        assert!(pins.len() > 1, "{pins:?}");
+        let mut record = crate::records::build::BuildRecord::example("base", &"a".repeat(64));
+        record.manifest_digest = format!("sha256:{}", "1".repeat(64));
+        record.builder = Some(crate::records::build::BuilderVersions {
+            engine: "28.5.2".into(),
+            buildx: "0.13.1".into(),
+        });
+        record.stagex_inputs = pins
+            .iter()
+            .enumerate()
+            .map(|(i, digest)| format!("stagex/input-{i}:1@{digest}"))
+            .collect();
+        let predicate = |record: &crate::records::build::BuildRecord| {
+            serde_json::to_value(plan::statement(record, "0.1.0").unwrap().predicate).unwrap()
+        };
+        let ours = predicate(&record);
+        let checked = check_provenance(&ours, Some(&catalog)).unwrap();
+        assert!(
+            checked.starts_with(&format!(
+                "of `base`, its {} StageX dependencies the pins of",
+                pins.len()
+            )),
+            "{checked}"
+        );
+        assert_eq!(
+            check_provenance(&ours, None).unwrap(),
+            format!(
+                "of `base`, {} StageX dependencies (not compared with a checkout)",
+                pins.len()
+            )
+        );
+        let mut fewer = record.clone();
+        fewer.stagex_inputs.pop();
+        let error = check_provenance(&predicate(&fewer), Some(&catalog)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("its StageX dependencies are not the pins of"),
+            "{error}"
+        );
+        let mut foreign = ours.clone();
+        foreign["buildDefinition"]["buildType"] = "https://example.com/other".into();
+        let error = check_provenance(&foreign, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("its buildType is `https://example.com/other`"),
+            "{error}"
+        );
+        let mut padded = ours.clone();
+        padded["runDetails"]["padding"] = "x".repeat(provenance::MAX_BYTES).into();
+        let error = check_provenance(&padded, None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("its predicate is larger than 1048576 bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn legacy_tags_sit_beside_the_digest() {
+        assert_eq!(legacy_tag("sha256:abc", "sig"), "sha256-abc.sig");
+        assert_eq!(legacy_tag("sha256:abc", "att"), "sha256-abc.att");
+    }
+
     /// An SBOM must say it is the kind it is attested as; what is attested
     /// is its JSON as it is.
     #[test]
