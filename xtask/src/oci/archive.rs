@@ -293,19 +293,25 @@ pub struct FileEntry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// An OCI archive of one layer, written by hand; `tamper` changes the
     /// layer's bytes after its digest was taken.
     fn archive(dir: &Path, tamper: bool) -> PathBuf {
+        archive_with(dir, tamper, b"hello")
+    }
+
+    /// [`archive`] whose one file, `hello.txt`, holds `content` (which
+    /// starts with `hello` when `tamper` is set).
+    pub(crate) fn archive_with(dir: &Path, tamper: bool, content: &[u8]) -> PathBuf {
         let mut layer = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
-        header.set_size(5);
+        header.set_size(content.len() as u64);
         header.set_mode(0o644);
         header.set_cksum();
         layer
-            .append_data(&mut header, "hello.txt", &b"hello"[..])
+            .append_data(&mut header, "hello.txt", content)
             .unwrap();
         let mut layer = layer.into_inner().unwrap();
         let layer_hex = crate::hash::hex_sha256(&layer);

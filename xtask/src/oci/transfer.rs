@@ -288,6 +288,110 @@ pub fn empty_blob_is_empty(blob: &Descriptor) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A push against a stub registry: a blob it has is skipped, the other
+    /// uploaded whole (in more than one chunk), the manifest put as it is;
+    /// a registry that then serves another digest at the tag, or other
+    /// bytes by digest, fails the push.
+    #[test]
+    fn a_push_uploads_what_is_missing_and_checks_what_is_served() {
+        use crate::oci::stub::{answer, serve};
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let path = crate::oci::archive::tests::archive_with(dir.path(), false, &content);
+        let archive = OciArchive::open(&path).unwrap();
+        let manifest = String::from_utf8(archive.manifest_bytes.clone()).unwrap();
+        let digest = archive.manifest_digest().to_string();
+        let config = archive.manifest.config.digest.clone();
+        let layer = archive.manifest.layers[0].clone();
+        let push = |lie: &'static str| {
+            let (manifest, digest, config) = (manifest.clone(), digest.clone(), config.clone());
+            let stub = serve(move |asked, _| {
+                let target = asked.target.as_str();
+                match asked.method.as_str() {
+                    "GET" if target == "/v2/" => answer("200 OK", &[], ""),
+                    "HEAD" if target == format!("/v2/x/blobs/{config}") => {
+                        answer("200 OK", &[], "")
+                    }
+                    "HEAD" if target.starts_with("/v2/x/blobs/") => {
+                        answer("404 Not Found", &[], "")
+                    }
+                    "POST" => answer(
+                        "202 Accepted",
+                        &[("location", "/v2/x/blobs/uploads/s1")],
+                        "",
+                    ),
+                    "PATCH" => answer(
+                        "202 Accepted",
+                        &[("location", "/v2/x/blobs/uploads/s1?p=1")],
+                        "",
+                    ),
+                    "PUT" => answer("201 Created", &[], ""),
+                    "HEAD" if lie == "digest" => answer(
+                        "200 OK",
+                        &[(
+                            "docker-content-digest",
+                            &format!("sha256:{}", "9".repeat(64)),
+                        )],
+                        "",
+                    ),
+                    "HEAD" => answer("200 OK", &[("docker-content-digest", &digest)], ""),
+                    "GET" if lie == "bytes" => answer("200 OK", &[], &format!("{manifest} ")),
+                    "GET" => answer("200 OK", &[], &manifest),
+                    _ => answer("400 Bad Request", &[], ""),
+                }
+            });
+            let target = ImageRef::parse(&format!("{}/x:1", stub.host)).unwrap();
+            let pushed = super::super::registry::block_on(async {
+                let registry = Registry::connect(
+                    &stub.host,
+                    crate::oci::auth::Role::Target,
+                    &crate::oci::auth::CredentialSource {
+                        target: None,
+                        source: None,
+                        docker_config: dir.path().join("none.json"),
+                    },
+                )
+                .await?;
+                push_archive(&registry, &archive, &target).await
+            })
+            .unwrap();
+            (pushed, stub.asked())
+        };
+        let (pushed, asked) = push("");
+        let pushed = pushed.unwrap();
+        assert_eq!(
+            (
+                pushed.blobs_uploaded,
+                pushed.blobs_skipped,
+                pushed.bytes_uploaded
+            ),
+            (1, 1, layer.size)
+        );
+        assert_eq!(pushed.digest, digest);
+        let patch = asked.iter().find(|a| a.method == "PATCH").unwrap();
+        assert!(layer.size > 1 << 20);
+        assert_eq!(
+            format!("sha256:{}", crate::hash::hex_sha256(&patch.body)),
+            layer.digest
+        );
+        let put = asked
+            .iter()
+            .find(|a| a.line() == "PUT /v2/x/manifests/1")
+            .unwrap();
+        assert_eq!(put.body, manifest.as_bytes());
+
+        let error = push("digest").0.unwrap_err().to_string();
+        assert!(
+            error.ends_with("the registry rewrote the manifest"),
+            "{error}"
+        );
+        let error = push("bytes").0.unwrap_err().to_string();
+        assert!(
+            error.ends_with("serves other manifest bytes than the archive's"),
+            "{error}"
+        );
+    }
+
     fn run(chunks: Vec<&'static [u8]>, digest: &str, size: u64) -> Vec<Chunk> {
         let inner = futures_util::stream::iter(
             chunks
