@@ -392,6 +392,59 @@ mod tests {
         );
     }
 
+    /// An archive whose blob is not its digest fails as a check naming the
+    /// archive; a registry refusing the upload is that registry's error.
+    #[test]
+    fn a_corrupt_archive_fails_as_a_check_and_a_refusal_as_the_registrys() {
+        use crate::oci::stub::{answer, serve};
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::oci::archive::tests::archive_with(dir.path(), true, b"hello");
+        let archive = OciArchive::open(&path).unwrap();
+        let upload = |refuse: bool| {
+            let stub = serve(move |asked, _| match asked.method.as_str() {
+                "GET" => answer("200 OK", &[], ""),
+                "HEAD" => answer("404 Not Found", &[], ""),
+                "POST" if refuse => answer("403 Forbidden", &[], "denied"),
+                _ => answer(
+                    "202 Accepted",
+                    &[("location", "/v2/x/blobs/uploads/s1")],
+                    "",
+                ),
+            });
+            let source = crate::oci::auth::CredentialSource {
+                target: None,
+                source: None,
+                docker_config: dir.path().join("none.json"),
+            };
+            let layer = archive.manifest.layers[0].clone();
+            super::super::registry::block_on(async {
+                let registry =
+                    Registry::connect(&stub.host, crate::oci::auth::Role::Target, &source).await?;
+                upload_archive_blob(&registry, &archive, "x", &layer).await
+            })
+            .unwrap()
+            .unwrap_err()
+        };
+        let corrupt = upload(false);
+        assert!(
+            corrupt.downcast_ref::<crate::error::Failure>().is_some(),
+            "{corrupt:#}"
+        );
+        assert!(
+            corrupt.to_string().starts_with(&path.display().to_string()),
+            "{corrupt:#}"
+        );
+        let refused = upload(true);
+        assert!(
+            refused.downcast_ref::<crate::error::Failure>().is_none(),
+            "{refused:#}"
+        );
+        assert!(
+            format!("{refused:#}").contains("HTTP 403 Forbidden: denied"),
+            "{refused:#}"
+        );
+    }
+
     fn run(chunks: Vec<&'static [u8]>, digest: &str, size: u64) -> Vec<Chunk> {
         let inner = futures_util::stream::iter(
             chunks

@@ -49,10 +49,15 @@ impl SigningKey {
 
 /// The default folder for the private key: the user's config folder.
 fn default_private_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+    default_private_dir_from(&|name| std::env::var_os(name))
+}
+
+/// [`default_private_dir`] with the variables `var` reads (a test's own).
+fn default_private_dir_from(var: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    if let Some(dir) = var("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("stagex-base-images"));
     }
-    let home = std::env::var_os("HOME")
+    let home = var("HOME")
         .filter(|h| !h.is_empty())
         .context("neither XDG_CONFIG_HOME nor HOME is set: pass --private-dir")?;
     Ok(PathBuf::from(home).join(".config/stagex-base-images"))
@@ -190,4 +195,37 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     // The umask may have taken bits away, never added: set exactly 0700.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("making {} private", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The private key's folder: under XDG_CONFIG_HOME when it is set and
+    /// not empty, else under HOME; with neither, an error naming the option.
+    #[test]
+    fn the_private_key_goes_to_the_users_config_folder() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| std::ffi::OsString::from(value))
+            }
+        };
+        let xdg = with(&[("XDG_CONFIG_HOME", "/xdg"), ("HOME", "/home/u")]);
+        assert_eq!(
+            default_private_dir_from(&xdg).unwrap(),
+            Path::new("/xdg/stagex-base-images")
+        );
+        let empty_xdg = with(&[("XDG_CONFIG_HOME", ""), ("HOME", "/home/u")]);
+        assert_eq!(
+            default_private_dir_from(&empty_xdg).unwrap(),
+            Path::new("/home/u/.config/stagex-base-images")
+        );
+        let error = default_private_dir_from(&with(&[("HOME", "")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.ends_with("pass --private-dir"), "{error}");
+    }
 }

@@ -1121,6 +1121,64 @@ mod tests {
         );
     }
 
+    /// Kyverno reads the legacy tags only: a signature layer at `.sig` and
+    /// an attestation of each predicate type at `.att`, each missing one
+    /// named.
+    #[test]
+    fn signatures_and_attestations_must_be_where_kyverno_reads() {
+        use crate::oci::stub::{answer, serve};
+        let digest = format!("sha256:{}", "e".repeat(64));
+        let hex = "e".repeat(64);
+        let manifest = |annotations: &str| {
+            format!(r#"{{"schemaVersion":2,"layers":[{{"annotations":{{{annotations}}}}}]}}"#)
+        };
+        let (signature, attestation) = (
+            manifest(&format!(r#""{SIGNATURE_ANNOTATION}":"MEUC""#)),
+            manifest(r#""predicateType":"https://spdx.dev/Document""#),
+        );
+        let stub = serve(move |asked, _| {
+            let (image, tag) = match asked.target.strip_prefix("/v2/") {
+                Some("") => return answer("200 OK", &[], ""),
+                Some(rest) => rest.split_once("/manifests/").unwrap_or((rest, "")),
+                None => ("", ""),
+            };
+            let body = match (image, tag.rsplit('.').next()) {
+                ("signed", Some("sig")) | ("sig-only", Some("sig")) => signature.clone(),
+                ("signed", Some("att")) => attestation.clone(),
+                ("unannotated", Some("sig")) => manifest(""),
+                _ => return answer("404 Not Found", &[], ""),
+            };
+            let served = format!("sha256:{}", crate::hash::hex_sha256(body.as_bytes()));
+            match asked.method.as_str() {
+                "HEAD" => answer("200 OK", &[("docker-content-digest", &served)], ""),
+                _ => answer("200 OK", &[], &body),
+            }
+        });
+        let pinned = |name: &str| by_digest(&format!("{}/{name}@{digest}", stub.host)).unwrap();
+        let spdx = ["https://spdx.dev/Document"];
+        let tags = check_where_kyverno_reads(&pinned("signed"), &spdx).unwrap();
+        assert_eq!(
+            tags,
+            [
+                format!("{}/signed:sha256-{hex}.sig", stub.host),
+                format!("{}/signed:sha256-{hex}.att", stub.host)
+            ]
+        );
+        check_where_kyverno_reads(&pinned("sig-only"), &[]).unwrap();
+        for (name, expected) in [
+            ("unsigned", "no signature at"),
+            ("unannotated", "no signature at"),
+            ("sig-only", "no https://spdx.dev/Document attestation at"),
+        ] {
+            let error = check_where_kyverno_reads(&pinned(name), &spdx)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains(expected), "{name}: {error}");
+            assert!(error.ends_with("is COSIGN_REPOSITORY set?)"), "{error}");
+        }
+    }
+
     #[test]
     fn legacy_tags_sit_beside_the_digest() {
         assert_eq!(legacy_tag("sha256:abc", "sig"), "sha256-abc.sig");
