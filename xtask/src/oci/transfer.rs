@@ -392,6 +392,27 @@ mod tests {
         );
     }
 
+    /// A blob declared empty must have the digest of zero bytes: the HTTP
+    /// client never reads an empty body, so nothing else would check it.
+    #[test]
+    fn an_empty_blob_must_have_the_empty_digest() {
+        let blob = |size: u64, digest: &str| Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest: digest.into(),
+            size,
+        };
+        let other = format!("sha256:{}", "1".repeat(64));
+        empty_blob_is_empty(&blob(0, EMPTY_DIGEST)).unwrap();
+        empty_blob_is_empty(&blob(5, &other)).unwrap();
+        let error = empty_blob_is_empty(&blob(0, &other))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("blob {other} is declared empty")),
+            "{error}"
+        );
+    }
+
     /// An archive whose blob is not its digest fails as a check naming the
     /// archive; a registry refusing the upload is that registry's error.
     #[test]
