@@ -201,6 +201,80 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A folder is judged where it really is: through symlinks, dangling
+    /// ones and missing folders included; a loop of links is an error.
+    #[test]
+    fn real_paths_follow_links_through_what_does_not_exist_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(base.join("target")).unwrap();
+        std::os::unix::fs::symlink("target", base.join("link")).unwrap();
+        std::os::unix::fs::symlink("elsewhere/x", base.join("dangling")).unwrap();
+        assert_eq!(
+            real_path(&base.join("link/new/keys")).unwrap(),
+            base.join("target/new/keys")
+        );
+        assert_eq!(
+            real_path(&base.join("dangling")).unwrap(),
+            base.join("elsewhere/x")
+        );
+        assert_eq!(
+            real_path(&base.join("target")).unwrap(),
+            base.join("target")
+        );
+        std::os::unix::fs::symlink("b", base.join("a")).unwrap();
+        std::os::unix::fs::symlink("a", base.join("b")).unwrap();
+        let error = real_path(&base.join("a")).unwrap_err().to_string();
+        assert!(error.ends_with("too many symlinks"), "{error}");
+    }
+
+    /// A new folder is made 0700; an existing one others may open is
+    /// refused, never changed; one only its owner opens is used.
+    #[test]
+    fn the_private_folder_is_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let new = dir.path().join("a/b");
+        create_private_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o700);
+        create_private_dir(&new).unwrap();
+        for open in [0o755, 0o710, 0o701] {
+            std::fs::set_permissions(&new, std::fs::Permissions::from_mode(open)).unwrap();
+            let error = create_private_dir(&new).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("is open to others (mode {open:o})")),
+                "{error}"
+            );
+            assert_eq!(mode(&new), open, "left as it was");
+        }
+    }
+
+    /// Before cosign is asked: a folder inside the checkout is refused, and
+    /// an existing key pair is kept unless `--force`.
+    #[test]
+    fn init_refuses_the_checkout_and_an_existing_pair() {
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let init = |dir: &Path| Init {
+            force: false,
+            private_dir: Some(dir.to_path_buf()),
+        };
+        let error = init(&root.join("keys")).run(&root).unwrap_err().to_string();
+        assert!(error.contains("is inside the checkout"), "{error}");
+        std::fs::write(root.join(PUBLIC_KEY), "old").unwrap();
+        let error = init(outside.path()).run(&root).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{} exists", root.join(PUBLIC_KEY).display())),
+            "{error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join(PUBLIC_KEY)).unwrap(),
+            "old"
+        );
+    }
+
     /// The private key's folder: under XDG_CONFIG_HOME when it is set and
     /// not empty, else under HOME; with neither, an error naming the option.
     #[test]
