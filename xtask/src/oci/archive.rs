@@ -305,6 +305,12 @@ pub(crate) mod tests {
     /// [`archive`] whose one file, `hello.txt`, holds `content` (which
     /// starts with `hello` when `tamper` is set).
     pub(crate) fn archive_with(dir: &Path, tamper: bool, content: &[u8]) -> PathBuf {
+        archive_padded(dir, tamper, content, 0)
+    }
+
+    /// [`archive_with`], its index.json padded with spaces to `index_size`
+    /// bytes (when larger).
+    fn archive_padded(dir: &Path, tamper: bool, content: &[u8], index_size: usize) -> PathBuf {
         let mut layer = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
@@ -327,10 +333,13 @@ pub(crate) mod tests {
             layer.len()
         );
         let manifest_hex = crate::hash::hex_sha256(manifest.as_bytes());
-        let index = format!(
+        let mut index = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{}}}]}}"#,
             manifest.len()
         );
+        while index.len() < index_size {
+            index.push(' ');
+        }
         let path = dir.join("image.tar");
         let mut out = tar::Builder::new(File::create(&path).unwrap());
         for (name, bytes) in [
@@ -347,6 +356,23 @@ pub(crate) mod tests {
         }
         out.finish().unwrap();
         path
+    }
+
+    /// index.json may be as large as a manifest (4 MiB), not a byte more.
+    #[test]
+    fn an_index_is_read_up_to_the_manifest_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let at_limit = archive_padded(dir.path(), false, b"hello", MAX_MANIFEST_BYTES);
+        OciArchive::open(&at_limit).unwrap();
+        let over = archive_padded(dir.path(), false, b"hello", MAX_MANIFEST_BYTES + 1);
+        let error = OciArchive::open(&over).err().unwrap().to_string();
+        assert!(
+            error.ends_with(&format!(
+                "entry `index.json`: {} bytes: an index is under {MAX_MANIFEST_BYTES}: not an OCI archive we read",
+                MAX_MANIFEST_BYTES + 1
+            )),
+            "{error}"
+        );
     }
 
     #[test]
