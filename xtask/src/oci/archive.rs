@@ -358,6 +358,30 @@ pub(crate) mod tests {
         path
     }
 
+    /// A blob read whole (a manifest, a config) is refused past 4 MiB,
+    /// before it is read; the manifest's media type is the index's.
+    #[test]
+    fn whole_blobs_are_small_and_the_media_type_is_the_indexs() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = OciArchive::open(&archive_with(
+            dir.path(),
+            false,
+            &vec![0; MAX_MANIFEST_BYTES + 1],
+        ))
+        .unwrap();
+        let layer = big.manifest.layers[0].digest.clone();
+        let error = big.read_blob(&layer).unwrap_err().to_string();
+        assert!(
+            error.contains("refused (manifests and configs are under"),
+            "{error}"
+        );
+        assert_eq!(
+            big.manifest_media_type(),
+            crate::oci::manifest::OCI_MANIFEST
+        );
+        big.verify_blob(&layer).unwrap();
+    }
+
     /// index.json may be as large as a manifest (4 MiB), not a byte more.
     #[test]
     fn an_index_is_read_up_to_the_manifest_limit() {

@@ -462,6 +462,113 @@ fn check_key_pair(signing: &Signing, secrets: &Env, public_key: &Path) -> Result
 mod tests {
     use super::*;
 
+    /// What the tag names now: nothing, an image built from a later commit
+    /// (its digest and time), an earlier one or an index (not judged: the
+    /// tag moves); a config past 4 MiB is refused.
+    #[test]
+    fn the_tag_stays_only_on_a_later_build() {
+        use crate::oci::stub::{answer, serve};
+        let config = |created: &str| format!(r#"{{"created":"{created}"}}"#);
+        let manifest = |config: &str, size: usize| {
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":{size}}},"layers":[]}}"#,
+                crate::hash::hex_sha256(config.as_bytes())
+            )
+        };
+        let later = config("2026-12-01T00:00:00Z");
+        let earlier = config("2026-01-01T00:00:00Z");
+        let (later_config, earlier_config) = (later.clone(), earlier.clone());
+        let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let stub = serve(move |asked, _| {
+            let manifest_of = |tag: &str| match tag {
+                "later" => Some(manifest(&later_config, later_config.len())),
+                "earlier" => Some(manifest(&earlier_config, earlier_config.len())),
+                "huge" => Some(manifest(&later_config, 5 << 20)),
+                "index" => Some(index.to_string()),
+                _ => None,
+            };
+            let target = asked.target.as_str();
+            if target == "/v2/" {
+                return answer("200 OK", &[], "");
+            }
+            if let Some(tag) = target.strip_prefix("/v2/x/manifests/") {
+                return match manifest_of(tag) {
+                    None => answer("404 Not Found", &[], ""),
+                    Some(body) if asked.method == "HEAD" => answer(
+                        "200 OK",
+                        &[(
+                            "docker-content-digest",
+                            &format!("sha256:{}", crate::hash::hex_sha256(body.as_bytes())),
+                        )],
+                        "",
+                    ),
+                    Some(body) => answer("200 OK", &[], &body),
+                };
+            }
+            for config in [&later_config, &earlier_config] {
+                if target.ends_with(&crate::hash::hex_sha256(config.as_bytes())) {
+                    return answer("200 OK", &[], config);
+                }
+            }
+            answer("404 Not Found", &[], "")
+        });
+        let repository = ImageRef::parse(&format!("{}/x", stub.host)).unwrap();
+        let ours = "2026-06-01T00:00:00Z";
+        let at = |tag: &str| newer_at_tag(&repository, tag, ours);
+        let (digest, created) = at("later").unwrap().unwrap();
+        let later_manifest = manifest(&later, later.len());
+        assert_eq!(
+            digest,
+            format!(
+                "sha256:{}",
+                crate::hash::hex_sha256(later_manifest.as_bytes())
+            )
+        );
+        assert_eq!(created, "2026-12-01T00:00:00Z");
+        assert_eq!(at("earlier").unwrap(), None);
+        assert_eq!(at("missing").unwrap(), None);
+        assert_eq!(at("index").unwrap(), None);
+        let error = at("huge").unwrap_err().to_string();
+        assert!(
+            error.ends_with(&format!("refused (a config is under {} bytes)", 4 << 20)),
+            "{error}"
+        );
+    }
+
+    /// `--to` names a repository and maybe a tag (`latest` when none),
+    /// never a digest; publish attests both SBOMs and the provenance.
+    #[test]
+    fn the_target_is_a_tag_and_three_predicates_are_attested() {
+        let (repository, tag) = tag_target("registry.example/stagex/base:2026.03").unwrap();
+        assert_eq!(
+            (repository.to_string(), tag.as_str()),
+            ("registry.example/stagex/base".to_string(), "2026.03")
+        );
+        assert_eq!(tag_target("registry.example/base").unwrap().1, "latest");
+        let digest = format!("registry.example/base@sha256:{}", "a".repeat(64));
+        assert!(tag_target(&digest)
+            .unwrap_err()
+            .to_string()
+            .contains("name a tag, not a digest"));
+        let root = Path::new("/checkout");
+        let kinds: Vec<PredicateKind> = attested(root, "base")
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                PredicateKind::Spdxjson,
+                PredicateKind::Cyclonedx,
+                PredicateKind::Slsaprovenance1
+            ]
+        );
+        assert_eq!(
+            attested(root, "base")[2].1,
+            crate::commands::provenance::path(root, "base")
+        );
+    }
+
     /// Only a well-formed later time keeps the tag; equal, earlier or
     /// malformed times (a registry's say) let it move.
     #[test]
