@@ -380,6 +380,19 @@ pub(crate) mod tests {
             crate::oci::manifest::OCI_MANIFEST
         );
         big.verify_blob(&layer).unwrap();
+        // One header, the content, the two end blocks: exactly 4 MiB.
+        let content = vec![0; MAX_MANIFEST_BYTES - 3 * 512];
+        let at_limit = OciArchive::open(&archive_with(dir.path(), false, &content)).unwrap();
+        let layer = &at_limit.manifest.layers[0];
+        assert_eq!(layer.size, MAX_MANIFEST_BYTES as u64);
+        assert_eq!(
+            at_limit.read_blob(&layer.digest).unwrap().len(),
+            MAX_MANIFEST_BYTES
+        );
+        assert_eq!(
+            at_limit.config().unwrap(),
+            serde_json::json!({"architecture": "amd64", "os": "linux"})
+        );
     }
 
     /// index.json may be as large as a manifest (4 MiB), not a byte more.

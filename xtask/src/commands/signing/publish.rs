@@ -476,6 +476,12 @@ mod tests {
             )
         };
         let later = config("2026-12-01T00:00:00Z");
+        // A config of exactly the limit is read.
+        let mut largest = r#"{"created":"2026-12-02T00:00:00Z","pad":""#.to_string();
+        largest.push_str(&"x".repeat((4 << 20) - largest.len() - 2));
+        largest.push_str(r#""}"#);
+        assert_eq!(largest.len(), 4 << 20);
+        let largest_config = largest.clone();
         let earlier = config("2026-01-01T00:00:00Z");
         let (later_config, earlier_config) = (later.clone(), earlier.clone());
         let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
@@ -483,7 +489,8 @@ mod tests {
             let manifest_of = |tag: &str| match tag {
                 "later" => Some(manifest(&later_config, later_config.len())),
                 "earlier" => Some(manifest(&earlier_config, earlier_config.len())),
-                "huge" => Some(manifest(&later_config, 5 << 20)),
+                "huge" => Some(manifest(&later_config, (4 << 20) + 1)),
+                "largest" => Some(manifest(&largest_config, largest_config.len())),
                 "index" => Some(index.to_string()),
                 _ => None,
             };
@@ -505,7 +512,7 @@ mod tests {
                     Some(body) => answer("200 OK", &[], &body),
                 };
             }
-            for config in [&later_config, &earlier_config] {
+            for config in [&later_config, &earlier_config, &largest_config] {
                 if target.ends_with(&crate::hash::hex_sha256(config.as_bytes())) {
                     return answer("200 OK", &[], config);
                 }
@@ -525,6 +532,7 @@ mod tests {
             )
         );
         assert_eq!(created, "2026-12-01T00:00:00Z");
+        assert_eq!(at("largest").unwrap().unwrap().1, "2026-12-02T00:00:00Z");
         assert_eq!(at("earlier").unwrap(), None);
         assert_eq!(at("missing").unwrap(), None);
         assert_eq!(at("index").unwrap(), None);
