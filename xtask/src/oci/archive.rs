@@ -311,6 +311,18 @@ pub(crate) mod tests {
     /// [`archive_with`], its index.json padded with spaces to `index_size`
     /// bytes (when larger).
     fn archive_padded(dir: &Path, tamper: bool, content: &[u8], index_size: usize) -> PathBuf {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        archive_full(dir, tamper, content, index_size, config)
+    }
+
+    /// [`archive_padded`] with `config` as the image config.
+    fn archive_full(
+        dir: &Path,
+        tamper: bool,
+        content: &[u8],
+        index_size: usize,
+        config: &[u8],
+    ) -> PathBuf {
         let mut layer = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(content.len() as u64);
@@ -325,7 +337,6 @@ pub(crate) mod tests {
             let at = layer.windows(5).position(|w| w == b"hello").unwrap();
             layer[at] = b'j';
         }
-        let config = br#"{"architecture":"amd64","os":"linux"}"#;
         let config_hex = crate::hash::hex_sha256(config);
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config_hex}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{layer_hex}","size":{}}}]}}"#,
@@ -344,7 +355,7 @@ pub(crate) mod tests {
         let mut out = tar::Builder::new(File::create(&path).unwrap());
         for (name, bytes) in [
             (format!("blobs/sha256/{layer_hex}"), layer.as_slice()),
-            (format!("blobs/sha256/{config_hex}"), &config[..]),
+            (format!("blobs/sha256/{config_hex}"), config),
             (format!("blobs/sha256/{manifest_hex}"), manifest.as_bytes()),
             ("index.json".to_string(), index.as_bytes()),
         ] {
@@ -392,6 +403,30 @@ pub(crate) mod tests {
         assert_eq!(
             at_limit.config().unwrap(),
             serde_json::json!({"architecture": "amd64", "os": "linux"})
+        );
+    }
+
+    /// An image config of exactly 4 MiB is read; a descriptor saying more
+    /// is refused before anything is read.
+    #[test]
+    fn a_config_is_read_up_to_4_mib() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = r#"{"os":"linux","pad":""#.to_string();
+        config.push_str(&"x".repeat((4 << 20) - config.len() - 2));
+        config.push_str(r#""}"#);
+        let path = archive_full(dir.path(), false, b"hello", 0, config.as_bytes());
+        let mut archive = OciArchive::open(&path).unwrap();
+        assert_eq!(archive.manifest.config.size, 4 << 20);
+        assert_eq!(archive.config().unwrap()["os"], "linux");
+        archive.manifest.config.size += 1;
+        let error = archive.config().unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "the image config is {} bytes: refused (a config is under {} bytes)",
+                (4 << 20) + 1,
+                4 << 20
+            )
         );
     }
 
