@@ -337,6 +337,30 @@ mod tests {
         }
     }
 
+    /// Each refusal says what is wrong, so each check is seen to be the
+    /// one that refused.
+    #[test]
+    fn refusals_name_the_rule_broken() {
+        let error = |text: &str| ImageRef::parse(text).unwrap_err().to_string();
+        for spaced in ["stagex/x y", "stagex/x\u{7}", "stagex/x\t"] {
+            assert!(
+                error(spaced).contains("holds a space or a control character"),
+                "{}",
+                error(spaced)
+            );
+        }
+        assert_eq!(
+            error("localhost:/x"),
+            "`localhost:/x`: `localhost:` is not a registry host[:port]"
+        );
+        assert_eq!(
+            error("registry.example/"),
+            "`registry.example/`: no repository name"
+        );
+        assert!(error("stagex/x:-t").contains("tag `-t` is not a valid tag"));
+        assert!(error("").starts_with("an empty image reference"));
+    }
+
     #[test]
     fn api_names_follow_docker() {
         let r = ImageRef::parse("busybox").unwrap();
