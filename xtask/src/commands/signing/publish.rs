@@ -543,6 +543,64 @@ mod tests {
         );
     }
 
+    /// Both SBOMs must be there, be what they say and name this build's
+    /// digest: another build's SBOM is refused, naming the fix.
+    #[test]
+    fn sboms_must_describe_this_build() {
+        use crate::tools::cosign::{Generation, PrivateKey, Signing, Verifying};
+        let root = tempfile::tempdir().unwrap();
+        let mut build = BuildRecord::example("base", &"a".repeat(64));
+        build.manifest_digest = format!("sha256:{}", "1".repeat(64));
+        let publisher = Publisher {
+            signing: Signing {
+                generation: Generation::SigningConfig,
+                key: PrivateKey::Environment,
+                tlog: false,
+            },
+            secrets: Env::new(),
+            verifying: Verifying {
+                generation: Generation::SigningConfig,
+                public_key: root.path().join("cosign.pub"),
+                tlog: false,
+            },
+        };
+        let dir = image_dir(root.path(), "base");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            publisher.check_sboms(root.path(), &build).is_err(),
+            "no SBOMs"
+        );
+        let write = |name: &str, json: String| std::fs::write(dir.join(name), json).unwrap();
+        let hex = "1".repeat(64);
+        write(
+            "sbom.spdx.json",
+            format!(r#"{{"spdxVersion":"SPDX-2.3","name":"x@sha256:{hex}"}}"#),
+        );
+        write(
+            "sbom.cdx.json",
+            format!(r#"{{"bomFormat":"CycloneDX","serial":"{hex}"}}"#),
+        );
+        publisher.check_sboms(root.path(), &build).unwrap();
+        write(
+            "sbom.cdx.json",
+            format!(
+                r#"{{"bomFormat":"CycloneDX","serial":"{}"}}"#,
+                "2".repeat(64)
+            ),
+        );
+        let error = publisher
+            .check_sboms(root.path(), &build)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(&format!(
+                "sbom.cdx.json does not describe {} (another build's SBOM?): run `cargo xtask sbom base`",
+                build.manifest_digest
+            )),
+            "{error}"
+        );
+    }
+
     /// `--to` names a repository and maybe a tag (`latest` when none),
     /// never a digest; publish attests both SBOMs and the provenance.
     #[test]
