@@ -543,6 +543,43 @@ mod tests {
         );
     }
 
+    /// A release tag that names another digest in the registry is
+    /// refused; the same digest, a new release tag or a moving tag pass.
+    #[test]
+    fn a_release_tag_in_the_registry_never_moves() {
+        use crate::oci::stub::{answer, serve};
+        let ours = format!("sha256:{}", "1".repeat(64));
+        let theirs = format!("sha256:{}", "2".repeat(64));
+        let served = theirs.clone();
+        let stub = serve(move |asked, _| match asked.target.as_str() {
+            "/v2/" => answer("200 OK", &[], ""),
+            "/v2/x/manifests/2026.03.0-1" => {
+                answer("200 OK", &[("docker-content-digest", &served)], "")
+            }
+            "/v2/x/manifests/latest" => answer("200 OK", &[("docker-content-digest", &served)], ""),
+            _ => answer("404 Not Found", &[], ""),
+        });
+        let repository = ImageRef::parse(&format!("{}/x", stub.host)).unwrap();
+        let error = check_release_tag(&repository, "2026.03.0-1", &ours)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{}/x:2026.03.0-1 is a release tag and already names {theirs}",
+                stub.host
+            )),
+            "{error}"
+        );
+        check_release_tag(&repository, "2026.03.0-1", &theirs).unwrap();
+        check_release_tag(&repository, "2026.03.0-2", &ours).unwrap();
+        check_release_tag(&repository, "latest", &ours).unwrap();
+        assert_eq!(
+            stub.lines().iter().filter(|l| l.contains("latest")).count(),
+            0,
+            "a moving tag is not asked about"
+        );
+    }
+
     /// Both SBOMs must be there, be what they say and name this build's
     /// digest: another build's SBOM is refused, naming the fix.
     #[test]
