@@ -310,4 +310,42 @@ mod tests {
             key_fingerprint(b"-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n").is_err()
         );
     }
+
+    /// What people read after a verify: the signatures and key, whether the
+    /// log was checked, then each attestation with what it equals.
+    #[test]
+    fn a_verification_reads_as_what_it_proved() {
+        let attestation = |equals: Option<&str>, provenance: Option<&str>| AttestationVerified {
+            predicate_type: "https://spdx.dev/Document".into(),
+            predicate_sha256: "ab".into(),
+            equals: equals.map(str::to_string),
+            provenance: provenance.map(str::to_string),
+            predicate: serde_json::Value::Null,
+        };
+        let verified = Verified {
+            reference: "r/x@sha256:1".into(),
+            digest: "sha256:1".into(),
+            public_key: "cosign.pub".into(),
+            key_sha256: "cd".into(),
+            signatures: 2,
+            attestations: vec![
+                attestation(Some("sbom.spdx.json"), None),
+                attestation(None, Some("of `base`")),
+            ],
+            tlog: false,
+        };
+        assert_eq!(
+            verified.render(),
+            "verified r/x@sha256:1: 2 signature(s) by cosign.pub (key sha256:cd), transparency log not checked\n  attestation https://spdx.dev/Document: predicate sha256:ab, equal to sbom.spdx.json\n  attestation https://spdx.dev/Document: predicate sha256:ab; of `base`\n"
+        );
+        let logged = Verified {
+            tlog: true,
+            attestations: Vec::new(),
+            ..verified
+        };
+        assert_eq!(
+            logged.render(),
+            "verified r/x@sha256:1: 2 signature(s) by cosign.pub (key sha256:cd)\n"
+        );
+    }
 }
